@@ -1,0 +1,76 @@
+"""dispatch_core: send ComfyUI workflows to the right server, keep every GPU busy.
+
+A pure asyncio library: no ComfyUI, no torch. The Remote Dispatch node and the
+`/dispatch/*` routes stand on it, and it works on its own from Python or a shell.
+
+    async with Dispatcher(load_config("dispatch.json")) as dispatcher:
+        result = await dispatcher.run("generate", workflow, {"6": {"text": "a red jacket"}})
+        png = await result.images[0].read()
+"""
+
+from .cache import ResultCache
+from .config import CacheSettings, Config, ServerConfig, Timeouts, load_config, save_config
+from .dispatcher import Dispatcher, Job, ServerStatus
+from .errors import (
+    BadResponse,
+    ConfigError,
+    DispatcherClosed,
+    DispatchError,
+    DispatchTimeout,
+    ExecutionFailed,
+    InputError,
+    Interrupted,
+    NodeError,
+    PeerError,
+    PeerUnreachable,
+    PromptLost,
+    PromptRejected,
+    RoutingError,
+    TransportError,
+    WorkflowError,
+)
+from .peer import PeerClient, QueueState
+from .result import DispatchResult, OutputFile, Progress, Timings
+from .urls import compress_url, decompress_url, view_url
+from .workflow import WorkflowBuilder
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadResponse",
+    "CacheSettings",
+    "Config",
+    "ConfigError",
+    "DispatchError",
+    "DispatchResult",
+    "DispatchTimeout",
+    "Dispatcher",
+    "DispatcherClosed",
+    "ExecutionFailed",
+    "InputError",
+    "Interrupted",
+    "Job",
+    "NodeError",
+    "OutputFile",
+    "PeerClient",
+    "PeerError",
+    "PeerUnreachable",
+    "Progress",
+    "PromptLost",
+    "PromptRejected",
+    "QueueState",
+    "ResultCache",
+    "RoutingError",
+    "ServerConfig",
+    "ServerStatus",
+    "Timeouts",
+    "Timings",
+    "TransportError",
+    "WorkflowBuilder",
+    "WorkflowError",
+    "compress_url",
+    "decompress_url",
+    "load_config",
+    "save_config",
+    "view_url",
+]

@@ -1,0 +1,66 @@
+"""Results by explicit key, per workflow type: exact, or fuzzy within a few edits (LRU)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+
+__all__ = ["CacheHit", "ResultCache"]
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class CacheHit(Generic[V]):
+    """A cached value, the key it was stored under, and how many edits away the asked key was."""
+
+    value: V
+    key: str
+    distance: int
+
+
+class ResultCache(Generic[V]):
+    """An LRU of results; a fuzzy lookup finds the nearest key of the same namespace."""
+
+    def __init__(self, max_entries: int = 500, *, fuzzy: bool = False, max_distance: int = 3):
+        self.max_entries = max_entries
+        self.fuzzy = fuzzy
+        self.max_distance = max_distance
+        self._entries: OrderedDict[tuple[str, str], V] = OrderedDict()
+        self._keys: dict[str, dict[str, str]] = {}  # key → key: rapidfuzz scores dict values
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, namespace: str, key: str) -> CacheHit[V] | None:
+        found, distance = key, 0
+        if (namespace, key) not in self._entries:
+            if not self.fuzzy or not self._keys.get(namespace):
+                return None
+            match = process.extractOne(
+                key,
+                self._keys[namespace],
+                scorer=Levenshtein.distance,
+                score_cutoff=self.max_distance,
+            )
+            if match is None:
+                return None
+            found, distance = match[2], int(match[1])
+        self._entries.move_to_end((namespace, found))
+        return CacheHit(self._entries[(namespace, found)], found, distance)
+
+    def put(self, namespace: str, key: str, value: V) -> None:
+        self._entries[(namespace, key)] = value
+        self._entries.move_to_end((namespace, key))
+        self._keys.setdefault(namespace, {})[key] = key
+        while len(self._entries) > self.max_entries:
+            (old_namespace, old_key), _ = self._entries.popitem(last=False)
+            del self._keys[old_namespace][old_key]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._keys.clear()

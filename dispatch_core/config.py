@@ -1,0 +1,341 @@
+"""Servers, routes, timeouts and cache settings: loaded strictly, saved atomically.
+
+A config is JSON:
+
+    {"servers": {"fast": "http://10.0.0.1:8188",
+                 "edit": {"url": "http://10.0.0.2:8188", "max_in_flight": 1,
+                          "headers": {"Authorization": "Bearer …"}, "enabled": true, "weight": 1}},
+     "routes": {"generate": "fast", "edit": ["edit", "fast"]},
+     "timeouts": {"job": 300, "poll_interval": 1.2, "request": 30},
+     "cache": {"enabled": true, "fuzzy": false, "max_distance": 3, "max_entries": 500}}
+
+Every mistake is reported with the dotted key at fault; unknown keys are refused so that a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+__all__ = [
+    "CacheSettings",
+    "Config",
+    "ServerConfig",
+    "Timeouts",
+    "load_config",
+    "save_config",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One ComfyUI peer."""
+
+    name: str
+    url: str
+    """Base URL, http or https, without a trailing slash."""
+    max_in_flight: int = 1
+    """Jobs sent to this peer at once; ComfyUI runs one at a time, so 1 keeps queues here."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Sent with every request, for peers behind an auth proxy. Never shown back in clear."""
+    enabled: bool = True
+    """A disabled server gets no new jobs."""
+    weight: float = 1.0
+    """Relative speed in a pool: a server of weight 2 is expected to finish jobs twice as fast."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "max_in_flight": self.max_in_flight,
+            "headers": dict(self.headers),
+            "enabled": self.enabled,
+            "weight": self.weight,
+        }
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long to wait, in seconds."""
+
+    job: float = 300.0
+    """Longest wait for one job, from acceptance to images in hand."""
+    poll_interval: float = 1.2
+    """How often to ask `/history` while the peer's WebSocket is down."""
+    request: float = 30.0
+    """Longest wait for one HTTP answer from a peer."""
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """The result cache, keyed by an explicit cache key per route."""
+
+    enabled: bool = True
+    fuzzy: bool = False
+    """Also hit on a key within `max_distance` edits (a prompt an LLM rephrased slightly)."""
+    max_distance: int = 3
+    max_entries: int = 500
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole dispatcher configuration."""
+
+    servers: Mapping[str, ServerConfig] = field(default_factory=dict)
+    routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Workflow type → server names; more than one name makes a pool."""
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str | None = None) -> Config:
+        return _Parser(path).config(data)
+
+    @classmethod
+    def single(cls, url: str, *, name: str = "local", route: str = "default") -> Config:
+        """A config with one server and one route to it, for quick use without a file."""
+        return cls.from_dict({"servers": {name: url}, "routes": {route: name}})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "servers": {name: server.to_dict() for name, server in self.servers.items()},
+            "routes": {
+                name: names[0] if len(names) == 1 else list(names)
+                for name, names in self.routes.items()
+            },
+            "timeouts": {
+                "job": self.timeouts.job,
+                "poll_interval": self.timeouts.poll_interval,
+                "request": self.timeouts.request,
+            },
+            "cache": {
+                "enabled": self.cache.enabled,
+                "fuzzy": self.cache.fuzzy,
+                "max_distance": self.cache.max_distance,
+                "max_entries": self.cache.max_entries,
+            },
+        }
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; every problem names the file and the key."""
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", path=where) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read: {error.strerror}", path=where) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}",
+            path=where,
+        ) from None
+    return Config.from_dict(data, path=where)
+
+
+def save_config(config: Config, path: str | os.PathLike[str]) -> None:
+    """Write atomically: a crash mid-write leaves the old file, never a broken one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(config.to_dict(), indent=2) + "\n"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+class _Parser:
+    """Validates raw JSON into frozen dataclasses, naming the key at fault."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(message, key=key, path=self.path)
+
+    def config(self, data: Any) -> Config:
+        obj = self.mapping("(top level)", data, {"servers", "routes", "timeouts", "cache"})
+        servers = self.servers(obj.get("servers", {}))
+        routes = self.routes(obj.get("routes", {}), servers)
+        return Config(
+            servers=servers,
+            routes=routes,
+            timeouts=self.timeouts(obj.get("timeouts", {})),
+            cache=self.cache(obj.get("cache", {})),
+        )
+
+    def mapping(self, key: str, value: Any, allowed: set[str]) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"expected an object, got {_kind(value)}")
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise self.fail(
+                f"{key}.{unknown[0]}" if key != "(top level)" else unknown[0],
+                f"unknown key (allowed: {', '.join(sorted(allowed))})",
+            )
+        return value
+
+    def servers(self, value: Any) -> dict[str, ServerConfig]:
+        if not isinstance(value, Mapping):
+            raise self.fail("servers", f"expected an object of name → URL, got {_kind(value)}")
+        return {self.name("servers", n): self.server(n, v) for n, v in value.items()}
+
+    def name(self, section: str, name: Any) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise self.fail(section, f"a name must be a non-empty string, got {name!r}")
+        return name
+
+    def server(self, name: str, value: Any) -> ServerConfig:
+        key = f"servers.{name}"
+        if isinstance(value, str):
+            return ServerConfig(name=name, url=self.url(f"{key}", value))
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"expected a URL string or an object, got {_kind(value)}")
+        allowed = {"url", "max_in_flight", "headers", "enabled", "weight"}
+        obj = self.mapping(key, value, allowed)
+        if "url" not in obj:
+            raise self.fail(f"{key}.url", "missing: every server needs a URL")
+        return ServerConfig(
+            name=name,
+            url=self.url(f"{key}.url", obj["url"]),
+            max_in_flight=self.number(f"{key}.max_in_flight", obj.get("max_in_flight", 1), int, 1),
+            headers=self.headers(f"{key}.headers", obj.get("headers", {})),
+            enabled=self.boolean(f"{key}.enabled", obj.get("enabled", True)),
+            weight=self.number(f"{key}.weight", obj.get("weight", 1.0), float, 0.0, strict=True),
+        )
+
+    def url(self, key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self.fail(key, f"expected a URL string, got {_kind(value)}")
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https"):
+            raise self.fail(key, f"{value!r} is not an http:// or https:// URL")
+        if not parts.hostname:
+            raise self.fail(key, f"{value!r} has no host")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise self.fail(key, f"{value!r} has an invalid port") from None
+        if parts.query or parts.fragment:
+            raise self.fail(key, f"{value!r}: a server URL takes no query or fragment")
+        return value.strip().rstrip("/")
+
+    def headers(self, key: str, value: Any) -> dict[str, str]:
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"expected an object of header → value, got {_kind(value)}")
+        for name, header in value.items():
+            if not isinstance(header, str) or not isinstance(name, str) or not name:
+                raise self.fail(f"{key}.{name}", "header names and values must be strings")
+            if "\n" in header or "\r" in header:
+                raise self.fail(f"{key}.{name}", "a header value cannot contain a line break")
+        return dict(value)
+
+    def routes(self, value: Any, servers: Mapping[str, ServerConfig]) -> dict[str, tuple[str, ...]]:
+        if not isinstance(value, Mapping):
+            raise self.fail("routes", f"expected an object of type → server(s), got {_kind(value)}")
+        routes = {}
+        for name, target in value.items():
+            key = f"routes.{self.name('routes', name)}"
+            names = (target,) if isinstance(target, str) else target
+            if not isinstance(names, (list, tuple)) or not names:
+                raise self.fail(key, "expected a server name or a non-empty list of server names")
+            for server in names:
+                if server not in servers:
+                    known = ", ".join(sorted(servers)) or "none configured"
+                    raise self.fail(key, f"unknown server {server!r} (known: {known})")
+            if len(set(names)) != len(names):
+                raise self.fail(key, "a server is listed twice in this pool")
+            routes[name] = tuple(names)
+        return routes
+
+    def timeouts(self, value: Any) -> Timeouts:
+        obj = self.mapping("timeouts", value, {"job", "poll_interval", "request"})
+        base = Timeouts()
+        return Timeouts(
+            job=self.number("timeouts.job", obj.get("job", base.job), float, 0, strict=True),
+            poll_interval=self.number(
+                "timeouts.poll_interval",
+                obj.get("poll_interval", base.poll_interval),
+                float,
+                0,
+                strict=True,
+            ),
+            request=self.number(
+                "timeouts.request", obj.get("request", base.request), float, 0, strict=True
+            ),
+        )
+
+    def cache(self, value: Any) -> CacheSettings:
+        obj = self.mapping("cache", value, {"enabled", "fuzzy", "max_distance", "max_entries"})
+        base = CacheSettings()
+        return CacheSettings(
+            enabled=self.boolean("cache.enabled", obj.get("enabled", base.enabled)),
+            fuzzy=self.boolean("cache.fuzzy", obj.get("fuzzy", base.fuzzy)),
+            max_distance=self.number(
+                "cache.max_distance", obj.get("max_distance", base.max_distance), int, 0
+            ),
+            max_entries=self.number(
+                "cache.max_entries", obj.get("max_entries", base.max_entries), int, 1
+            ),
+        )
+
+    def boolean(self, key: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {_kind(value)}")
+        return value
+
+    def number(
+        self,
+        key: str,
+        value: Any,
+        kind: Callable[[Any], T],
+        minimum: float,
+        *,
+        strict: bool = False,
+    ) -> T:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(key, f"expected a number, got {_kind(value)}")
+        if kind is int and not float(value).is_integer():
+            raise self.fail(key, f"expected a whole number, got {value!r}")
+        if not math.isfinite(value):
+            raise self.fail(key, f"expected a finite number, got {value!r}")
+        if value < minimum or (strict and value == minimum):
+            bound = "greater than" if strict else "at least"
+            raise self.fail(key, f"must be {bound} {minimum:g}, got {value!r}")
+        return kind(value)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        return f"string {value!r}"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__

@@ -1,0 +1,423 @@
+"""The Dispatcher: routes each job to a server, runs it there, and hands back its outputs.
+
+One `aiohttp.ClientSession` serves every peer; each peer has one WebSocket (see `peer`).
+Each server has a FIFO lane that never holds more than its `max_in_flight` jobs; a route
+with several servers (a pool) sends a job to the lane that will start it soonest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ._lanes import Lane, pick_lane
+from ._watch import ProgressCallback
+from .cache import ResultCache
+from .config import Config
+from .errors import (
+    DispatcherClosed,
+    DispatchError,
+    DispatchTimeout,
+    RoutingError,
+    WorkflowError,
+)
+from .peer import PeerClient
+from .result import DispatchResult, OutputFile, Timings
+from .urls import view_url
+from .workflow import WorkflowBuilder
+
+__all__ = ["Dispatcher", "Job", "ServerStatus"]
+
+_UPLOAD_SUBFOLDER = "dispatch"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for `Dispatcher.run_parallel`; the fields mirror `Dispatcher.run`."""
+
+    workflow_type: str
+    workflow: Mapping[str, Any] | WorkflowBuilder
+    overrides: Mapping[str, Mapping[str, Any]] | None = None
+    server: str | None = None
+    cache_key: str | None = None
+    timeout: float | None = None
+    output_node: str | None = None
+    on_progress: ProgressCallback | None = None
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """A snapshot of one server, for a status line or a panel."""
+
+    name: str
+    url: str
+    enabled: bool
+    online: bool
+    latency_ms: float | None = None
+    queue_depth: int | None = None
+    in_flight: int = 0
+    vram_free: int | None = None
+    vram_total: int | None = None
+    comfyui_version: str | None = None
+    error: str | None = None
+
+
+class _Phase:
+    """What a job is waiting on right now, for the message of a timeout."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.server: str | None = None
+        self.prompt_id: str | None = None
+
+
+class Dispatcher:
+    """Runs ComfyUI workflows on the configured servers. Use as `async with Dispatcher(cfg)`."""
+
+    def __init__(self, config: Config, *, session: aiohttp.ClientSession | None = None):
+        self.config = config
+        self.cache: ResultCache[DispatchResult] = ResultCache(
+            config.cache.max_entries,
+            fuzzy=config.cache.fuzzy,
+            max_distance=config.cache.max_distance,
+        )
+        self._session = session
+        self._owns_session = session is None
+        self._lanes = {name: Lane(server) for name, server in config.servers.items()}
+        self._peers: dict[str, PeerClient] = {}
+        self._jobs: set[asyncio.Task[Any]] = set()
+        self._cleanups: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def __aenter__(self) -> Dispatcher:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Fail waiting jobs with DispatcherClosed, close every socket. Idempotent."""
+        self._closed = True
+        for task in list(self._jobs):
+            task.cancel()
+        await asyncio.gather(*self._jobs, *self._cleanups, return_exceptions=True)
+        await asyncio.gather(*(peer.close() for peer in self._peers.values()))
+        self._peers.clear()
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- public API ---------------------------------------------------------------------
+
+    async def run(
+        self,
+        workflow_type: str,
+        workflow: Mapping[str, Any] | WorkflowBuilder,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        server: str | None = None,
+        cache_key: str | None = None,
+        timeout: float | None = None,
+        output_node: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> DispatchResult:
+        """Run one workflow on the route's server (or `server`) and return its outputs."""
+        job = Job(
+            workflow_type, workflow, overrides, server, cache_key, timeout, output_node, on_progress
+        )
+        return await self._run(job)
+
+    async def run_parallel(
+        self, jobs: Iterable[Job | Mapping[str, Any]]
+    ) -> list[DispatchResult | BaseException]:
+        """Run jobs at once; each one's result or exception, in order (like allSettled)."""
+        coroutines = [self._run(j if isinstance(j, Job) else Job(**j)) for j in jobs]
+        return list(await asyncio.gather(*coroutines, return_exceptions=True))
+
+    def in_flight(self) -> dict[str, int]:
+        return {name: lane.in_flight for name, lane in self._lanes.items()}
+
+    def peer(self, server: str) -> PeerClient:
+        """The client of one configured server (created on first use)."""
+        if self._closed or self._session is None:
+            raise DispatcherClosed("the dispatcher is not open: use `async with Dispatcher(...)`")
+        if server not in self._lanes:
+            raise RoutingError(f"unknown server {server!r} (known: {self._known_servers()})")
+        if server not in self._peers:
+            self._peers[server] = PeerClient(
+                self.config.servers[server], self._session, timeouts=self.config.timeouts
+            )
+        return self._peers[server]
+
+    async def health_check(self, server: str) -> bool:
+        """Whether the server answers `/system_stats` within the request timeout."""
+        try:
+            await self.peer(server).system_stats()
+        except DispatchError:
+            return False
+        return True
+
+    async def status(self) -> dict[str, ServerStatus]:
+        """Every server's state, asked of all of them at once."""
+        names = list(self._lanes)
+        found = await asyncio.gather(*(self._status_of(name) for name in names))
+        return dict(zip(names, found, strict=True))
+
+    # -- one job ------------------------------------------------------------------------
+
+    async def _run(self, job: Job) -> DispatchResult:
+        task = asyncio.current_task()
+        if task is not None:
+            self._jobs.add(task)
+        try:
+            return await self._run_guarded(job)
+        except asyncio.CancelledError:
+            if self._closed and task is not None and task.cancelling():
+                task.uncancel()
+                raise DispatcherClosed("the dispatcher was closed while this job waited") from None
+            raise
+        finally:
+            if task is not None:
+                self._jobs.discard(task)
+
+    async def _run_guarded(self, job: Job) -> DispatchResult:
+        if self._closed or self._session is None:
+            raise DispatcherClosed("the dispatcher is not open: use `async with Dispatcher(...)`")
+        queued = time.time()
+        builder = _builder(job)
+        lanes = self._lanes_for(job)
+        hit = self._cache_lookup(job)
+        if hit is not None:
+            return hit
+        timeout = job.timeout if job.timeout is not None else self.config.timeouts.job
+        phase = _Phase("a free slot on " + " or ".join(lane.name for lane in lanes))
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self._execute(job, builder, lanes, queued, phase)
+        except DispatchTimeout:
+            raise
+        except TimeoutError:
+            raise DispatchTimeout(
+                f"no result within {timeout:g} s; it was waiting for {phase.text}",
+                server=phase.server,
+                prompt_id=phase.prompt_id,
+                waited_for=phase.text,
+            ) from None
+        if job.cache_key is not None and self.config.cache.enabled:
+            self.cache.put(job.workflow_type, job.cache_key, result)
+        return result
+
+    async def _execute(
+        self,
+        job: Job,
+        builder: WorkflowBuilder,
+        lanes: Sequence[Lane],
+        queued: float,
+        phase: _Phase,
+    ) -> DispatchResult:
+        for lane in lanes:
+            remaining = self.peer(lane.name).queue_remaining or 0
+            lane.external_queue = max(remaining - lane.in_flight, 0)
+        lane = pick_lane(lanes)
+        peer = self.peer(lane.name)
+        phase.server = lane.name
+        phase.text = f"a free slot on server {lane.name!r} ({lane.waiting} jobs ahead)"
+        await lane.acquire()
+        began = time.monotonic()
+        try:
+            phase.text = f"server {lane.name!r} to accept the uploads and the prompt"
+            prompt = await self._with_uploads(builder, peer)
+            prompt_id = await peer.submit(prompt, on_progress=job.on_progress)
+            phase.prompt_id = prompt_id
+            phase.text = f"server {lane.name!r} to finish prompt {prompt_id}"
+            try:
+                entry = await peer.wait(prompt_id)
+            except asyncio.CancelledError:
+                self._cancel_later(peer, prompt_id)
+                raise
+            lane.record_duration(time.monotonic() - began)
+        finally:
+            lane.release()
+        timings = Timings(queued=queued, started=_started_at(entry), finished=time.time())
+        return self._result(peer, prompt_id, entry, builder, job, timings)
+
+    async def _with_uploads(self, builder: WorkflowBuilder, peer: PeerClient) -> dict[str, Any]:
+        names = {}
+        for upload in builder.image_uploads:
+            data = await _read_source(upload.source)
+            answer = await peer.upload_image(data, upload.filename, subfolder=_UPLOAD_SUBFOLDER)
+            names[upload.node_id] = "/".join(p for p in (answer["subfolder"], answer["name"]) if p)
+        return builder.with_uploaded(names)
+
+    def _result(
+        self,
+        peer: PeerClient,
+        prompt_id: str,
+        entry: Mapping[str, Any],
+        builder: WorkflowBuilder,
+        job: Job,
+        timings: Timings,
+    ) -> DispatchResult:
+        outputs = entry.get("outputs") if isinstance(entry.get("outputs"), Mapping) else {}
+        assert isinstance(outputs, Mapping)
+        if job.output_node is not None:
+            node_id = builder.resolve(job.output_node)
+            outputs = {node_id: outputs.get(node_id, {})}
+
+        async def read(file: OutputFile) -> bytes:
+            return await peer.view(file.filename, file.subfolder, file.type)
+
+        files: list[OutputFile] = []
+        text: list[str] = []
+        for node_id, output in outputs.items():
+            for key, items in (output or {}).items():
+                for item in items if isinstance(items, list) else ():
+                    if isinstance(item, Mapping) and isinstance(item.get("filename"), str):
+                        files.append(_output_file(peer, str(node_id), item, read))
+                    elif key == "text" and isinstance(item, str):
+                        text.append(item)
+        return DispatchResult(
+            server=peer.name,
+            prompt_id=prompt_id,
+            files=tuple(files),
+            text=tuple(text),
+            outputs=dict(outputs),
+            timings=timings,
+        )
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _lanes_for(self, job: Job) -> list[Lane]:
+        if job.server is not None:
+            if job.server not in self._lanes:
+                raise RoutingError(
+                    f"unknown server {job.server!r} (known: {self._known_servers()})"
+                )
+            names: Sequence[str] = (job.server,)
+        else:
+            if job.workflow_type not in self.config.routes:
+                known = ", ".join(sorted(self.config.routes)) or "none configured"
+                raise RoutingError(f"unknown route {job.workflow_type!r} (known: {known})")
+            names = self.config.routes[job.workflow_type]
+        lanes = [self._lanes[name] for name in names if self._lanes[name].server.enabled]
+        if not lanes:
+            raise RoutingError(
+                f"every server of route {job.workflow_type!r} is disabled: "
+                f"{', '.join(names)}; enable one or route to another server"
+            )
+        return lanes
+
+    def _cache_lookup(self, job: Job) -> DispatchResult | None:
+        if job.cache_key is None or not self.config.cache.enabled:
+            return None
+        hit = self.cache.get(job.workflow_type, job.cache_key)
+        if hit is None:
+            return None
+        return dataclasses.replace(hit.value, cached=True)
+
+    def _cancel_later(self, peer: PeerClient, prompt_id: str) -> None:
+        """Take back a prompt we stopped waiting for, without blocking the cancellation."""
+
+        async def cancel() -> None:
+            with contextlib.suppress(DispatchError):
+                await peer.cancel(prompt_id)
+
+        task = asyncio.create_task(cancel())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _status_of(self, name: str) -> ServerStatus:
+        lane = self._lanes[name]
+        base = ServerStatus(
+            name=name,
+            url=lane.server.url,
+            enabled=lane.server.enabled,
+            online=False,
+            in_flight=lane.in_flight,
+        )
+        peer = self.peer(name)
+        began = time.monotonic()
+        try:
+            stats = await peer.system_stats()
+            latency = (time.monotonic() - began) * 1000
+            queue = await peer.get_json("/prompt")
+        except DispatchError as error:
+            return dataclasses.replace(base, error=str(error))
+        device = (stats.get("devices") or [{}])[0]
+        system = stats.get("system") or {}
+        return dataclasses.replace(
+            base,
+            online=True,
+            latency_ms=round(latency, 1),
+            queue_depth=_int_or_none((queue.get("exec_info") or {}).get("queue_remaining")),
+            vram_free=_int_or_none(device.get("vram_free")),
+            vram_total=_int_or_none(device.get("vram_total")),
+            comfyui_version=system.get("comfyui_version"),
+        )
+
+    def _known_servers(self) -> str:
+        return ", ".join(sorted(self._lanes)) or "none configured"
+
+
+def _builder(job: Job) -> WorkflowBuilder:
+    builder = (
+        job.workflow if isinstance(job.workflow, WorkflowBuilder) else WorkflowBuilder(job.workflow)
+    )
+    if job.overrides:
+        builder = builder.copy().apply_overrides(job.overrides)
+    builder.validate()
+    return builder
+
+
+async def _read_source(source: Any) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            return await asyncio.to_thread(Path(source).read_bytes)
+        except OSError as error:
+            raise WorkflowError(f"cannot read image {str(source)!r}: {error.strerror}") from None
+    return bytes(await source.read())
+
+
+def _output_file(
+    peer: PeerClient, node_id: str, item: Mapping[str, Any], reader: Any
+) -> OutputFile:
+    filename = str(item["filename"])
+    subfolder = str(item.get("subfolder") or "")
+    kind = str(item.get("type") or "output")
+    output = {"filename": filename, "subfolder": subfolder, "type": kind}
+    return OutputFile(
+        filename=filename,
+        subfolder=subfolder,
+        type=kind,
+        url=view_url(peer.url, output),
+        server=peer.name,
+        node_id=node_id,
+        _reader=reader,
+    )
+
+
+def _started_at(entry: Mapping[str, Any]) -> float | None:
+    status = entry.get("status")
+    for message in (status.get("messages") if isinstance(status, Mapping) else None) or ():
+        if isinstance(message, list) and len(message) == 2 and message[0] == "execution_start":
+            stamp = message[1].get("timestamp") if isinstance(message[1], Mapping) else None
+            if isinstance(stamp, (int, float)):
+                return stamp / 1000
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

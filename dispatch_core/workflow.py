@@ -1,0 +1,393 @@
+"""WorkflowBuilder: edit an API-format workflow by node id, title or class, safely.
+
+The builder deep-copies what it is given, so a template loaded once can feed many jobs.
+Images set with `set_image` are only recorded: the dispatcher uploads them to the peer the
+job lands on and points the input at the name that peer gave.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import WorkflowError
+
+__all__ = ["ImageUpload", "WorkflowBuilder", "is_ui_format", "load_workflow"]
+
+_UI_FORMAT_HINT = (
+    "this is a UI-format workflow, not the API format: in ComfyUI use "
+    "Workflow → Export (API) (older versions: enable Dev mode in the settings, "
+    "then 'Save (API Format)')"
+)
+_SEED_INPUTS = ("seed", "noise_seed")
+
+
+@dataclass(frozen=True)
+class ImageUpload:
+    """An image to upload to the peer at dispatch time, for one node's input."""
+
+    node_id: str
+    input: str
+    source: Any
+    """bytes, a file path, or anything with an async `read()` (an OutputFile of another job)."""
+    filename: str
+
+
+def is_ui_format(workflow: Any) -> bool:
+    """True for the frontend's saved workflow (nodes + links), which a peer cannot run."""
+    return (
+        isinstance(workflow, Mapping)
+        and isinstance(workflow.get("nodes"), list)
+        and ("links" in workflow or "version" in workflow)
+    )
+
+
+def load_workflow(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read an API-format workflow file; a parse error names the file, line and column."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise WorkflowError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise WorkflowError(
+            f"{path}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
+    if is_ui_format(data):
+        raise WorkflowError(f"{path}: {_UI_FORMAT_HINT}")
+    if not isinstance(data, dict):
+        raise WorkflowError(f"{path}: expected a JSON object of node id → node")
+    return data
+
+
+@cache
+def _shipped_object_info() -> dict[str, Any]:
+    text = resources.files("dispatch_core").joinpath("data/object_info_subset.json").read_text()
+    return dict(json.loads(text))
+
+
+class WorkflowBuilder:
+    """A fluent editor of one API-format workflow; `build()` returns a fresh copy."""
+
+    def __init__(
+        self,
+        workflow: Mapping[str, Any],
+        *,
+        object_info: Mapping[str, Any] | None = None,
+        uploads: Iterable[ImageUpload] = (),
+    ):
+        if is_ui_format(workflow):
+            raise WorkflowError(_UI_FORMAT_HINT)
+        if not isinstance(workflow, Mapping):
+            raise WorkflowError(
+                f"expected an object of node id → node, got {type(workflow).__name__}"
+            )
+        self._nodes: dict[str, Any] = {str(k): copy.deepcopy(v) for k, v in workflow.items()}
+        self._object_info = object_info
+        self._uploads: dict[str, ImageUpload] = {u.node_id: u for u in uploads}
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> WorkflowBuilder:
+        return cls(load_workflow(path), **kwargs)
+
+    def copy(self) -> WorkflowBuilder:
+        return WorkflowBuilder(
+            self._nodes, object_info=self._object_info, uploads=self.image_uploads
+        )
+
+    def __repr__(self) -> str:
+        return f"WorkflowBuilder({len(self._nodes)} nodes, {len(self._uploads)} uploads)"
+
+    @property
+    def image_uploads(self) -> tuple[ImageUpload, ...]:
+        return tuple(self._uploads.values())
+
+    # -- naming nodes -------------------------------------------------------------------
+
+    def resolve(self, node: str | int) -> str:
+        """The id of the node named by id, then by `_meta.title`, then by class."""
+        key = str(node)
+        if key in self._nodes:
+            return key
+        for label, matches in (("title", self._by_title(key)), ("class", self._by_class(key))):
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                raise WorkflowError(
+                    f"{key!r} matches nodes {', '.join(matches)} by {label}: "
+                    "use a node id or a unique title",
+                    node=key,
+                )
+        raise WorkflowError(f"no node {key!r} in the workflow; it has {self._listing()}", node=key)
+
+    def _by_title(self, title: str) -> list[str]:
+        return [i for i, n in self._nodes.items() if _title(n) == title]
+
+    def _by_class(self, class_type: str) -> list[str]:
+        return [i for i, n in self._nodes.items() if _class(n) == class_type]
+
+    def _listing(self, limit: int = 12) -> str:
+        items = [f"{i} ({_title(n) or _class(n)})" for i, n in self._nodes.items()]
+        more = f", … {len(items) - limit} more" if len(items) > limit else ""
+        return ", ".join(items[:limit]) + more if items else "no nodes"
+
+    def _inputs(self, node_id: str) -> dict[str, Any]:
+        node = self._nodes[node_id]
+        if not isinstance(node, dict) or not isinstance(node.get("inputs"), dict):
+            raise WorkflowError(f"node {node_id} has no 'inputs' object", node=node_id)
+        return node["inputs"]
+
+    def _check_input(self, node_id: str, name: str) -> None:
+        known = _input_names(self._info(), _class(self._nodes[node_id]))
+        if known is not None and name not in known and name not in self._inputs(node_id):
+            raise WorkflowError(
+                f"node {node_id} ({_class(self._nodes[node_id])}) has no input {name!r}; "
+                f"its inputs are {', '.join(sorted(known))}",
+                node=node_id,
+            )
+
+    def _info(self) -> Mapping[str, Any]:
+        return self._object_info if self._object_info is not None else _shipped_object_info()
+
+    # -- edits --------------------------------------------------------------------------
+
+    def set(self, node: str | int, input: str, value: Any) -> WorkflowBuilder:
+        node_id = self.resolve(node)
+        self._check_input(node_id, input)
+        self._inputs(node_id)[input] = copy.deepcopy(value)
+        upload = self._uploads.get(node_id)
+        if upload is not None and upload.input == input:
+            del self._uploads[node_id]  # an explicit value wins over an earlier image
+        return self
+
+    def set_path(self, path: str, value: Any) -> WorkflowBuilder:
+        """`"6.text"` or `"Positive Prompt.text"`: split at the last dot."""
+        node, dot, input = path.rpartition(".")
+        if not dot or not node or not input:
+            raise WorkflowError(f"{path!r}: expected NODE.INPUT, such as '6.text'", node=path)
+        return self.set(node, input, value)
+
+    def apply_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> WorkflowBuilder:
+        """`{node: {input: value}}`, each node named by id, title or class."""
+        for node, inputs in overrides.items():
+            if not isinstance(inputs, Mapping):
+                raise WorkflowError(
+                    f"override for {node!r} must be an object of input → value", node=str(node)
+                )
+            for input, value in inputs.items():
+                self.set(node, input, value)
+        return self
+
+    def set_dimensions(
+        self, width: int, height: int, node: str | int | None = None
+    ) -> WorkflowBuilder:
+        targets = (
+            [self.resolve(node)]
+            if node is not None
+            else [
+                i
+                for i in self._nodes
+                if _literal(self._nodes[i], "width") and _literal(self._nodes[i], "height")
+            ]
+        )
+        if not targets:
+            raise WorkflowError("no node with literal width and height inputs; name one")
+        for node_id in targets:
+            self.set(node_id, "width", width).set(node_id, "height", height)
+        return self
+
+    def randomize_seed(
+        self,
+        node: str | int | None = None,
+        input: str = "seed",
+        *,
+        rng: random.Random | None = None,
+    ) -> WorkflowBuilder:
+        chooser = rng or random.SystemRandom()
+        if node is not None:
+            return self.set(node, input, chooser.randrange(2**53))
+        targets = [(i, k) for i in self._nodes for k in _SEED_INPUTS if _literal(self._nodes[i], k)]
+        if not targets:
+            raise WorkflowError("no node with a literal seed or noise_seed input")
+        for node_id, key in targets:
+            self._inputs(node_id)[key] = chooser.randrange(2**53)
+        return self
+
+    def set_image(
+        self, node: str | int, data: Any, *, input: str = "image", filename: str | None = None
+    ) -> WorkflowBuilder:
+        node_id = self.resolve(node)
+        self._check_input(node_id, input)
+        if isinstance(data, (str, os.PathLike)):
+            if not Path(data).is_file():
+                raise WorkflowError(f"image file {str(data)!r} does not exist", node=node_id)
+            filename = filename or Path(data).name
+        elif not isinstance(data, (bytes, bytearray)) and not hasattr(data, "read"):
+            raise WorkflowError(
+                f"set_image takes bytes, a path or an output file, not {type(data).__name__}",
+                node=node_id,
+            )
+        name = filename or getattr(data, "filename", None) or f"dispatch_{node_id}.png"
+        source = bytes(data) if isinstance(data, bytearray) else data
+        self._uploads[node_id] = ImageUpload(node_id, input, source, Path(name).name)
+        return self
+
+    def set_image_url(self, node: str | int, url: str, *, input: str = "url") -> WorkflowBuilder:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise WorkflowError(f"{url!r} is not an http:// or https:// URL", node=str(node))
+        return self.set(node, input, url)
+
+    def remove_node(self, node: str | int) -> WorkflowBuilder:
+        node_id = self.resolve(node)
+        del self._nodes[node_id]
+        self._uploads.pop(node_id, None)
+        return self
+
+    def remove_nodes(self, *nodes: str | int) -> WorkflowBuilder:
+        for node_id in [self.resolve(n) for n in nodes]:
+            self.remove_node(node_id)
+        return self
+
+    def prune(self, keep: Iterable[str | int] = ()) -> WorkflowBuilder:
+        """Drop every node that no output node (nor a node in `keep`) depends on."""
+        wanted = [i for i, n in self._nodes.items() if self._is_output(n)]
+        wanted += [self.resolve(k) for k in keep]
+        reachable: set[str] = set()
+        while wanted:
+            node_id = wanted.pop()
+            if node_id in reachable or node_id not in self._nodes:
+                continue
+            reachable.add(node_id)
+            wanted += [link[0] for link in _links(self._nodes[node_id])]
+        for node_id in [i for i in self._nodes if i not in reachable]:
+            self.remove_node(node_id)
+        return self
+
+    def _is_output(self, node: Any) -> bool:
+        info = self._info().get(_class(node))
+        if isinstance(info, Mapping):
+            return bool(info.get("output_node"))
+        return _class(node).startswith(("Save", "Preview"))
+
+    # -- checks and output --------------------------------------------------------------
+
+    def validate(self) -> WorkflowBuilder:
+        """Raise one WorkflowError listing every structural problem found."""
+        problems: list[tuple[str | None, str]] = []
+        for node_id, node in self._nodes.items():
+            problems += [(node_id, p) for p in self._node_problems(node_id, node)]
+        if (
+            self._nodes
+            and not problems
+            and not any(self._is_output(n) for n in self._nodes.values())
+        ):
+            problems.append((None, "the workflow has no output node (SaveImage, PreviewImage, …)"))
+        if not self._nodes:
+            problems.append((None, "the workflow is empty"))
+        if problems:
+            error = WorkflowError(
+                "the workflow is not valid:\n" + "\n".join(f"  {p}" for _, p in problems),
+                node=problems[0][0],
+            )
+            error.problems = tuple(p for _, p in problems)  # type: ignore[attr-defined]
+            raise error
+        return self
+
+    def _node_problems(self, node_id: str, node: Any) -> list[str]:
+        if not isinstance(node, Mapping):
+            return [f"node {node_id} is not an object"]
+        if not isinstance(node.get("class_type"), str):
+            return [f"node {node_id} has no class_type"]
+        if not isinstance(node.get("inputs"), Mapping):
+            return [f"node {node_id} ({node['class_type']}) has no 'inputs' object"]
+        found = []
+        for name, link in _links(node, with_names=True):
+            source, index = link
+            if str(source) not in self._nodes:
+                found.append(
+                    f"node {node_id} input {name!r}: dangling link to missing node {source}"
+                )
+            elif not isinstance(index, int) or isinstance(index, bool) or index < 0:
+                found.append(
+                    f"node {node_id} input {name!r}: output index {index!r} is not a whole number"
+                )
+            else:
+                found += self._link_index_problem(node_id, name, str(source), index)
+        info = self._object_info.get(node["class_type"]) if self._object_info is not None else None
+        if self._object_info is not None and info is None:
+            found.append(f"node {node_id}: the peer has no node class {node['class_type']!r}")
+        if isinstance(info, Mapping):
+            required = (info.get("input") or {}).get("required") or {}
+            for name in required:
+                if name not in node["inputs"]:
+                    found.append(
+                        f"node {node_id} ({node['class_type']}): required input {name!r} is missing"
+                    )
+        return found
+
+    def _link_index_problem(self, node_id: str, name: str, source: str, index: int) -> list[str]:
+        info = self._info().get(_class(self._nodes[source]))
+        outputs = info.get("output") if isinstance(info, Mapping) else None
+        if isinstance(outputs, list) and index >= len(outputs):
+            return [
+                f"node {node_id} input {name!r}: node {source} has {len(outputs)} outputs, "
+                f"not an output {index}"
+            ]
+        return []
+
+    def build(self) -> dict[str, Any]:
+        return copy.deepcopy(self._nodes)
+
+    def with_uploaded(self, names: Mapping[str, str]) -> dict[str, Any]:
+        """The built workflow with each upload's input set to the name the peer gave it."""
+        built = self.build()
+        for upload in self._uploads.values():
+            if upload.node_id not in names:
+                raise WorkflowError(
+                    f"no uploaded name for node {upload.node_id}", node=upload.node_id
+                )
+            built[upload.node_id]["inputs"][upload.input] = names[upload.node_id]
+        return built
+
+
+def _class(node: Any) -> str:
+    return str(node.get("class_type", "")) if isinstance(node, Mapping) else ""
+
+
+def _title(node: Any) -> str | None:
+    meta = node.get("_meta") if isinstance(node, Mapping) else None
+    title = meta.get("title") if isinstance(meta, Mapping) else None
+    return title if isinstance(title, str) else None
+
+
+def _literal(node: Any, name: str) -> bool:
+    inputs = node.get("inputs") if isinstance(node, Mapping) else None
+    return isinstance(inputs, Mapping) and name in inputs and not isinstance(inputs[name], list)
+
+
+def _links(node: Any, *, with_names: bool = False) -> list[Any]:
+    inputs = node.get("inputs") if isinstance(node, Mapping) else None
+    found = []
+    for name, value in (inputs or {}).items() if isinstance(inputs, Mapping) else ():
+        if isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)):
+            link = [str(value[0]), value[1]]
+            found.append((name, link) if with_names else link)
+    return found
+
+
+def _input_names(object_info: Mapping[str, Any], class_type: str) -> set[str] | None:
+    info = object_info.get(class_type)
+    if not isinstance(info, Mapping):
+        return None
+    sections = info.get("input") or {}
+    return {name for key in ("required", "optional") for name in (sections.get(key) or {})}

@@ -1,0 +1,246 @@
+"""The dispatcher over real sockets against fake ComfyUI peers: routing, limits, cache, chaining."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+
+from dispatch_core import (
+    Config,
+    Dispatcher,
+    DispatcherClosed,
+    DispatchResult,
+    Job,
+    Progress,
+    RoutingError,
+    WorkflowBuilder,
+)
+from dispatch_core._png import decode_png
+from dispatch_core.testing import FakePeer
+
+from . import workflows
+
+MODELS = {"checkpoints": ["sd15.safetensors"]}
+
+
+@pytest.fixture
+async def peers() -> AsyncIterator[dict[str, FakePeer]]:
+    async with AsyncExitStack() as stack:
+        found = {}
+        for name in ("a", "b", "c"):
+            found[name] = await stack.enter_async_context(FakePeer(models=MODELS))
+        yield found
+
+
+def make_config(peers: dict[str, FakePeer], **extra: Any) -> Config:
+    servers: dict[str, Any] = {name: {"url": peer.url} for name, peer in peers.items()}
+    for name, settings in extra.pop("server_settings", {}).items():
+        servers[name].update(settings)
+    routes = {name: name for name in peers} | {"pool": list(peers)}
+    return Config.from_dict({"servers": servers, "routes": routes, **extra})
+
+
+async def pixels(result: DispatchResult, index: int = 0) -> tuple[int, int, bytes]:
+    image = decode_png(await result.images[index].read())
+    return image.width, image.height, image.pixels
+
+
+def solid(color: int, width: int, height: int) -> bytes:
+    return bytes(((color >> 16) & 255, (color >> 8) & 255, color & 255)) * (width * height)
+
+
+async def test_parallel_jobs_on_three_peers(peers: dict[str, FakePeer]) -> None:
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        jobs = [Job(name, workflows.invert(0x102030 * (i + 1))) for i, name in enumerate("abc")]
+        results = await dispatcher.run_parallel(jobs)
+        for i, (name, result) in enumerate(zip("abc", results, strict=True)):
+            assert isinstance(result, DispatchResult), result
+            assert result.server == name
+            assert peers[name].prompts_received == [result.prompt_id]
+            assert await pixels(result) == (16, 8, solid(0xFFFFFF - 0x102030 * (i + 1), 16, 8))
+            assert result.timings.finished and result.timings.finished >= result.timings.queued
+
+
+async def test_reading_outputs_after_close_says_so(peers: dict[str, FakePeer]) -> None:
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        result = await dispatcher.run("a", workflows.invert())
+    with pytest.raises(DispatcherClosed, match="read outputs before closing"):
+        await result.images[0].read()
+
+
+async def test_pool_spreads_work_and_never_exceeds_max_in_flight(
+    peers: dict[str, FakePeer],
+) -> None:
+    for peer in peers.values():
+        peer.job_seconds = 0.02
+    config = make_config(peers, server_settings={"c": {"max_in_flight": 2}})
+    async with Dispatcher(config) as dispatcher:
+        results = await dispatcher.run_parallel(
+            [Job("pool", workflows.invert(i)) for i in range(12)]
+        )
+        assert dispatcher.in_flight() == {"a": 0, "b": 0, "c": 0}
+    assert all(isinstance(r, DispatchResult) for r in results), results
+    counts = {name: len(peer.prompts_received) for name, peer in peers.items()}
+    assert sum(counts.values()) == 12 and min(counts.values()) >= 2, counts
+    assert peers["a"].max_concurrent_seen == 1
+    assert peers["b"].max_concurrent_seen == 1
+    assert peers["c"].max_concurrent_seen == 2
+
+
+async def test_outputs_are_listed_with_urls_and_batches(peers: dict[str, FakePeer]) -> None:
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        result = await dispatcher.run("a", workflows.invert(0, batch=3))
+    assert len(result.images) == 3 and result.images == result.files
+    first = result.images[0]
+    assert first.url.startswith(peers["a"].url + "/view?filename=")
+    assert first.node_id == "3" and first.type == "output"
+    assert result.to_dict()["files"][0]["filename"] == first.filename
+
+
+async def test_overrides_by_id_and_title(peers: dict[str, FakePeer]) -> None:
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        result = await dispatcher.run(
+            "b",
+            workflows.invert(0),
+            {"Canvas": {"color": 0x0000FF, "width": 4}, "1": {"height": 2}},
+        )
+        assert await pixels(result) == (4, 2, solid(0xFFFF00, 4, 2))
+
+
+async def test_exact_and_fuzzy_cache_hits_touch_no_peer(peers: dict[str, FakePeer]) -> None:
+    config = make_config(peers, cache={"fuzzy": True, "max_distance": 3})
+    async with Dispatcher(config) as dispatcher:
+        first = await dispatcher.run(
+            "a", workflows.invert(), cache_key="a red jacket, studio light"
+        )
+        data = await first.images[0].read()
+        exact = await dispatcher.run(
+            "a", workflows.invert(), cache_key="a red jacket, studio light"
+        )
+        fuzzy = await dispatcher.run(
+            "a", workflows.invert(), cache_key="a red jacket, studio lights"
+        )
+        other_route = await dispatcher.run(
+            "b", workflows.invert(), cache_key="a red jacket, studio light"
+        )
+        miss = await dispatcher.run("a", workflows.invert(), cache_key="a blue hat")
+    assert not first.cached and exact.cached and fuzzy.cached
+    assert exact.prompt_id == fuzzy.prompt_id == first.prompt_id
+    assert await fuzzy.images[0].read() == data
+    assert not other_route.cached and not miss.cached
+    assert len(peers["a"].prompts_received) == 2
+
+
+async def test_exact_cache_only_when_not_fuzzy(peers: dict[str, FakePeer]) -> None:
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        await dispatcher.run("a", workflows.invert(), cache_key="key")
+        near = await dispatcher.run("a", workflows.invert(), cache_key="kez")
+    assert not near.cached and len(peers["a"].prompts_received) == 2
+
+
+async def test_set_image_uploads_to_the_chosen_peer(peers: dict[str, FakePeer]) -> None:
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        source = await dispatcher.run("a", workflows.invert(0x00FF00, width=6, height=5))
+        png = await source.images[0].read()
+        builder = WorkflowBuilder(workflows.load_invert()).set_image("Input", png)
+        result = await dispatcher.run("b", builder)
+        assert await pixels(result) == (6, 5, solid(0x00FF00, 6, 5))
+    assert len(peers["b"].uploads) == 1
+
+
+async def test_chaining_an_output_of_a_into_a_job_on_b(peers: dict[str, FakePeer]) -> None:
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        made = await dispatcher.run("a", workflows.txt2img("a red jacket", seed=7))
+        edit = WorkflowBuilder(workflows.load_invert()).set_image("LoadImage", made.images[0])
+        edited = await dispatcher.run("c", edit)
+        width, height, original = await pixels(made)
+        assert await pixels(edited) == (width, height, bytes(255 - v for v in original))
+    assert peers["b"].prompts_received == []
+
+
+async def test_progress_reaches_the_caller(peers: dict[str, FakePeer]) -> None:
+    seen: list[Progress] = []
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        await dispatcher.run("a", workflows.txt2img(steps=5), on_progress=seen.append)
+    steps = [p for p in seen if p.node == "3"]
+    assert [p.value for p in steps][-1] == 5 and steps[-1].max == 5
+    assert seen[-1].nodes_done >= 1 and seen[-1].nodes_total >= seen[-1].nodes_done
+
+
+async def test_async_progress_callbacks_are_awaited(peers: dict[str, FakePeer]) -> None:
+    seen: list[float] = []
+
+    async def record(progress: Progress) -> None:
+        await asyncio.sleep(0)
+        seen.append(progress.value)
+
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        await dispatcher.run("a", workflows.txt2img(steps=3), on_progress=record)
+    assert 3.0 in seen
+
+
+async def test_different_seeds_give_different_pixels(peers: dict[str, FakePeer]) -> None:
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        one, two = await asyncio.gather(
+            dispatcher.run("pool", workflows.txt2img(seed=1)),
+            dispatcher.run("pool", workflows.txt2img(seed=2)),
+        )
+        assert (await pixels(one))[2] != (await pixels(two))[2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"workflow_type": "nope"}, "unknown route 'nope' (known: a, b, c, off, pool)"),
+        ({"workflow_type": "a", "server": "zz"}, "unknown server 'zz'"),
+        ({"workflow_type": "off"}, "every server of route 'off' is disabled"),
+    ],
+)
+async def test_routing_errors(
+    peers: dict[str, FakePeer], kwargs: dict[str, Any], words: str
+) -> None:
+    config = Config.from_dict(
+        {
+            "servers": {n: p.url for n, p in peers.items()}
+            | {"d": {"url": peers["a"].url, "enabled": False}},
+            "routes": {"a": "a", "b": "b", "c": "c", "pool": ["a", "b", "c"], "off": "d"},
+        }
+    )
+    async with Dispatcher(config) as dispatcher:
+        with pytest.raises(RoutingError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            await dispatcher.run(workflow=workflows.invert(), **kwargs)
+
+
+async def test_server_override_bypasses_the_route(peers: dict[str, FakePeer]) -> None:
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        result = await dispatcher.run("a", workflows.invert(), server="c")
+    assert result.server == "c" and peers["a"].prompts_received == []
+
+
+async def test_status_and_health(peers: dict[str, FakePeer]) -> None:
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        await peers["b"].stop()
+        states = await dispatcher.status()
+        assert await dispatcher.health_check("a") and not await dispatcher.health_check("b")
+    assert states["a"].online and states["a"].queue_depth == 0
+    assert states["a"].vram_total and states["a"].latency_ms is not None
+    assert not states["b"].online and "b" in (states["b"].error or "")
+
+
+async def test_closing_fails_waiting_jobs(peers: dict[str, FakePeer]) -> None:
+    peers["a"].job_seconds = 5
+    started = asyncio.Event()
+    dispatcher = Dispatcher(make_config(peers))
+    async with dispatcher:
+        job = asyncio.create_task(
+            dispatcher.run("a", workflows.txt2img(), on_progress=lambda _: started.set())
+        )
+        await started.wait()
+    with pytest.raises(DispatcherClosed):
+        await job
+    with pytest.raises(DispatcherClosed):
+        await dispatcher.run("a", workflows.invert())
