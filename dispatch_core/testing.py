@@ -574,6 +574,7 @@ class _Execution:
         self.states: dict[str, dict[str, Any]] = {}
         self.executed: list[str] = []
         self.ui: dict[str, Any] = {}
+        self.current_inputs: dict[str, Any] = {}
 
     def send(self, kind: str, data: dict[str, Any], *, progress: bool = False) -> None:
         """Execution frames go to the prompt's client; progress ones to all when it has none."""
@@ -588,19 +589,27 @@ class _Execution:
         self.send(kind, data)
 
     def order(self) -> list[str]:
+        """The needed nodes, dependencies first, ties broken by the prompt's own order."""
+        needed: set[str] = set()
+        stack = list(self.outputs_to_run)
+        while stack:
+            node_id = stack.pop()
+            if node_id not in needed:
+                needed.add(node_id)
+                stack += self.sources(node_id)
         order: list[str] = []
-
-        def visit(node_id: str) -> None:
-            if node_id in order:
-                return
-            for value in self.prompt[node_id]["inputs"].values():
-                if isinstance(value, list) and len(value) == 2:
-                    visit(str(value[0]))
-            order.append(node_id)
-
-        for output in self.outputs_to_run:
-            visit(output)
+        while len(order) < len(needed):
+            ready = next(
+                n
+                for n in self.prompt
+                if n in needed and n not in order and all(s in order for s in self.sources(n))
+            )
+            order.append(ready)
         return order
+
+    def sources(self, node_id: str) -> list[str]:
+        inputs = self.prompt[node_id]["inputs"].values()
+        return [str(v[0]) for v in inputs if isinstance(v, list) and len(v) == 2]
 
     def signatures(self, order: list[str]) -> dict[str, str]:
         signatures: dict[str, str] = {}
@@ -690,7 +699,8 @@ class _Execution:
             k: values[str(v[0])][v[1]] if isinstance(v, list) and len(v) == 2 else v
             for k, v in node["inputs"].items()
         }
-        steps = int(inputs.get("steps", 0)) if class_type.startswith("KSampler") else 0
+        self.current_inputs = inputs
+        steps = _progress_steps(class_type, inputs)
         for step in range(1, steps + 1):
             await asyncio.sleep(seconds / steps)
             if self.peer._interrupt:
@@ -702,9 +712,7 @@ class _Execution:
                 progress=True,
             )
         if not steps and seconds:
-            await asyncio.sleep(seconds)
-            if self.peer._interrupt:
-                raise _Interrupted
+            await asyncio.sleep(seconds)  # like most nodes, no interrupt check inside
         if class_type in self.peer.fail_nodes:
             raise NodeFailure("RuntimeError", self.peer.fail_nodes[class_type])
         values[node_id] = self.compute(node_id, class_type, inputs)
@@ -735,7 +743,7 @@ class _Execution:
         self, node_id: str, values: dict[str, tuple[Any, ...]], error: NodeFailure
     ) -> dict[str, Any]:
         node = self.prompt[node_id]
-        current = {k: [repr(v)] for k, v in node["inputs"].items() if not isinstance(v, list)}
+        current = {k: [repr(v)[:200]] for k, v in self.current_inputs.items()}
         return {
             "node_id": node_id,
             "node_type": node["class_type"],
@@ -766,6 +774,13 @@ class _Execution:
         self.peer._running = None
         self.peer._broadcast_status()
         self.send("executing", {"node": None, "prompt_id": self.prompt_id})
+
+
+def _progress_steps(class_type: str, inputs: Mapping[str, Any]) -> int:
+    """Nodes that drive a ProgressBar: samplers per step, model upscaling once."""
+    if class_type.startswith("KSampler"):
+        return int(inputs.get("steps", 0))
+    return 1 if class_type == "ImageUpscaleWithModel" else 0
 
 
 async def _json_or_empty(request: web.Request) -> dict[str, Any]:
