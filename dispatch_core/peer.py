@@ -436,7 +436,7 @@ def _rejected(server: str, prompt_id: str, answer: Any) -> PromptRejected:
     message = str(error.get("message") or "the peer refused the prompt")
     details = error.get("details")
     if details and error.get("type") != "prompt_outputs_failed_validation":
-        message += f": {details}"
+        message = f"{message.rstrip('.')}: {details}"
     return PromptRejected(
         message,
         server=server,

@@ -86,3 +86,26 @@ async def test_status_lists_every_server() -> None:
         assert out.startswith("local") and "online" in out and peer.url in out
         code, out, _ = await cli("status", "--server", peer.url, "--json")
     assert json.loads(out)["local"]["online"] is True
+
+
+async def test_the_readme_quickstart_runs(tmp_path: Path) -> None:
+    models = {"checkpoints": ["sd15.safetensors"]}
+    async with FakePeer(models=models) as gen, FakePeer(models=models) as edit:
+        example = json.loads((EXAMPLES / "dispatch.json").read_text())
+        example["servers"]["gen5080"]["url"] = gen.url
+        example["servers"]["edit3080"]["url"] = edit.url
+        config = tmp_path / "dispatch.json"
+        config.write_text(json.dumps(example))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(EXAMPLES / "quickstart.py"),
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    text = out.decode()
+    assert "generated on gen5080" in text and "edited on edit3080" in text
+    assert "cached = True" in text and "gen5080: online=True" in text
+    assert len(edit.uploads) == 1
