@@ -35,7 +35,7 @@ async def main(config_path: str) -> None:
         )
         print("generated on", made.server, made.images[0].url)
 
-        # The edit GPU works on what the generation GPU made: fetched from one, uploaded to the other.
+        # The edit GPU works on what the generation GPU made (fetched from A, uploaded to B).
         edit = WorkflowBuilder.from_file(HERE / "edit_api.json").set_image("Input", made.images[0])
         edited = await dispatcher.run("edit", edit)
         print("edited on", edited.server, edited.images[0].url)
@@ -51,9 +51,8 @@ async def main(config_path: str) -> None:
         )
 
         for name, state in (await dispatcher.status()).items():
-            print(
-                f"{name}: online={state.online} queue={state.queue_depth} latency={state.latency_ms} ms"
-            )
+            latency = state.latency_ms
+            print(f"{name}: online={state.online} queue={state.queue_depth} latency={latency} ms")
 
 
 if __name__ == "__main__":
