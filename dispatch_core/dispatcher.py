@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import os
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,13 @@ class Dispatcher:
         self._closed = True
         for task in list(self._jobs):
             task.cancel()
-        await asyncio.gather(*self._jobs, *self._cleanups, return_exceptions=True)
+        await asyncio.gather(*self._jobs, return_exceptions=True)
+        if self._cleanups:
+            # Give each cancellation time to reach its peer, then stop waiting for it.
+            await asyncio.wait(self._cleanups, timeout=self.config.timeouts.request)
+            for task in list(self._cleanups):
+                task.cancel()
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
         await asyncio.gather(*(peer.close() for peer in self._peers.values()))
         self._peers.clear()
         if self._owns_session and self._session is not None:
@@ -235,20 +242,23 @@ class Dispatcher:
         phase.text = f"a free slot on server {lane.name!r} ({lane.waiting} jobs ahead)"
         await lane.acquire()
         began = time.monotonic()
+        prompt_id = str(uuid.uuid4())
         try:
             phase.text = f"server {lane.name!r} to accept the uploads and the prompt"
             prompt = await self._with_uploads(builder, peer)
-            prompt_id = await peer.submit(prompt, on_progress=job.on_progress)
             phase.prompt_id = prompt_id
+            await peer.submit(prompt, prompt_id=prompt_id, on_progress=job.on_progress)
             phase.text = f"server {lane.name!r} to finish prompt {prompt_id}"
-            try:
-                entry = await peer.wait(prompt_id)
-            except asyncio.CancelledError:
-                self._cancel_later(peer, prompt_id)
-                raise
+            entry = await peer.wait(prompt_id)
             lane.record_duration(time.monotonic() - began)
-        finally:
+        except asyncio.CancelledError:
+            # The slot stays taken until the peer has let go of the prompt.
+            self._take_back_later(lane, peer, prompt_id)
+            raise
+        except BaseException:
             lane.release()
+            raise
+        lane.release()
         timings = Timings(queued=queued, started=_started_at(entry), finished=time.time())
         return self._result(peer, prompt_id, entry, builder, job, timings)
 
@@ -311,6 +321,8 @@ class Dispatcher:
                 raise RoutingError(f"unknown route {job.workflow_type!r} (known: {known})")
             names = self.config.routes[job.workflow_type]
         lanes = [self._lanes[name] for name in names if self._lanes[name].server.enabled]
+        if not lanes and job.server is not None:
+            raise RoutingError(f"server {job.server!r} is disabled; enable it or pick another")
         if not lanes:
             raise RoutingError(
                 f"every server of route {job.workflow_type!r} is disabled: "
@@ -326,14 +338,26 @@ class Dispatcher:
             return None
         return dataclasses.replace(hit.value, cached=True)
 
-    def _cancel_later(self, peer: PeerClient, prompt_id: str) -> None:
-        """Take back a prompt we stopped waiting for, without blocking the cancellation."""
+    def _take_back_later(self, lane: Lane, peer: PeerClient, prompt_id: str) -> None:
+        """Cancel a prompt we stopped waiting for, then free its slot once the peer drops it.
 
-        async def cancel() -> None:
-            with contextlib.suppress(DispatchError):
-                await peer.cancel(prompt_id)
+        ComfyUI interrupts only between nodes, so the prompt may run on for a while; holding
+        the slot until then keeps the peer at its `max_in_flight`.
+        """
 
-        task = asyncio.create_task(cancel())
+        async def take_back() -> None:
+            try:
+                with contextlib.suppress(DispatchError):
+                    await peer.cancel(prompt_id)
+                    async with asyncio.timeout(self.config.timeouts.job):
+                        while await peer.locate(prompt_id) in ("pending", "running"):
+                            await asyncio.sleep(self.config.timeouts.poll_interval)
+            except TimeoutError:
+                pass
+            finally:
+                lane.release()
+
+        task = asyncio.create_task(take_back(), name=f"take-back:{prompt_id}")
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
 

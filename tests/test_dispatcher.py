@@ -198,6 +198,7 @@ async def test_different_seeds_give_different_pixels(peers: dict[str, FakePeer])
         ({"workflow_type": "nope"}, "unknown route 'nope' (known: a, b, c, off, pool)"),
         ({"workflow_type": "a", "server": "zz"}, "unknown server 'zz'"),
         ({"workflow_type": "off"}, "every server of route 'off' is disabled"),
+        ({"workflow_type": "a", "server": "d"}, "server 'd' is disabled"),
     ],
 )
 async def test_routing_errors(
@@ -213,6 +214,17 @@ async def test_routing_errors(
     async with Dispatcher(config) as dispatcher:
         with pytest.raises(RoutingError, match=words.replace("(", r"\(").replace(")", r"\)")):
             await dispatcher.run(workflow=workflows.invert(), **kwargs)
+
+
+async def test_output_node_picks_one_nodes_files(peers: dict[str, FakePeer]) -> None:
+    workflow = workflows.invert(batch=2)
+    workflow["4"] = {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        everything = await dispatcher.run("a", workflow)
+        preview = await dispatcher.run("a", workflow, output_node="PreviewImage")
+    assert len(everything.images) == 4
+    assert [f.type for f in preview.images] == ["temp", "temp"]
+    assert {f.node_id for f in preview.files} == {"4"}
 
 
 async def test_server_override_bypasses_the_route(peers: dict[str, FakePeer]) -> None:

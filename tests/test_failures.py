@@ -213,3 +213,30 @@ async def peer_queue(peer: FakePeer) -> tuple[list[object], list[object]]:
     async with aiohttp.ClientSession() as session, session.get(peer.url + "/queue") as response:
         body = await response.json()
     return body["queue_running"], body["queue_pending"]
+
+
+async def test_a_timed_out_job_keeps_its_slot_until_the_peer_lets_go(peer: FakePeer) -> None:
+    peer.job_seconds = 5
+    async with Dispatcher(config_for(peer.url, poll_interval=0.05)) as dispatcher:
+        with pytest.raises(DispatchTimeout):
+            await dispatcher.run("gen", workflows.txt2img(steps=50), timeout=0.3)
+        peer.job_seconds = 0
+        result = await dispatcher.run("gen", workflows.invert())
+    assert len(result.files) == 1
+    assert peer.max_concurrent_seen == 1
+
+
+async def test_run_parallel_settles_every_job_in_order(peer: FakePeer) -> None:
+    async with Dispatcher(config_for(peer.url)) as dispatcher:
+        results = await dispatcher.run_parallel(
+            [
+                {"workflow_type": "gen", "workflow": workflows.invert()},
+                {"workflow_type": "gen", "workflow": workflows.fails_at_runtime()},
+                {"workflow_type": "nowhere", "workflow": workflows.invert()},
+            ]
+        )
+    assert [type(r).__name__ for r in results] == [
+        "DispatchResult",
+        "ExecutionFailed",
+        "RoutingError",
+    ]
