@@ -350,7 +350,7 @@ class Dispatcher:
                 with contextlib.suppress(DispatchError):
                     await peer.cancel(prompt_id)
                     async with asyncio.timeout(self.config.timeouts.job):
-                        while await peer.locate(prompt_id) in ("pending", "running"):
+                        while await peer.locate(prompt_id) in ("pending", "running"):  # noqa: ASYNC110 - polls the peer
                             await asyncio.sleep(self.config.timeouts.poll_interval)
             except TimeoutError:
                 pass
