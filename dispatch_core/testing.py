@@ -19,9 +19,6 @@ import contextlib
 import copy
 import heapq
 import json
-import random
-import string
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
@@ -30,9 +27,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from ._fake_nodes import Context, NodeFailure, run_node
+from ._fake_files import KINDS, FileStore, locate
+from ._fake_run import PromptRun
 from ._fake_validate import validate_prompt
-from ._png import Image, encode_png
 
 __all__ = ["FakePeer", "main"]
 
@@ -52,14 +49,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def _shipped_object_info() -> dict[str, Any]:
     text = resources.files("dispatch_core").joinpath("data/object_info_subset.json").read_text()
     return dict(json.loads(text))
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-class _Interrupted(Exception):
-    pass
 
 
 class _Client:
@@ -115,9 +104,7 @@ class FakePeer:
         self.uploads: list[dict[str, str]] = []
         self._hang = asyncio.Event()
         self._hang.set()
-        self._files: dict[tuple[str, str, str], bytes] = {}
-        self._counters: dict[str, int] = {}
-        self._temp_prefix = "ComfyUI_temp_" + "".join(random.choices(string.ascii_lowercase, k=5))
+        self.files = FileStore()
         self._runner: web.AppRunner | None = None
         self._executor: asyncio.Task[None] | None = None
         self._sockets: dict[str, _Client] = {}
@@ -341,16 +328,16 @@ class FakePeer:
         filename = request.query.get("filename")
         if filename is None:
             return web.Response(status=404)
-        kind, subfolder, name = self._locate(
+        kind, subfolder, name = locate(
             filename, request.query.get("type", "output"), request.query.get("subfolder", "")
         )
         if name.startswith("/") or ".." in name:
             return web.Response(status=400)
-        if kind not in ("input", "output", "temp"):
+        if kind not in KINDS:
             return web.Response(status=400)
         if ".." in subfolder.split("/"):
             return web.Response(status=403)
-        data = self._files.get((kind, subfolder, name.rsplit("/", 1)[-1]))
+        data = self.files.get(kind, subfolder, name.rsplit("/", 1)[-1])
         if data is None:
             return web.Response(status=404)
         content_type = "image/png" if name.endswith(".png") else "application/octet-stream"
@@ -369,7 +356,7 @@ class FakePeer:
         if not isinstance(image, web.FileField) or not image.filename:
             return web.Response(status=400)
         kind = str(form.get("type") or "input")
-        if kind not in ("input", "temp", "output"):
+        if kind not in KINDS:
             return web.Response(
                 status=500, text="500 Internal Server Error\n\nServer got itself in trouble"
             )
@@ -379,23 +366,10 @@ class FakePeer:
         name = image.filename.replace("/", "%2F")
         data = image.file.read()
         overwrite = str(form.get("overwrite", "")).lower() in ("true", "1")
-        name = self._free_name(kind, subfolder, name, data, overwrite)
-        self._files[(kind, subfolder, name)] = data
+        name = self.files.upload(kind, subfolder, name, data, overwrite)
         answer = {"name": name, "subfolder": subfolder, "type": kind}
         self.uploads.append(answer)
         return web.json_response(answer)
-
-    def _free_name(self, kind: str, subfolder: str, name: str, data: bytes, overwrite: bool) -> str:
-        stem, dot, suffix = name.rpartition(".")
-        if not dot:
-            stem, suffix = name, ""
-        candidate, counter = name, 1
-        while not overwrite and (kind, subfolder, candidate) in self._files:
-            if self._files[(kind, subfolder, candidate)] == data:
-                break
-            candidate = f"{stem} ({counter}){dot}{suffix}"
-            counter += 1
-        return candidate
 
     async def _system_stats(self, _: web.Request) -> web.Response:
         system = {
@@ -425,7 +399,7 @@ class FakePeer:
     def object_info(self) -> dict[str, Any]:
         """The shipped object_info with this peer's model lists filled in."""
         info = copy.deepcopy(_shipped_object_info())
-        inputs = [name for name in self._input_names()]
+        inputs = [name for name in self.files.input_names()]
         for node in info.values():
             for section in (node.get("input") or {}).values():
                 if not isinstance(section, dict):
@@ -456,40 +430,8 @@ class FakePeer:
     async def _features(self, _: web.Request) -> web.Response:
         return web.json_response({"supports_preview_metadata": True, "max_upload_size": 104857600})
 
-    # -- files --------------------------------------------------------------------------
-
-    def _input_names(self) -> list[str]:
-        return sorted(
-            "/".join(p for p in (sub, name) if p)
-            for kind, sub, name in self._files
-            if kind == "input"
-        )
-
-    @staticmethod
-    def _locate(name: str, kind: str, subfolder: str = "") -> tuple[str, str, str]:
-        for annotated in ("output", "input", "temp"):
-            if name.endswith(f" [{annotated}]"):
-                return annotated, subfolder, name[: -len(annotated) - 3]
-        return kind, subfolder, name
-
-    def _read_input(self, name: str) -> bytes | None:
-        kind, _, path = self._locate(name, "input")
-        subfolder, _, filename = path.rpartition("/")
-        return self._files.get((kind, subfolder, filename))
-
     def _input_exists(self, name: str) -> bool:
-        return self._read_input(name) is not None
-
-    def _save(self, kind: str, prefix: str, images: list[Image]) -> dict[str, Any]:
-        subfolder, _, base = prefix.rpartition("/")
-        ui = []
-        for image in images:
-            count = self._counters.get(prefix, 0) + 1
-            self._counters[prefix] = count
-            filename = f"{base}_{count:05}_.png"
-            self._files[(kind, subfolder, filename)] = encode_png(image)
-            ui.append({"filename": filename, "subfolder": subfolder, "type": kind})
-        return {"images": ui}
+        return self.files.read_input(name) is not None
 
     # -- WebSocket ----------------------------------------------------------------------
 
@@ -555,232 +497,9 @@ class FakePeer:
                 await self._wake.wait()
             self._running = heapq.heappop(self._queue)[2]
             self._broadcast_status()
-            await _Execution(self, self._running).run()
+            await PromptRun(self, self._running).run()
             self._running = None
             await asyncio.sleep(0)
-
-
-class _Execution:
-    """One prompt's run, emitting ComfyUI's frames in ComfyUI's order."""
-
-    def __init__(self, peer: FakePeer, item: list[Any]):
-        self.peer = peer
-        self.item = item
-        self.prompt_id: str = item[1]
-        self.prompt: dict[str, Any] = item[2]
-        self.client_id: str | None = item[3].get("client_id")
-        self.outputs_to_run: list[str] = item[4]
-        self.messages: list[list[Any]] = []
-        self.states: dict[str, dict[str, Any]] = {}
-        self.executed: list[str] = []
-        self.ui: dict[str, Any] = {}
-        self.current_inputs: dict[str, Any] = {}
-
-    def send(self, kind: str, data: dict[str, Any], *, progress: bool = False) -> None:
-        """Execution frames go to the prompt's client; progress ones to all when it has none."""
-        if self.client_id is not None:
-            self.peer._send(self.client_id, kind, data)
-        elif progress:
-            self.peer._send(None, kind, data)
-
-    def message(self, kind: str, data: dict[str, Any]) -> None:
-        data = {"prompt_id": self.prompt_id, **data, "timestamp": _now_ms()}
-        self.messages.append([kind, data])
-        self.send(kind, data)
-
-    def order(self) -> list[str]:
-        """The needed nodes, dependencies first, ties broken by the prompt's own order."""
-        needed: set[str] = set()
-        stack = list(self.outputs_to_run)
-        while stack:
-            node_id = stack.pop()
-            if node_id not in needed:
-                needed.add(node_id)
-                stack += self.sources(node_id)
-        order: list[str] = []
-        while len(order) < len(needed):
-            ready = next(
-                n
-                for n in self.prompt
-                if n in needed and n not in order and all(s in order for s in self.sources(n))
-            )
-            order.append(ready)
-        return order
-
-    def sources(self, node_id: str) -> list[str]:
-        inputs = self.prompt[node_id]["inputs"].values()
-        return [str(v[0]) for v in inputs if isinstance(v, list) and len(v) == 2]
-
-    def signatures(self, order: list[str]) -> dict[str, str]:
-        signatures: dict[str, str] = {}
-        for node_id in order:
-            node = self.prompt[node_id]
-            inputs = {
-                k: signatures[str(v[0])] + f":{v[1]}" if isinstance(v, list) and len(v) == 2 else v
-                for k, v in node["inputs"].items()
-            }
-            signatures[node_id] = json.dumps(
-                [node["class_type"], inputs], sort_keys=True, default=str
-            )
-        return signatures
-
-    def state(self, node_id: str, value: float, maximum: float, state: str) -> None:
-        self.states[node_id] = {
-            "value": value,
-            "max": maximum,
-            "state": state,
-            "node_id": node_id,
-            "prompt_id": self.prompt_id,
-            "display_node_id": node_id,
-            "parent_node_id": None,
-            "real_node_id": node_id,
-        }
-        self.send(
-            "progress_state",
-            {"prompt_id": self.prompt_id, "nodes": dict(self.states)},
-            progress=True,
-        )
-
-    async def run(self) -> None:
-        self.peer._interrupt = False
-        self.message("execution_start", {})
-        order = self.order()
-        signatures = self.signatures(order)
-        cached = [n for n in order if self.peer._cache.get(n, ("",))[0] == signatures[n]]
-        self.message("execution_cached", {"nodes": cached})
-        values: dict[str, tuple[Any, ...]] = {}
-        to_run = [n for n in order if n not in cached]
-        node_seconds = self.peer.job_seconds / max(len(to_run), 1)
-        outcome = "execution_success"
-        failure: dict[str, Any] = {}
-        for node_id in order:
-            if node_id in cached:
-                self.replay_cached(node_id, values)
-                continue
-            try:
-                await self.run_node(node_id, values, node_seconds)
-            except _Interrupted:
-                outcome, failure = "execution_interrupted", self.interrupted(node_id)
-                break
-            except NodeFailure as error:
-                outcome, failure = "execution_error", self.error(node_id, values, error)
-                break
-            self.peer._cache[node_id] = (signatures[node_id], values[node_id], self.ui.get(node_id))
-        self.finish(outcome, failure)
-
-    def replay_cached(self, node_id: str, values: dict[str, tuple[Any, ...]]) -> None:
-        _, outputs, ui = self.peer._cache[node_id]
-        values[node_id] = outputs
-        if ui is not None:
-            self.ui[node_id] = ui
-            self.send(
-                "executed",
-                {
-                    "node": node_id,
-                    "display_node": node_id,
-                    "output": ui,
-                    "prompt_id": self.prompt_id,
-                },
-            )
-            self.state(node_id, 1, 1, "finished")
-
-    async def run_node(
-        self, node_id: str, values: dict[str, tuple[Any, ...]], seconds: float
-    ) -> None:
-        node = self.prompt[node_id]
-        class_type = node["class_type"]
-        self.state(node_id, 0.0, 1.0, "running")
-        self.send(
-            "executing", {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id}
-        )
-        if self.peer._interrupt:
-            raise _Interrupted
-        inputs = {
-            k: values[str(v[0])][v[1]] if isinstance(v, list) and len(v) == 2 else v
-            for k, v in node["inputs"].items()
-        }
-        self.current_inputs = inputs
-        steps = _progress_steps(class_type, inputs)
-        for step in range(1, steps + 1):
-            await asyncio.sleep(seconds / steps)
-            if self.peer._interrupt:
-                raise _Interrupted
-            self.state(node_id, float(step), float(steps), "running")
-            self.send(
-                "progress",
-                {"value": step, "max": steps, "prompt_id": self.prompt_id, "node": node_id},
-                progress=True,
-            )
-        if not steps and seconds:
-            await asyncio.sleep(seconds)  # like most nodes, no interrupt check inside
-        if class_type in self.peer.fail_nodes:
-            raise NodeFailure("RuntimeError", self.peer.fail_nodes[class_type])
-        values[node_id] = self.compute(node_id, class_type, inputs)
-        self.executed.append(node_id)
-        self.state(node_id, 1.0, 1.0, "finished")
-
-    def compute(self, node_id: str, class_type: str, inputs: dict[str, Any]) -> tuple[Any, ...]:
-        if class_type in ("SaveImage", "SaveAnimatedWEBP"):
-            ui = self.peer._save(
-                "output", str(inputs.get("filename_prefix") or "ComfyUI"), inputs["images"]
-            )
-        elif class_type == "PreviewImage":
-            ui = self.peer._save("temp", self.peer._temp_prefix, inputs["images"])
-        else:
-            return run_node(class_type, inputs, Context(self.peer.models, self.peer._read_input))
-        self.ui[node_id] = ui
-        self.send(
-            "executed",
-            {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": self.prompt_id},
-        )
-        return ()
-
-    def interrupted(self, node_id: str) -> dict[str, Any]:
-        node_type = self.prompt[node_id]["class_type"]
-        return {"node_id": node_id, "node_type": node_type, "executed": list(self.executed)}
-
-    def error(
-        self, node_id: str, values: dict[str, tuple[Any, ...]], error: NodeFailure
-    ) -> dict[str, Any]:
-        node = self.prompt[node_id]
-        current = {k: [repr(v)[:200]] for k, v in self.current_inputs.items()}
-        return {
-            "node_id": node_id,
-            "node_type": node["class_type"],
-            "executed": list(self.executed),
-            "exception_message": error.message,
-            "exception_type": error.exception_type,
-            "traceback": [f'  File "fake_peer.py", in {node["class_type"]}\n'],
-            "current_inputs": current,
-            "current_outputs": list(self.prompt),
-        }
-
-    def finish(self, outcome: str, failure: dict[str, Any]) -> None:
-        self.message(outcome, failure)
-        success = outcome == "execution_success"
-        self.peer._history[self.prompt_id] = {
-            "prompt": self.item,
-            "outputs": self.ui if success else {},
-            "status": {
-                "status_str": "success" if success else "error",
-                "completed": success,
-                "messages": self.messages,
-            },
-            "meta": {
-                n: {"node_id": n, "display_node": n, "parent_node": None, "real_node_id": n}
-                for n in (self.ui if success else {})
-            },
-        }
-        self.peer._running = None
-        self.peer._broadcast_status()
-        self.send("executing", {"node": None, "prompt_id": self.prompt_id})
-
-
-def _progress_steps(class_type: str, inputs: Mapping[str, Any]) -> int:
-    """Nodes that drive a ProgressBar: samplers per step, model upscaling once."""
-    if class_type.startswith("KSampler"):
-        return int(inputs.get("steps", 0))
-    return 1 if class_type == "ImageUpscaleWithModel" else 0
 
 
 async def _json_or_empty(request: web.Request) -> dict[str, Any]:
