@@ -1,14 +1,14 @@
-"""Per-server FIFO queues that never hold more than `max_in_flight` jobs on a peer.
+"""Per-server FIFO slots that never let more than `max_in_flight` jobs onto a peer.
 
-A pool sends each job to the lane that will start it soonest: the jobs ahead of it, here
-and in the peer's own queue, times that server's observed seconds per job.
+A job of a pool waits on every server of the pool at once and takes the first slot that
+frees, so a fast GPU is never left idle behind a slow one. When several slots are free
+already, it takes the server expected to start and finish it soonest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import math
 from collections.abc import Sequence
 
 from .config import ServerConfig
@@ -17,7 +17,7 @@ _EWMA_WEIGHT = 0.3
 
 
 class Lane:
-    """One server's slots: a fair (FIFO) semaphore plus what we learned about its speed."""
+    """One server's slots, the jobs waiting for them, and what we learned of its speed."""
 
     def __init__(self, server: ServerConfig):
         self.server = server
@@ -25,7 +25,7 @@ class Lane:
         self.external_queue = 0
         """Prompts in the peer's queue that are not ours."""
         self.seconds_per_job: float | None = None
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[Lane]] = collections.deque()
 
     @property
     def name(self) -> str:
@@ -35,24 +35,17 @@ class Lane:
     def waiting(self) -> int:
         return sum(1 for w in self._waiters if not w.done())
 
-    async def acquire(self) -> None:
-        if self.in_flight < self.server.max_in_flight and not self.waiting:
-            self.in_flight += 1
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # the slot was handed to us just as we gave up
-            raise
+    def has_free_slot(self) -> bool:
+        while self._waiters and self._waiters[0].done():
+            self._waiters.popleft()  # granted by another lane, or given up
+        return self.in_flight < self.server.max_in_flight and not self._waiters
 
     def release(self) -> None:
+        """Hand the slot to the longest-waiting job, or give it back."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)  # the slot passes on; in_flight is unchanged
+                waiter.set_result(self)  # the slot passes on; in_flight is unchanged
                 return
         self.in_flight -= 1
 
@@ -62,23 +55,33 @@ class Lane:
         else:
             self.seconds_per_job += _EWMA_WEIGHT * (seconds - self.seconds_per_job)
 
-    def expected_start(self, default_seconds: float) -> float:
-        """Seconds until a job joining now would start here."""
-        capacity = self.server.max_in_flight
-        ahead = self.waiting + self.in_flight + self.external_queue
-        rounds = math.ceil(max(ahead - capacity + 1, 0) / capacity)
-        speed = self.seconds_per_job if self.seconds_per_job is not None else default_seconds
-        return rounds * speed / self.server.weight
+
+async def acquire(lanes: Sequence[Lane]) -> Lane:
+    """A slot on one of `lanes`: a free one now, else the first to free up (FIFO)."""
+    free = [lane for lane in lanes if lane.has_free_slot()]
+    if free:
+        lane = _best(free)
+        lane.in_flight += 1
+        return lane
+    waiter: asyncio.Future[Lane] = asyncio.get_running_loop().create_future()
+    for lane in lanes:
+        lane._waiters.append(waiter)
+    try:
+        return await waiter
+    except BaseException:
+        if waiter.done() and not waiter.cancelled():
+            waiter.result().release()  # a slot was handed over just as we gave up
+        raise
 
 
-def pick_lane(lanes: Sequence[Lane]) -> Lane:
-    """The lane that will start a new job soonest; ties go to the least loaded, then order."""
+def _best(lanes: Sequence[Lane]) -> Lane:
+    """Among free lanes: least foreign work queued, then fastest, then config order."""
     known = [lane.seconds_per_job for lane in lanes if lane.seconds_per_job is not None]
     default = sum(known) / len(known) if known else 1.0
 
     def score(item: tuple[int, Lane]) -> tuple[float, float, int]:
         index, lane = item
-        load = (lane.in_flight + lane.waiting) / lane.server.max_in_flight
-        return (lane.expected_start(default), load / lane.server.weight, index)
+        speed = (lane.seconds_per_job or default) / lane.server.weight
+        return (lane.external_queue * speed, speed, index)
 
     return min(enumerate(lanes), key=score)[1]

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from ._lanes import Lane, pick_lane
+from ._lanes import Lane, acquire
 from ._watch import ProgressCallback
 from .cache import ResultCache
 from .config import Config
@@ -76,9 +76,21 @@ class _Phase:
     """What a job is waiting on right now, for the message of a timeout."""
 
     def __init__(self, text: str):
-        self.text = text
+        self._text = text
+        self.queued_on: Sequence[Lane] = ()
         self.server: str | None = None
         self.prompt_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self.queued_on:  # counted only when asked: counting on every job is quadratic
+            return f"{self._text} ({max(lane.waiting for lane in self.queued_on)} jobs ahead)"
+        return self._text
+
+    @text.setter
+    def text(self, text: str) -> None:
+        self._text = text
+        self.queued_on = ()
 
 
 class Dispatcher:
@@ -208,7 +220,7 @@ class Dispatcher:
         if hit is not None:
             return hit
         timeout = job.timeout if job.timeout is not None else self.config.timeouts.job
-        phase = _Phase("a free slot on " + " or ".join(lane.name for lane in lanes))
+        phase = _Phase("a free slot")
         try:
             async with asyncio.timeout(timeout):
                 result = await self._execute(job, builder, lanes, queued, phase)
@@ -236,11 +248,12 @@ class Dispatcher:
         for lane in lanes:
             remaining = self.peer(lane.name).queue_remaining or 0
             lane.external_queue = max(remaining - lane.in_flight, 0)
-        lane = pick_lane(lanes)
+        names = " or ".join(repr(lane.name) for lane in lanes)
+        phase.text = f"a free slot on server {names}"
+        phase.queued_on = lanes
+        lane = await acquire(lanes)
         peer = self.peer(lane.name)
         phase.server = lane.name
-        phase.text = f"a free slot on server {lane.name!r} ({lane.waiting} jobs ahead)"
-        await lane.acquire()
         began = time.monotonic()
         prompt_id = str(uuid.uuid4())
         try:

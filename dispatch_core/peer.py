@@ -76,7 +76,8 @@ class PeerClient:
         self._ws_up = asyncio.Event()
         self._first_attempt = asyncio.Event()
         self._ws_task: asyncio.Task[None] | None = None
-        self._recheck_tasks: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._recheck_now = asyncio.Event()
         self._closed = False
 
     async def __aenter__(self) -> PeerClient:
@@ -95,6 +96,7 @@ class PeerClient:
         """Open the WebSocket in the background; wait at most one request timeout for it."""
         if self._ws_task is None:
             self._ws_task = asyncio.create_task(self._ws_loop(), name=f"ws:{self.name}")
+            self._watchdog = asyncio.create_task(self._watch_over(), name=f"watch:{self.name}")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.timeouts.request):
                 await self._first_attempt.wait()
@@ -102,11 +104,11 @@ class PeerClient:
     async def close(self) -> None:
         """Stop the WebSocket and fail every prompt still watched. Idempotent."""
         self._closed = True
-        tasks = [t for t in (self._ws_task, *self._recheck_tasks) if t is not None]
+        tasks = [t for t in (self._ws_task, self._watchdog) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._ws_task = None
+        self._ws_task = self._watchdog = None
         for watch in self._watches.values():
             watch.fail(PeerUnreachable("the client was closed", server=self.name))
 
@@ -176,15 +178,6 @@ class PeerClient:
         if watch is None:
             raise KeyError(f"prompt {prompt_id} was not submitted through this client")
         try:
-            while not watch.done.done():
-                interval = self.recheck_interval if self.connected else self.timeouts.poll_interval
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(interval):
-                        await asyncio.shield(watch.done)
-                if not watch.done.done() and (
-                    not self.connected or time.monotonic() - watch.last_frame_at >= interval
-                ):
-                    await self._recheck(watch)
             entry = await watch.done
             if entry.get("from") == "websocket":
                 entry = await self.history(prompt_id) or entry
@@ -209,21 +202,46 @@ class PeerClient:
         # It may have finished between the two questions.
         return "done" if await self.history(prompt_id) else None
 
-    async def _recheck(self, watch: PromptWatch) -> None:
-        where = await self.locate(watch.prompt_id)
-        if where == "done":
-            watch.finish(await self.history(watch.prompt_id) or {})
-        elif where is None:
-            watch.fail(
-                PromptLost(
-                    "the peer has this prompt in neither its queue nor its history "
-                    "(it probably restarted)",
-                    server=self.name,
-                    prompt_id=watch.prompt_id,
+    async def _watch_over(self) -> None:
+        """Check quiet prompts in one batch per round: one `/queue`, then `/history` per
+        prompt the queue no longer holds. While the socket is down every prompt is quiet."""
+        while True:
+            interval = self.recheck_interval if self.connected else self.timeouts.poll_interval
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._recheck_now.wait()
+            self._recheck_now.clear()
+            quiet_since = time.monotonic() - interval
+            quiet = [
+                w
+                for w in self._watches.values()
+                if not w.done.done() and (not self.connected or w.last_frame_at <= quiet_since)
+            ]
+            if quiet:
+                with contextlib.suppress(PeerUnreachable, BadResponse):
+                    await self._recheck(quiet)
+
+    async def _recheck(self, watches: list[PromptWatch]) -> None:
+        # The queue first: a prompt missing from it has either finished (its history entry
+        # was written before it left the queue) or been lost.
+        queue = await self.queue()
+        now = time.monotonic()
+        for watch in watches:
+            if watch.prompt_id in queue:
+                watch.last_frame_at = now
+                continue
+            entry = await self.history(watch.prompt_id)
+            if entry is not None:
+                watch.finish(entry)
+            else:
+                watch.fail(
+                    PromptLost(
+                        "the peer has this prompt in neither its queue nor its history "
+                        "(it probably restarted)",
+                        server=self.name,
+                        prompt_id=watch.prompt_id,
+                    )
                 )
-            )
-        else:
-            watch.last_frame_at = time.monotonic()
 
     async def cancel(self, prompt_id: str) -> None:
         """Remove the prompt if pending, interrupt it if running; harmless otherwise."""
@@ -390,7 +408,7 @@ class PeerClient:
                     self._ws_up.set()
                     self._first_attempt.set()
                     delay = 0.05
-                    self._recheck_all()
+                    self._recheck_everything()
                     async for message in ws:
                         if message.type == aiohttp.WSMsgType.TEXT:
                             self._on_text(message.data)
@@ -402,15 +420,11 @@ class PeerClient:
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, _RECONNECT_MAX_DELAY)
 
-    def _recheck_all(self) -> None:
-        for watch in list(self._watches.values()):
-            task = asyncio.create_task(self._recheck_quietly(watch))
-            self._recheck_tasks.add(task)
-            task.add_done_callback(self._recheck_tasks.discard)
-
-    async def _recheck_quietly(self, watch: PromptWatch) -> None:
-        with contextlib.suppress(PeerUnreachable, BadResponse):
-            await self._recheck(watch)
+    def _recheck_everything(self) -> None:
+        """After a (re)connect, frames may have been missed: check every open prompt."""
+        for watch in self._watches.values():
+            watch.last_frame_at = float("-inf")
+        self._recheck_now.set()
 
     def _on_text(self, text: str) -> None:
         try:
