@@ -1,0 +1,409 @@
+"""`python -m dispatch_core.bench`: the dispatcher against its baselines, side by side.
+
+Fake ComfyUI peers run in their own processes on loopback (so their work does not share
+the dispatcher's event loop); each row measures the dispatcher and its baseline in the
+same run and prints medians and a ratio. `--quick` runs a few jobs a row, for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from rapidfuzz.distance import Levenshtein
+
+from ._png import Image, encode_png
+from .cache import ResultCache
+from .config import Config
+from .dispatcher import Dispatcher, Job
+from .workflow import WorkflowBuilder
+
+__all__ = ["main"]
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    ours: str
+    baseline: str
+    ratio: str
+    target: str
+    met: bool
+
+
+def _tiny(seed: int = 0) -> dict[str, Any]:
+    return {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": seed % 2**24},
+        },
+        "2": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["1", 0], "filename_prefix": "bench"},
+        },
+    }
+
+
+@contextlib.asynccontextmanager
+async def _peers(count: int, job_seconds: float) -> AsyncIterator[list[str]]:
+    """Fake peers in child processes; their URLs."""
+    processes = []
+    try:
+        for _ in range(count):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "dispatch_core.testing",
+                "--port",
+                "0",
+                "--job-seconds",
+                str(job_seconds),
+                stdout=asyncio.subprocess.PIPE,
+            )
+            processes.append(process)
+        urls = []
+        for process in processes:
+            assert process.stdout is not None
+            line = (await process.stdout.readline()).decode()
+            urls.append(line.split(" on ")[1].split()[0])
+        yield urls
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            await process.wait()
+
+
+def _config(urls: Sequence[str], **extra: Any) -> Config:
+    settings = extra.pop("server", {})
+    servers = {f"p{i}": {"url": url, **settings} for i, url in enumerate(urls)}
+    return Config.from_dict({"servers": servers, "routes": {"pool": list(servers)}, **extra})
+
+
+async def _raw_job(
+    session: aiohttp.ClientSession, url: str, frames: asyncio.Queue[str], client_id: str
+) -> float:
+    """The baseline client: POST /prompt, wait on the WebSocket, GET /history and /view."""
+    began = time.perf_counter()
+    prompt_id = str(uuid.uuid4())
+    body = {"prompt": _tiny(), "client_id": client_id, "prompt_id": prompt_id}
+    async with session.post(url + "/prompt", json=body) as response:
+        await response.read()
+    while True:
+        message = json.loads(await frames.get())
+        data = message["data"]
+        if (
+            message["type"] == "executing"
+            and data.get("node") is None
+            and data.get("prompt_id") == prompt_id
+        ):
+            break
+    async with session.get(f"{url}/history/{prompt_id}") as response:
+        entry = (await response.json())[prompt_id]
+    for output in entry["outputs"].values():
+        for image in output["images"]:
+            async with session.get(url + "/view", params=image) as response:
+                await response.read()
+    return time.perf_counter() - began
+
+
+async def row_latency(jobs: int) -> Row:
+    async with _peers(1, 0.0) as urls, aiohttp.ClientSession() as session:
+        frames: asyncio.Queue[str] = asyncio.Queue()
+        client_id = uuid.uuid4().hex
+        async with session.ws_connect(urls[0] + "/ws", params={"clientId": client_id}) as ws:
+
+            async def pump() -> None:
+                async for message in ws:
+                    frames.put_nowait(message.data)
+
+            reader = asyncio.create_task(pump())
+            raw, ours = [], []
+            async with Dispatcher(_config(urls)) as dispatcher:
+                await dispatcher.peer("p0").start()
+                for _ in range(jobs):  # interleaved, so both see the same machine state
+                    raw.append(await _raw_job(session, urls[0], frames, client_id))
+                    began = time.perf_counter()
+                    result = await dispatcher.run("pool", _tiny())
+                    await asyncio.gather(*(f.read() for f in result.files))
+                    ours.append(time.perf_counter() - began)
+            reader.cancel()
+    ours_ms, raw_ms = statistics.median(ours) * 1000, statistics.median(raw) * 1000
+    ratio = ours_ms / raw_ms
+    return Row(
+        "added latency per job (submit → images in hand)",
+        f"{ours_ms:.2f} ms",
+        f"raw client {raw_ms:.2f} ms",
+        f"{ratio:.2f}×",
+        "≤ 1.05× or < 2 ms added",
+        ratio <= 1.05 or ours_ms - raw_ms < 2,
+    )
+
+
+async def row_detection(jobs: int, poll: float = 1.2) -> Row:
+    """Time from the peer's `execution_success` to the result in hand, against polling."""
+
+    def success_ms(entry: dict[str, Any]) -> float:
+        return next(
+            m[1]["timestamp"] for m in entry["status"]["messages"] if m[0] == "execution_success"
+        )
+
+    async with _peers(1, 0.05) as urls, aiohttp.ClientSession() as session:
+        ours, polled = [], []
+        async with Dispatcher(_config(urls)) as dispatcher:
+            await dispatcher.peer("p0").start()
+            for i in range(jobs):
+                result = await dispatcher.run("pool", _tiny(i))
+                entry = await dispatcher.peer("p0").history(result.prompt_id)
+                assert entry is not None and result.timings.finished is not None
+                ours.append(result.timings.finished * 1000 - success_ms(entry))
+            for i in range(jobs):
+                prompt_id = str(uuid.uuid4())
+                async with session.post(
+                    urls[0] + "/prompt", json={"prompt": _tiny(i), "prompt_id": prompt_id}
+                ):
+                    pass
+                while not (entry := await dispatcher.peer("p0").history(prompt_id)):  # noqa: ASYNC110
+                    await asyncio.sleep(poll)  # the baseline polls
+                polled.append(time.time() * 1000 - success_ms(entry))
+    ours_ms, polled_ms = statistics.median(ours), statistics.median(polled)
+    return Row(
+        "completion detection after the peer's last frame",
+        f"{ours_ms:.1f} ms",
+        f"/history every {poll:g} s: {polled_ms:.0f} ms",
+        f"{ours_ms / max(polled_ms, 1e-9):.3f}×",
+        "< 10 ms",
+        ours_ms < 10,
+    )
+
+
+async def _makespan(urls: Sequence[str], jobs: list[Job], **config: Any) -> float:
+    async with Dispatcher(_config(urls, **config)) as dispatcher:
+        for name in dispatcher.config.servers:
+            await dispatcher.peer(name).start()
+        began = time.perf_counter()
+        results = await dispatcher.run_parallel(jobs)
+        took = time.perf_counter() - began
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} jobs failed, first: {failed[0]!r}")
+    return took
+
+
+async def row_makespan(jobs: int, peers: int = 4, seconds: float = 0.02) -> Row:
+    async with _peers(peers, seconds) as urls:
+        took = await _makespan(urls, [Job("pool", _tiny(i)) for i in range(jobs)])
+    ideal = jobs * seconds / peers
+    ratio = took / ideal
+    return Row(
+        f"makespan of {jobs} jobs over {peers} peers ({seconds * 1000:g} ms each)",
+        f"{took:.2f} s",
+        f"ideal {ideal:.2f} s",
+        f"{ratio:.3f}×",
+        "≤ 1.05×",
+        ratio <= 1.05,
+    )
+
+
+async def row_slow_fast(jobs: int, fast: float = 0.02, slow: float = 0.06) -> Row:
+    async with _peers(1, fast) as fast_url, _peers(1, slow) as slow_url:
+        took = await _makespan(fast_url + slow_url, [Job("pool", _tiny(i)) for i in range(jobs)])
+    ideal = jobs / (1 / fast + 1 / slow)
+    ratio = took / ideal
+    return Row(
+        f"pool of one fast ({fast * 1000:g} ms) and one slow ({slow * 1000:g} ms) peer",
+        f"{took:.2f} s",
+        f"ideal split {ideal:.2f} s",
+        f"{ratio:.3f}×",
+        "≤ 1.10×",
+        ratio <= 1.10,
+    )
+
+
+async def row_loop_lag(queued: int, in_flight: int, peers: int = 5) -> Row:
+    """Jobs parked in the dispatcher's queues must not slow its event loop down."""
+    async with _peers(peers, 10.0) as urls:
+        config = _config(
+            urls, server={"max_in_flight": in_flight // peers}, timeouts={"request": 2}
+        )
+        async with Dispatcher(config) as dispatcher:
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            tasks = [
+                asyncio.create_task(dispatcher.run("pool", _tiny(i)))
+                for i in range(queued + in_flight)
+            ]
+            settle = time.perf_counter() + 10
+            while sum(dispatcher.in_flight().values()) < in_flight:
+                if time.perf_counter() > settle:
+                    break
+                await asyncio.sleep(0.05)
+            memory = tracemalloc.get_traced_memory()[0] - base
+            tracemalloc.stop()
+            held = sum(dispatcher.in_flight().values())
+            lags = []
+            for _ in range(400):
+                began = time.perf_counter()
+                await asyncio.sleep(0.005)
+                lags.append(time.perf_counter() - began - 0.005)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    p99 = statistics.quantiles(lags, n=100)[98] * 1000
+    per_job = memory / (queued + in_flight) / 1024
+    return Row(
+        f"{queued:,} queued and {held} in flight",
+        f"loop lag p99 {p99:.1f} ms",
+        f"{per_job:.1f} KiB per queued job",
+        "—",
+        "p99 < 20 ms",
+        p99 < 20,
+    )
+
+
+def _prompts(count: int, rng: random.Random) -> list[str]:
+    words = "a red blue jacket hat portrait studio light dark forest city night cat dog".split()
+    return [" ".join(rng.choice(words) for _ in range(8)) + f" {i}" for i in range(count)]
+
+
+def row_fuzzy(entries: int, lookups: int) -> Row:
+    rng = random.Random(7)
+    keys = _prompts(entries, rng)
+    cache: ResultCache[int] = ResultCache(entries, fuzzy=True, max_distance=3)
+    for i, key in enumerate(keys):
+        cache.put("gen", key, i)
+    asked = [rng.choice(keys) + "s" for _ in range(lookups)]
+    ours = _timed(lambda q: cache.get("gen", q), asked)
+    plain = _timed(
+        lambda q: min(keys, key=lambda k: Levenshtein.distance(q, k)),
+        asked[: max(3, lookups // 10)],
+    )
+    p50, base = statistics.median(ours) * 1000, statistics.median(plain) * 1000
+    return Row(
+        f"fuzzy cache lookup among {entries:,} entries",
+        f"p50 {p50:.2f} ms",
+        f"plain edit-distance scan {base:.1f} ms",
+        f"{base / p50:.0f}× faster",
+        "p50 < 2 ms",
+        p50 < 2,
+    )
+
+
+def _timed(call: Callable[[str], object], inputs: Sequence[str]) -> list[float]:
+    times = []
+    for value in inputs:
+        began = time.perf_counter()
+        call(value)
+        times.append(time.perf_counter() - began)
+    return times
+
+
+async def row_images(size: int, rounds: int) -> Row:
+    try:
+        from PIL import Image as PILImage  # only the baseline needs Pillow
+    except ImportError:
+        return Row(
+            "4 PNG images peer → caller", "skipped", "Pillow is not installed", "—", "≤ 1.2×", True
+        )
+    rng = random.Random(3)
+    pngs = [encode_png(Image(size, size, rng.randbytes(size * size * 3))) for _ in range(4)]
+    workflow = {}
+    for i in range(4):
+        workflow[f"{i}1"] = {"class_type": "LoadImage", "inputs": {"image": f"noise{i}.png"}}
+        workflow[f"{i}2"] = {
+            "class_type": "SaveImage",
+            "inputs": {"images": [f"{i}1", 0], "filename_prefix": f"n{i}"},
+        }
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [Path(folder) / f"{i}.png" for i in range(4)]
+        for path, png in zip(paths, pngs, strict=True):
+            path.write_bytes(png)
+
+        def decode(source: Any) -> None:
+            PILImage.open(source).load()
+
+        ours, disk = [], []
+        async with _peers(1, 0.0) as urls, Dispatcher(_config(urls)) as dispatcher:
+            builder = WorkflowBuilder(workflow)
+            for i in range(4):
+                builder.set_image(f"{i}1", pngs[i], filename=f"noise{i}.png")
+            for _ in range(rounds):
+                result = await dispatcher.run("pool", builder)
+                began = time.perf_counter()
+                for data in await asyncio.gather(*(f.read() for f in result.files)):
+                    decode(io.BytesIO(data))
+                ours.append(time.perf_counter() - began)
+                began = time.perf_counter()
+                for path in paths:
+                    decode(path)
+                disk.append(time.perf_counter() - began)
+    ours_ms, disk_ms = statistics.median(ours) * 1000, statistics.median(disk) * 1000
+    ratio = ours_ms / disk_ms
+    return Row(
+        f"4 images {size}×{size} PNG peer → caller (fetched + decoded)",
+        f"{ours_ms:.1f} ms",
+        f"PIL from disk {disk_ms:.1f} ms",
+        f"{ratio:.2f}×",
+        "≤ 1.2×",
+        ratio <= 1.2,
+    )
+
+
+async def run(quick: bool) -> list[Row]:
+    q = quick
+    steps: list[Callable[[], Awaitable[Row]]] = [
+        lambda: row_latency(5 if q else 200),
+        lambda: row_detection(2 if q else 10, poll=0.2 if q else 1.2),
+        lambda: row_makespan(20 if q else 1000),
+        lambda: row_slow_fast(12 if q else 300),
+        lambda: row_loop_lag(200 if q else 10_000, 20 if q else 500),
+        lambda: asyncio.to_thread(row_fuzzy, 1_000 if q else 100_000, 20 if q else 200),
+        lambda: row_images(64 if q else 1024, 2 if q else 10),
+    ]
+    rows = []
+    for step in steps:
+        rows.append(await step())
+        print(f"  done: {rows[-1].name}", file=sys.stderr, flush=True)
+    return rows
+
+
+def render(rows: Sequence[Row]) -> str:
+    lines = [
+        "| row | dispatcher | baseline | ratio | target | met |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        met = "yes" if r.met else "NO"
+        lines.append(f"| {r.name} | {r.ours} | {r.baseline} | {r.ratio} | {r.target} | {met} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dispatch_core.bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="a few jobs a row (a smoke test)")
+    args = parser.parse_args(argv)
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", file=sys.stderr)
+    print(render(asyncio.run(run(args.quick))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

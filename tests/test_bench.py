@@ -1,0 +1,33 @@
+"""The benchmark runs end to end and prints every row; its numbers are not judged here."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+ROWS = [
+    "added latency per job",
+    "completion detection",
+    "makespan of",
+    "pool of one fast",
+    "queued and",
+    "fuzzy cache lookup",
+    "PNG peer → caller",
+]
+
+
+async def test_quick_benchmark_prints_every_row() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dispatch_core.bench",
+        "--quick",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    table = out.decode().splitlines()
+    assert table[0].startswith("| row |")
+    for row in ROWS:
+        assert sum(row in line for line in table) == 1, row
