@@ -41,6 +41,7 @@ class PromptRun:
         self.executed: list[str] = []
         self.ui: dict[str, Any] = {}
         self.current_inputs: dict[str, Any] = {}
+        self.deadline = 0.0
 
     def send(self, kind: str, data: dict[str, Any], *, progress: bool = False) -> None:
         """Execution frames go to the prompt's client; progress ones to all when it has none."""
@@ -150,6 +151,13 @@ class PromptRun:
             )
             self.state(node_id, 1, 1, "finished")
 
+    async def sleep(self, seconds: float) -> None:
+        """Sleep toward a running deadline, so timer overshoots do not add up over a prompt."""
+        loop = asyncio.get_running_loop()
+        self.deadline = self.deadline or loop.time()
+        self.deadline += seconds
+        await asyncio.sleep(max(self.deadline - loop.time(), 0))
+
     async def run_node(
         self, node_id: str, values: dict[str, tuple[Any, ...]], seconds: float
     ) -> None:
@@ -168,7 +176,7 @@ class PromptRun:
         self.current_inputs = inputs
         steps = _progress_steps(class_type, inputs)
         for step in range(1, steps + 1):
-            await asyncio.sleep(seconds / steps)
+            await self.sleep(seconds / steps)
             if self.peer._interrupt:
                 raise Interrupted
             self.state(node_id, float(step), float(steps), "running")
@@ -178,7 +186,7 @@ class PromptRun:
                 progress=True,
             )
         if not steps and seconds:
-            await asyncio.sleep(seconds)  # like most nodes, no interrupt check inside
+            await self.sleep(seconds)  # like most nodes, no interrupt check inside
         if class_type in self.peer.fail_nodes:
             raise NodeFailure("RuntimeError", self.peer.fail_nodes[class_type])
         values[node_id] = self.compute(node_id, class_type, inputs)

@@ -31,7 +31,8 @@ class ResultCache(Generic[V]):
         self.fuzzy = fuzzy
         self.max_distance = max_distance
         self._entries: OrderedDict[tuple[str, str], V] = OrderedDict()
-        self._keys: dict[str, dict[str, str]] = {}  # key → key: rapidfuzz scores dict values
+        # namespace → key length → {key: key} (rapidfuzz scores a dict's values)
+        self._keys: dict[str, dict[int, dict[str, str]]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -39,27 +40,40 @@ class ResultCache(Generic[V]):
     def get(self, namespace: str, key: str) -> CacheHit[V] | None:
         found, distance = key, 0
         if (namespace, key) not in self._entries:
-            if not self.fuzzy or not self._keys.get(namespace):
+            if not self.fuzzy:
                 return None
-            match = process.extractOne(
-                key,
-                self._keys[namespace],
-                scorer=Levenshtein.distance,
-                score_cutoff=self.max_distance,
-            )
+            match = self._nearest(namespace, key)
             if match is None:
                 return None
-            found, distance = match[2], int(match[1])
+            found, distance = match
         self._entries.move_to_end((namespace, found))
         return CacheHit(self._entries[(namespace, found)], found, distance)
+
+    def _nearest(self, namespace: str, key: str) -> tuple[str, int] | None:
+        """Only keys within `max_distance` of the length can be that close: skip the rest."""
+        buckets = self._keys.get(namespace, {})
+        best: tuple[str, int] | None = None
+        for length in range(len(key) - self.max_distance, len(key) + self.max_distance + 1):
+            choices = buckets.get(length)
+            if not choices:
+                continue
+            cutoff = self.max_distance if best is None else best[1] - 1
+            if cutoff < abs(length - len(key)):
+                continue
+            match = process.extractOne(
+                key, choices, scorer=Levenshtein.distance, score_cutoff=cutoff
+            )
+            if match is not None:
+                best = (match[2], int(match[1]))
+        return best
 
     def put(self, namespace: str, key: str, value: V) -> None:
         self._entries[(namespace, key)] = value
         self._entries.move_to_end((namespace, key))
-        self._keys.setdefault(namespace, {})[key] = key
+        self._keys.setdefault(namespace, {}).setdefault(len(key), {})[key] = key
         while len(self._entries) > self.max_entries:
             (old_namespace, old_key), _ = self._entries.popitem(last=False)
-            del self._keys[old_namespace][old_key]
+            del self._keys[old_namespace][len(old_key)][old_key]
 
     def clear(self) -> None:
         self._entries.clear()

@@ -256,22 +256,33 @@ class Dispatcher:
         phase.server = lane.name
         began = time.monotonic()
         prompt_id = str(uuid.uuid4())
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                lane.release()
+
+        def finished() -> None:
+            lane.record_duration(time.monotonic() - began)
+            release()  # the peer is free: the next job need not wait for our history fetch
+
         try:
             phase.text = f"server {lane.name!r} to accept the uploads and the prompt"
             prompt = await self._with_uploads(builder, peer)
             phase.prompt_id = prompt_id
             await peer.submit(prompt, prompt_id=prompt_id, on_progress=job.on_progress)
             phase.text = f"server {lane.name!r} to finish prompt {prompt_id}"
-            entry = await peer.wait(prompt_id)
-            lane.record_duration(time.monotonic() - began)
+            entry = await peer.wait(prompt_id, on_finished=finished)
         except asyncio.CancelledError:
-            # The slot stays taken until the peer has let go of the prompt.
-            self._take_back_later(lane, peer, prompt_id)
+            if not released:
+                # The slot stays taken until the peer has let go of the prompt.
+                released = True
+                self._take_back_later(lane, peer, prompt_id)
             raise
-        except BaseException:
-            lane.release()
-            raise
-        lane.release()
+        finally:
+            release()
         timings = Timings(queued=queued, started=_started_at(entry), finished=time.time())
         return self._result(peer, prompt_id, entry, builder, job, timings)
 

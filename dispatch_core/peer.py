@@ -15,7 +15,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,13 +172,24 @@ class PeerClient:
                 return {"prompt_id": prompt_id, "node_errors": {}}
             raise
 
-    async def wait(self, prompt_id: str) -> dict[str, Any]:
-        """Wait for a submitted prompt; its history entry, or the peer's error."""
+    async def wait(
+        self, prompt_id: str, *, on_finished: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """Wait for a submitted prompt; its history entry, or the peer's error.
+
+        `on_finished` runs as soon as the peer reports the prompt over, before its history
+        is fetched, so that a caller can hand the peer its next prompt without delay.
+        """
         watch = self._watches.get(prompt_id)
         if watch is None:
             raise KeyError(f"prompt {prompt_id} was not submitted through this client")
         try:
-            entry = await watch.done
+            try:
+                await asyncio.wait([watch.done])
+            finally:
+                if on_finished is not None and watch.done.done():
+                    on_finished()
+            entry = watch.done.result()
             if entry.get("from") == "websocket":
                 entry = await self.history(prompt_id) or entry
             return entry
@@ -379,17 +390,26 @@ class PeerClient:
             raise BadResponse(
                 f"{what}: {declared} bytes is over the {limit} byte limit", server=self.name
             )
-        chunks, size = [], 0
-        async for chunk in response.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > limit:
-                raise BadResponse(f"{what}: over the {limit} byte limit", server=self.name)
-            chunks.append(chunk)
-        if declared is not None and size != declared:
+        try:
+            if declared is not None:
+                body = await response.read()  # one buffer: the length is known and allowed
+            else:
+                body = await self._read_unsized(response, limit, what)
+        except aiohttp.ClientPayloadError as error:
+            raise BadResponse(f"{what}: body cut short: {error}", server=self.name) from None
+        if declared is not None and len(body) != declared:
             raise BadResponse(
-                f"{what}: body truncated at {size} of {declared} bytes", server=self.name
+                f"{what}: body truncated at {len(body)} of {declared} bytes", server=self.name
             )
-        return b"".join(chunks)
+        return body
+
+    async def _read_unsized(self, response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(1 << 20):
+            body += chunk
+            if len(body) > limit:
+                raise BadResponse(f"{what}: over the {limit} byte limit", server=self.name)
+        return bytes(body)
 
     # -- WebSocket ----------------------------------------------------------------------
 

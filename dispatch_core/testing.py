@@ -42,6 +42,7 @@ _MODEL_INPUTS = {
     "clip_name": "text_encoders",
 }
 _GIB = 1024**3
+_MAX_UPLOAD = 100 * 1024 * 1024  # ComfyUI's default --max-upload-size
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -105,6 +106,7 @@ class FakePeer:
         self._hang = asyncio.Event()
         self._hang.set()
         self.files = FileStore()
+        self._validation_cache: tuple[str, dict[str, Any]] = ("", {})
         self._runner: web.AppRunner | None = None
         self._executor: asyncio.Task[None] | None = None
         self._sockets: dict[str, _Client] = {}
@@ -147,7 +149,7 @@ class FakePeer:
         await self.stop()
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._faults])
+        app = web.Application(middlewares=[self._faults], client_max_size=_MAX_UPLOAD)
         for prefix in ("", "/api"):
             app.router.add_routes([web.route(m, prefix + p, h) for m, p, h in self._routes()])
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, handle_signals=False)
@@ -245,7 +247,7 @@ class FakePeer:
             }
             return web.json_response({"error": error, "node_errors": {}}, status=400)
         prompt = body["prompt"]
-        check = validate_prompt(prompt, self.object_info(), self._input_exists)
+        check = validate_prompt(prompt, self._validation_info(), self._input_exists)
         if check.error is not None:
             return web.json_response(
                 {"error": check.error, "node_errors": check.node_errors}, status=400
@@ -419,6 +421,13 @@ class FakePeer:
                         config[0] = inputs
         return info
 
+    def _validation_info(self) -> dict[str, Any]:
+        """object_info for validation, rebuilt only when the model lists change."""
+        key = json.dumps(self.models, sort_keys=True)
+        if self._validation_cache[0] != key:
+            self._validation_cache = (key, self.object_info())
+        return self._validation_cache[1]
+
     async def _object_info_all(self, _: web.Request) -> web.Response:
         return web.json_response(self.object_info())
 
@@ -428,7 +437,9 @@ class FakePeer:
         return web.json_response({name: info} if info is not None else {})
 
     async def _features(self, _: web.Request) -> web.Response:
-        return web.json_response({"supports_preview_metadata": True, "max_upload_size": 104857600})
+        return web.json_response(
+            {"supports_preview_metadata": True, "max_upload_size": _MAX_UPLOAD}
+        )
 
     def _input_exists(self, name: str) -> bool:
         return self.files.read_input(name) is not None
@@ -463,7 +474,10 @@ class FakePeer:
                 first = False
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     if json.loads(message.data)["type"] == "feature_flags":
-                        features = {"supports_preview_metadata": True, "max_upload_size": 104857600}
+                        features = {
+                            "supports_preview_metadata": True,
+                            "max_upload_size": _MAX_UPLOAD,
+                        }
                         client.send("feature_flags", features)
 
     def _send(self, client_id: str | None, kind: str, data: Any) -> None:

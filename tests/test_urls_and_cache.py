@@ -73,3 +73,14 @@ def test_least_recently_used_is_evicted_and_a_hit_refreshes() -> None:
     assert cache.get("gen", "one") is not None and cache.get("gen", "three") is not None
     cache.clear()
     assert len(cache) == 0 and cache.get("gen", "one") is None
+
+
+def test_fuzzy_finds_the_nearest_key_of_any_nearby_length() -> None:
+    cache: ResultCache[str] = ResultCache(10, fuzzy=True, max_distance=3)
+    for key in ("a red hat", "a red hats!!", "a red ha"):
+        cache.put("gen", key, key)
+    hit = cache.get("gen", "a red hat!")
+    assert hit is not None and (hit.key, hit.distance) == ("a red hat", 1)
+    hit = cache.get("gen", "a red hats!!!")
+    assert hit is not None and (hit.key, hit.distance) == ("a red hats!!", 1)
+    assert cache.get("gen", "a red hat with a feather") is None
