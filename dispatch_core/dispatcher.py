@@ -303,8 +303,9 @@ class Dispatcher:
         job: Job,
         timings: Timings,
     ) -> DispatchResult:
-        outputs = entry.get("outputs") if isinstance(entry.get("outputs"), Mapping) else {}
-        assert isinstance(outputs, Mapping)
+        outputs = entry.get("outputs")
+        if not isinstance(outputs, Mapping):
+            outputs = {}
         if job.output_node is not None:
             node_id = builder.resolve(job.output_node)
             outputs = {node_id: outputs.get(node_id, {})}
@@ -425,6 +426,8 @@ def _builder(job: Job) -> WorkflowBuilder:
     if job.overrides:
         builder = builder.copy().apply_overrides(job.overrides)
     builder.validate()
+    if job.output_node is not None:
+        builder.resolve(job.output_node)  # a wrong name fails now, not after the run
     return builder
 
 

@@ -18,6 +18,7 @@ from dispatch_core import (
     Progress,
     RoutingError,
     WorkflowBuilder,
+    WorkflowError,
 )
 from dispatch_core._png import decode_png
 from dispatch_core.testing import FakePeer
@@ -225,6 +226,10 @@ async def test_output_node_picks_one_nodes_files(peers: dict[str, FakePeer]) -> 
     assert len(everything.images) == 4
     assert [f.type for f in preview.images] == ["temp", "temp"]
     assert {f.node_id for f in preview.files} == {"4"}
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        with pytest.raises(WorkflowError, match="no node 'Nope'"):
+            await dispatcher.run("a", workflow, output_node="Nope")
+    assert len(peers["a"].prompts_received) == 2
 
 
 async def test_server_override_bypasses_the_route(peers: dict[str, FakePeer]) -> None:

@@ -14,6 +14,7 @@ from dispatch_core import (
     BadResponse,
     Config,
     Dispatcher,
+    DispatchResult,
     DispatchTimeout,
     ExecutionFailed,
     Interrupted,
@@ -98,12 +99,8 @@ async def test_runtime_error_carries_node_and_exception(peer: FakePeer) -> None:
 
 async def test_interrupt_on_the_peer_reaches_the_caller(peer: FakePeer) -> None:
     peer.job_seconds = 5
-    started = asyncio.Event()
     async with Dispatcher(config_for(peer.url)) as dispatcher:
-        job = asyncio.create_task(
-            dispatcher.run("gen", workflows.txt2img(steps=50), on_progress=lambda _: started.set())
-        )
-        await started.wait()
+        job = await start_slow_job(dispatcher)
         async with aiohttp.ClientSession() as session:
             await session.post(peer.url + "/interrupt")
         with pytest.raises(Interrupted, match="interrupted on the peer"):
@@ -112,12 +109,8 @@ async def test_interrupt_on_the_peer_reaches_the_caller(peer: FakePeer) -> None:
 
 async def test_cancelling_the_caller_interrupts_the_peer(peer: FakePeer) -> None:
     peer.job_seconds = 5
-    started = asyncio.Event()
     async with Dispatcher(config_for(peer.url)) as dispatcher:
-        job = asyncio.create_task(
-            dispatcher.run("gen", workflows.txt2img(steps=50), on_progress=lambda _: started.set())
-        )
-        await started.wait()
+        job = await start_slow_job(dispatcher)
         job.cancel()
         with pytest.raises(asyncio.CancelledError):
             await job
@@ -168,12 +161,8 @@ async def test_hung_peer_is_bounded_by_the_request_timeout(peer: FakePeer) -> No
 
 async def test_restarted_peer_lost_the_prompt(peer: FakePeer) -> None:
     peer.job_seconds = 5
-    started = asyncio.Event()
     async with Dispatcher(config_for(peer.url, poll_interval=0.05)) as dispatcher:
-        job = asyncio.create_task(
-            dispatcher.run("gen", workflows.txt2img(steps=50), on_progress=lambda _: started.set())
-        )
-        await started.wait()
+        job = await start_slow_job(dispatcher)
         await peer.restart()
         with pytest.raises(PromptLost, match="neither its queue nor its history"):
             await job
@@ -200,6 +189,16 @@ async def test_silent_websocket_is_caught_by_the_recheck(peer: FakePeer) -> None
         peer.ws_silent = True
         result = await dispatcher.run("gen", workflows.invert())
     assert len(result.images) == 1
+
+
+async def start_slow_job(dispatcher: Dispatcher) -> asyncio.Task[DispatchResult]:
+    """A long job on route `gen`, returned once the peer reports progress on it."""
+    started = asyncio.Event()
+    job = asyncio.create_task(
+        dispatcher.run("gen", workflows.txt2img(steps=50), on_progress=lambda _: started.set())
+    )
+    await started.wait()
+    return job
 
 
 async def peer_history(peer: FakePeer, prompt_id: str) -> dict[str, Any]:
