@@ -166,9 +166,13 @@ class PeerClient:
                     raise _rejected(self.name, prompt_id, await self._json(response))
                 self._check_status(response, "POST /prompt")
                 return await self._json(response)
-        except PeerUnreachable:
+        except PeerUnreachable as error:
             # The request may have reached the peer before the connection broke.
-            if await self.locate(prompt_id) is not None:
+            try:
+                known = await self.locate(prompt_id)
+            except PeerUnreachable:
+                raise error from None
+            if known is not None:
                 return {"prompt_id": prompt_id, "node_errors": {}}
             raise
 

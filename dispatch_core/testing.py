@@ -96,6 +96,8 @@ class FakePeer:
         """Seconds before every HTTP answer."""
         self.fail_http: dict[str, int] = {}
         """Path → status: answer that status with an HTML body instead."""
+        self.cut_after_handling: set[str] = set()
+        """Paths whose requests are carried out, then the connection is cut before the answer."""
         self.ws_silent = False
         """Keep sockets open but send nothing (a reconnected socket that stopped receiving)."""
         self.max_concurrent_seen = 0
@@ -229,7 +231,10 @@ class FakePeer:
             status = self.fail_http[path]
             body = f"<html><body><h1>{status}</h1>bad gateway</body></html>"
             return web.Response(status=status, text=body, content_type="text/html")
-        return await handler(request)
+        response = await handler(request)
+        if path in self.cut_after_handling and request.transport is not None:
+            request.transport.abort()
+        return response
 
     async def _post_prompt(self, request: web.Request) -> web.Response:
         try:

@@ -239,3 +239,13 @@ async def test_run_parallel_settles_every_job_in_order(peer: FakePeer) -> None:
         "ExecutionFailed",
         "RoutingError",
     ]
+
+
+async def test_a_cut_connection_after_submit_asks_the_peer_before_resubmitting(
+    peer: FakePeer,
+) -> None:
+    peer.cut_after_handling = {"/prompt"}
+    async with Dispatcher(config_for(peer.url)) as dispatcher:
+        result = await dispatcher.run("gen", workflows.invert())
+    assert peer.prompts_received == [result.prompt_id]  # asked, not sent twice
+    assert peer.requests[1:3] == [("POST", "/prompt"), ("GET", f"/history/{result.prompt_id}")]
