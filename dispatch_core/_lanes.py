@@ -14,6 +14,10 @@ from collections.abc import Sequence
 from .config import ServerConfig
 
 _EWMA_WEIGHT = 0.3
+_TRIP_AFTER = 3
+"""Consecutive failures that mark a server offline."""
+_FIRST_COOLDOWN = 1.0
+_MAX_COOLDOWN = 30.0
 
 
 class Lane:
@@ -25,6 +29,10 @@ class Lane:
         self.external_queue = 0
         """Prompts in the peer's queue that are not ours."""
         self.seconds_per_job: float | None = None
+        self.failures = 0
+        """Consecutive failures of this server; a success resets it."""
+        self.retry_at = 0.0
+        """While tripped, the `time.monotonic()` before which no job should try it."""
         self._waiters: collections.deque[asyncio.Future[Lane]] = collections.deque()
 
     @property
@@ -48,6 +56,21 @@ class Lane:
                 waiter.set_result(self)  # the slot passes on; in_flight is unchanged
                 return
         self.in_flight -= 1
+
+    @property
+    def tripped(self) -> bool:
+        """The circuit breaker is open: the server failed too often in a row."""
+        return self.failures >= _TRIP_AFTER
+
+    def record_failure(self, now: float) -> None:
+        self.failures += 1
+        if self.tripped:
+            cooldown = _FIRST_COOLDOWN * 2 ** (self.failures - _TRIP_AFTER)
+            self.retry_at = now + min(cooldown, _MAX_COOLDOWN)
+
+    def record_success(self) -> None:
+        self.failures = 0
+        self.retry_at = 0.0
 
     def record_duration(self, seconds: float) -> None:
         if self.seconds_per_job is None:

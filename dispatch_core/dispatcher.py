@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import os
 import time
 import uuid
@@ -21,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from ._lanes import Lane, acquire
+from ._retry import backoff, counts_against_server, is_transient
 from ._watch import ProgressCallback
 from .cache import ResultCache
 from .config import Config
@@ -28,6 +30,7 @@ from .errors import (
     DispatcherClosed,
     DispatchError,
     DispatchTimeout,
+    PromptLost,
     RoutingError,
     WorkflowError,
 )
@@ -70,6 +73,10 @@ class ServerStatus:
     vram_total: int | None = None
     comfyui_version: str | None = None
     error: str | None = None
+    failures: int = 0
+    """Consecutive failures seen by jobs; a success resets it."""
+    circuit_open: bool = False
+    """Too many failures in a row: new jobs avoid this server until a probe succeeds."""
 
 
 class _Phase:
@@ -78,14 +85,19 @@ class _Phase:
     def __init__(self, text: str):
         self._text = text
         self.queued_on: Sequence[Lane] = ()
+        self.last_error: DispatchError | None = None
+        """The failure of an earlier try, if this job is trying again."""
         self.server: str | None = None
         self.prompt_id: str | None = None
 
     @property
     def text(self) -> str:
+        text = self._text
         if self.queued_on:  # counted only when asked: counting on every job is quadratic
-            return f"{self._text} ({max(lane.waiting for lane in self.queued_on)} jobs ahead)"
-        return self._text
+            text += f" ({max(lane.waiting for lane in self.queued_on)} jobs ahead)"
+        if self.last_error is not None:
+            text += f"; before that: {self.last_error}"
+        return text
 
     @text.setter
     def text(self, text: str) -> None:
@@ -223,7 +235,7 @@ class Dispatcher:
         phase = _Phase("a free slot")
         try:
             async with asyncio.timeout(timeout):
-                result = await self._execute(job, builder, lanes, queued, phase)
+                result = await self._execute_with_retries(job, builder, lanes, queued, phase)
         except DispatchTimeout:
             raise
         except TimeoutError:
@@ -236,6 +248,51 @@ class Dispatcher:
         if job.cache_key is not None and self.config.cache.enabled:
             self.cache.put(job.workflow_type, job.cache_key, result)
         return result
+
+    async def _execute_with_retries(
+        self,
+        job: Job,
+        builder: WorkflowBuilder,
+        lanes: Sequence[Lane],
+        queued: float,
+        phase: _Phase,
+    ) -> DispatchResult:
+        """Fail over to another server of the pool, or wait for the only one to come back."""
+        failed_here: set[str] = set()
+        lost_before = False
+        for attempt in itertools.count():
+            usable = await self._usable(lanes)
+            candidates = [lane for lane in usable if lane.name not in failed_here] or usable
+            try:
+                return await self._execute(job, builder, candidates, queued, phase)
+            except DispatchError as error:
+                if not is_transient(error) or (isinstance(error, PromptLost) and lost_before):
+                    raise
+                lost_before = lost_before or isinstance(error, PromptLost)
+                phase.last_error = error
+                culprit = self._lanes.get(error.server or "")
+                if culprit is not None and counts_against_server(error):
+                    culprit.record_failure(time.monotonic())
+                    failed_here.add(culprit.name)
+                # Fail over at once while the pool has a server this job has not seen fail;
+                # back off when it has none, or when the failure was elsewhere (a chained
+                # input's server).
+                if culprit not in lanes or failed_here.issuperset(x.name for x in lanes):
+                    phase.text = f"server {error.server!r} to come back"
+                    await asyncio.sleep(backoff(attempt))
+        raise AssertionError("unreachable")
+
+    async def _usable(self, lanes: Sequence[Lane]) -> list[Lane]:
+        """Lanes whose breaker is closed, plus tripped ones whose cooldown is over and that
+        answer a light probe; all of them when none qualifies, so that the job waits."""
+        now = time.monotonic()
+        for lane in lanes:
+            if lane.tripped and lane.retry_at <= now:
+                if await self.health_check(lane.name):
+                    lane.record_success()
+                else:
+                    lane.record_failure(time.monotonic())
+        return [lane for lane in lanes if not lane.tripped] or list(lanes)
 
     async def _execute(
         self,
@@ -266,6 +323,7 @@ class Dispatcher:
 
         def finished() -> None:
             lane.record_duration(time.monotonic() - began)
+            lane.record_success()
             release()  # the peer is free: the next job need not wait for our history fetch
 
         try:
@@ -394,6 +452,8 @@ class Dispatcher:
             enabled=lane.server.enabled,
             online=False,
             in_flight=lane.in_flight,
+            failures=lane.failures,
+            circuit_open=lane.tripped,
         )
         peer = self.peer(name)
         began = time.monotonic()

@@ -195,7 +195,10 @@ class PeerClient:
                     on_finished()
             entry = watch.done.result()
             if entry.get("from") == "websocket":
-                entry = await self.history(prompt_id) or entry
+                # The history lists cached outputs too; if it cannot be had, the outputs the
+                # frames announced are the result: running the prompt again would be worse.
+                with contextlib.suppress(PeerUnreachable, BadResponse):
+                    entry = await self.history(prompt_id) or entry
             return entry
         finally:
             await watch.drain_progress()

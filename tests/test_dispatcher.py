@@ -261,3 +261,19 @@ async def test_closing_fails_waiting_jobs(peers: dict[str, FakePeer]) -> None:
         await job
     with pytest.raises(DispatcherClosed):
         await dispatcher.run("a", workflows.invert())
+
+
+async def test_a_pool_fails_over_and_a_probe_brings_the_server_back(
+    peers: dict[str, FakePeer],
+) -> None:
+    await peers["a"].stop()
+    async with Dispatcher(make_config(peers, timeouts={"request": 1})) as dispatcher:
+        servers = [(await dispatcher.run("pool", workflows.invert(i))).server for i in range(4)]
+        states = await dispatcher.status()
+        assert "a" not in servers
+        assert states["a"].circuit_open and not states["b"].circuit_open
+        await peers["a"].start()
+        dispatcher._lanes["a"].retry_at = 0.0  # as if the cooldown were over
+        back = await dispatcher.run_parallel([Job("pool", workflows.invert(i)) for i in range(3)])
+        assert {r.server for r in back if isinstance(r, DispatchResult)} == {"a", "b", "c"}
+        assert not (await dispatcher.status())["a"].circuit_open

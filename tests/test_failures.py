@@ -18,7 +18,6 @@ from dispatch_core import (
     DispatchTimeout,
     ExecutionFailed,
     Interrupted,
-    PeerUnreachable,
     Progress,
     PromptLost,
     PromptRejected,
@@ -121,23 +120,53 @@ async def test_cancelling_the_caller_interrupts_the_peer(peer: FakePeer) -> None
     assert entry["status"]["messages"][-1][0] == "execution_interrupted"
 
 
-async def test_unreachable_peer_names_server_and_url() -> None:
+async def test_an_unreachable_lone_peer_is_waited_for_then_named() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     async with Dispatcher(config_for(url, request=2)) as dispatcher:
-        with pytest.raises(PeerUnreachable) as caught:
+        with pytest.raises(DispatchTimeout) as caught:
+            await dispatcher.run("gen", workflows.invert(), timeout=1)
+        states = await dispatcher.status()
+    error = caught.value
+    assert error.server == "gpu" and f"POST /prompt to {url} failed" in error.waited_for
+    assert states["gpu"].circuit_open and states["gpu"].failures >= 3
+
+
+async def test_a_peer_that_comes_back_within_the_timeout_gets_the_job(peer: FakePeer) -> None:
+    await peer.stop()
+    async with Dispatcher(config_for(peer.url, request=1)) as dispatcher:
+        job = asyncio.create_task(dispatcher.run("gen", workflows.invert(), timeout=30))
+        while not dispatcher._lanes["gpu"].failures:  # noqa: ASYNC110 - a test may peek
+            await asyncio.sleep(0.01)
+        await peer.start()
+        result = await job
+    assert result.server == "gpu" and peer.prompts_received == [result.prompt_id]
+
+
+async def test_a_server_error_is_not_retried(peer: FakePeer) -> None:
+    peer.fail_http = {"/prompt": 500}
+    async with Dispatcher(config_for(peer.url)) as dispatcher:
+        with pytest.raises(BadResponse, match="POST /prompt answered HTTP 500") as caught:
             await dispatcher.run("gen", workflows.invert())
-    assert caught.value.server == "gpu" and url in str(caught.value)
+    assert caught.value.status == 500
+    assert peer.requests.count(("POST", "/prompt")) == 1
 
 
-async def test_peer_answering_html_is_a_bad_response(peer: FakePeer) -> None:
+async def test_a_gateway_error_is_retried_until_the_timeout(peer: FakePeer) -> None:
     peer.fail_http = {"/prompt": 502}
     async with Dispatcher(config_for(peer.url)) as dispatcher:
-        with pytest.raises(BadResponse, match="POST /prompt answered HTTP 502") as caught:
-            await dispatcher.run("gen", workflows.invert())
-    assert caught.value.status == 502
+        with pytest.raises(DispatchTimeout, match="POST /prompt answered HTTP 502"):
+            await dispatcher.run("gen", workflows.invert(), timeout=1)
+    assert peer.requests.count(("POST", "/prompt")) >= 3
+
+
+async def test_users_errors_are_never_retried(peer: FakePeer) -> None:
+    async with Dispatcher(config_for(peer.url)) as dispatcher:
+        with pytest.raises(ExecutionFailed):
+            await dispatcher.run("gen", workflows.fails_at_runtime())
+    assert len(peer.prompts_received) == 1
 
 
 async def test_timeout_says_what_it_waited_for(peer: FakePeer) -> None:
@@ -154,18 +183,43 @@ async def test_timeout_says_what_it_waited_for(peer: FakePeer) -> None:
 async def test_hung_peer_is_bounded_by_the_request_timeout(peer: FakePeer) -> None:
     peer.hang = True
     async with Dispatcher(config_for(peer.url, request=0.3)) as dispatcher:
-        with pytest.raises((PeerUnreachable, DispatchTimeout), match=r"0\.3 s"):
-            await dispatcher.run("gen", workflows.invert(), timeout=5)
+        with pytest.raises(DispatchTimeout, match=r"no answer within 0\.3 s"):
+            await dispatcher.run("gen", workflows.invert(), timeout=1.5)
     peer.hang = False
 
 
-async def test_restarted_peer_lost_the_prompt(peer: FakePeer) -> None:
+async def test_a_lost_prompt_is_resubmitted_once(peer: FakePeer) -> None:
     peer.job_seconds = 5
     async with Dispatcher(config_for(peer.url, poll_interval=0.05)) as dispatcher:
         job = await start_slow_job(dispatcher)
         await peer.restart()
+        peer.job_seconds = 0
+        result = await job
+    first, second = peer.prompts_received  # the peer forgot the first one
+    assert second == result.prompt_id != first
+
+
+async def test_a_prompt_lost_twice_is_reported(peer: FakePeer) -> None:
+    peer.job_seconds = 5
+    prompts: list[str] = []
+    started = asyncio.Event()
+
+    def seen(progress: Progress) -> None:
+        if progress.prompt_id not in prompts:
+            prompts.append(progress.prompt_id)
+            started.set()
+
+    async with Dispatcher(config_for(peer.url, poll_interval=0.05)) as dispatcher:
+        job = asyncio.create_task(
+            dispatcher.run("gen", workflows.txt2img(steps=50), on_progress=seen)
+        )
+        for _ in range(2):
+            await started.wait()
+            started.clear()
+            await peer.restart()
         with pytest.raises(PromptLost, match="neither its queue nor its history"):
             await job
+    assert len(prompts) == 2
 
 
 async def test_websocket_drop_mid_job_still_completes(peer: FakePeer) -> None:
