@@ -8,6 +8,7 @@ with several servers (a pool) sends a job to the lane that will start it soonest
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -122,6 +123,9 @@ class Dispatcher:
         self._jobs: set[asyncio.Task[Any]] = set()
         self._cleanups: set[asyncio.Task[None]] = set()
         self._closed = False
+        self.counts: collections.Counter[str] = collections.Counter()
+        """How many prompts were submitted, completed, resubmitted after a loss, failed over
+        to another server, or retried after a back-off."""
 
     async def __aenter__(self) -> Dispatcher:
         if self._session is None:
@@ -259,17 +263,18 @@ class Dispatcher:
     ) -> DispatchResult:
         """Fail over to another server of the pool, or wait for the only one to come back."""
         failed_here: set[str] = set()
-        lost_before = False
         for attempt in itertools.count():
             usable = await self._usable(lanes)
             candidates = [lane for lane in usable if lane.name not in failed_here] or usable
             try:
                 return await self._execute(job, builder, candidates, queued, phase)
             except DispatchError as error:
-                if not is_transient(error) or (isinstance(error, PromptLost) and lost_before):
+                if not is_transient(error):
                     raise
-                lost_before = lost_before or isinstance(error, PromptLost)
                 phase.last_error = error
+                if isinstance(error, PromptLost):
+                    self.counts["resubmitted"] += 1  # once per loss, wherever it lands
+                    continue
                 culprit = self._lanes.get(error.server or "")
                 if culprit is not None and counts_against_server(error):
                     culprit.record_failure(time.monotonic())
@@ -277,9 +282,12 @@ class Dispatcher:
                 # Fail over at once while the pool has a server this job has not seen fail;
                 # back off when it has none, or when the failure was elsewhere (a chained
                 # input's server).
-                if culprit not in lanes or failed_here.issuperset(x.name for x in lanes):
-                    phase.text = f"server {error.server!r} to come back"
-                    await asyncio.sleep(backoff(attempt))
+                if culprit in lanes and not failed_here.issuperset(x.name for x in lanes):
+                    self.counts["failed_over"] += 1
+                    continue
+                self.counts["retried"] += 1
+                phase.text = f"server {error.server!r} to come back"
+                await asyncio.sleep(backoff(attempt))
         raise AssertionError("unreachable")
 
     async def _usable(self, lanes: Sequence[Lane]) -> list[Lane]:
@@ -331,6 +339,7 @@ class Dispatcher:
             prompt = await self._with_uploads(builder, peer)
             phase.prompt_id = prompt_id
             await peer.submit(prompt, prompt_id=prompt_id, on_progress=job.on_progress)
+            self.counts["submitted"] += 1
             phase.text = f"server {lane.name!r} to finish prompt {prompt_id}"
             entry = await peer.wait(prompt_id, on_finished=finished)
         except asyncio.CancelledError:
@@ -341,6 +350,7 @@ class Dispatcher:
             raise
         finally:
             release()
+        self.counts["completed"] += 1
         timings = Timings(queued=queued, started=_started_at(entry), finished=time.time())
         return self._result(peer, prompt_id, entry, builder, job, timings)
 
