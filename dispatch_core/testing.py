@@ -178,10 +178,12 @@ class FakePeer:
             await self._runner.cleanup()
             self._runner = None
 
-    async def restart(self) -> None:
-        """Stop, forget queue, history and cache as a real restart does, and start again."""
+    async def restart(self, *, downtime: float = 0.0) -> None:
+        """Stop, forget queue, history and cache as a real restart does, and start again
+        after `downtime` seconds (during which connections are refused)."""
         await self.stop()
         self._reset_state()
+        await asyncio.sleep(downtime)
         await self.start()
 
     async def idle(self) -> None:
