@@ -46,6 +46,10 @@ async def make_chaos(
 
 
 @pytest.mark.timeout(180)
+# About one run in twenty, a client socket whose request was cut off by a peer crashing
+# mid-answer is left by aiohttp for the garbage collector, which warns; the session still
+# closes it. The warning is not the behaviour under test here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("seed", [2026])
 async def test_chaos_every_job_ends_with_the_right_pixels(
     seed: int, capsys: pytest.CaptureFixture[str]
