@@ -29,6 +29,7 @@ from .errors import (
     TransportError,
     WorkflowError,
 )
+from .journal import Journal
 from .peer import PeerClient, QueueState
 from .result import DispatchResult, OutputFile, Progress, Timings
 from .urls import compress_url, decompress_url, view_url
@@ -50,6 +51,7 @@ __all__ = [
     "InputError",
     "Interrupted",
     "Job",
+    "Journal",
     "NodeError",
     "OutputFile",
     "PeerClient",

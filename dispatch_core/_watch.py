@@ -39,6 +39,8 @@ class PromptWatch:
         self.finished_nodes: set[str] = set()
         self.outputs: dict[str, Any] = {}
         self.error: PeerError | None = None
+        self.polled = False
+        """Followed by polling only: a prompt another client submitted."""
         self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._progress_tasks: set[asyncio.Task[None]] = set()
 

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import os
 import time
@@ -24,7 +25,7 @@ import aiohttp
 
 from ._lanes import Lane, acquire
 from ._retry import backoff, counts_against_server, is_transient
-from ._watch import ProgressCallback
+from ._watch import ProgressCallback, error_from_history
 from .cache import ResultCache
 from .config import Config
 from .errors import (
@@ -35,6 +36,7 @@ from .errors import (
     RoutingError,
     WorkflowError,
 )
+from .journal import Journal, request_hash
 from .peer import PeerClient
 from .result import DispatchResult, OutputFile, Timings
 from .urls import view_url
@@ -109,8 +111,16 @@ class _Phase:
 class Dispatcher:
     """Runs ComfyUI workflows on the configured servers. Use as `async with Dispatcher(cfg)`."""
 
-    def __init__(self, config: Config, *, session: aiohttp.ClientSession | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        journal: Journal | None = None,
+    ):
         self.config = config
+        self.journal = journal
+        """Optional: where submitted requests are recorded, so a repeat attaches to them."""
         self.cache: ResultCache[DispatchResult] = ResultCache(
             config.cache.max_entries,
             fuzzy=config.cache.fuzzy,
@@ -239,7 +249,9 @@ class Dispatcher:
         phase = _Phase("a free slot")
         try:
             async with asyncio.timeout(timeout):
-                result = await self._execute_with_retries(job, builder, lanes, queued, phase)
+                result = await self._from_journal(job, builder, lanes, queued, phase)
+                if result is None:
+                    result = await self._execute_with_retries(job, builder, lanes, queued, phase)
         except DispatchTimeout:
             raise
         except TimeoutError:
@@ -309,7 +321,10 @@ class Dispatcher:
         lanes: Sequence[Lane],
         queued: float,
         phase: _Phase,
+        *,
+        attach_to: str | None = None,
     ) -> DispatchResult:
+        """Run the job on one of `lanes`; with `attach_to`, wait for that prompt instead."""
         for lane in lanes:
             remaining = self.peer(lane.name).queue_remaining or 0
             lane.external_queue = max(remaining - lane.in_flight, 0)
@@ -320,7 +335,7 @@ class Dispatcher:
         peer = self.peer(lane.name)
         phase.server = lane.name
         began = time.monotonic()
-        prompt_id = str(uuid.uuid4())
+        prompt_id = attach_to or str(uuid.uuid4())
         released = False
 
         def release() -> None:
@@ -335,11 +350,15 @@ class Dispatcher:
             release()  # the peer is free: the next job need not wait for our history fetch
 
         try:
-            phase.text = f"server {lane.name!r} to accept the uploads and the prompt"
-            prompt = await self._with_uploads(builder, peer)
             phase.prompt_id = prompt_id
-            await peer.submit(prompt, prompt_id=prompt_id, on_progress=job.on_progress)
-            self.counts["submitted"] += 1
+            if attach_to is not None:
+                await peer.attach(prompt_id, on_progress=job.on_progress)
+            else:
+                phase.text = f"server {lane.name!r} to accept the uploads and the prompt"
+                prompt = await self._with_uploads(builder, peer)
+                await peer.submit(prompt, prompt_id=prompt_id, on_progress=job.on_progress)
+                self.counts["submitted"] += 1
+                await self._record(job, builder, lane.name, prompt_id)
             phase.text = f"server {lane.name!r} to finish prompt {prompt_id}"
             entry = await peer.wait(prompt_id, on_finished=finished)
         except asyncio.CancelledError:
@@ -353,6 +372,45 @@ class Dispatcher:
         self.counts["completed"] += 1
         timings = Timings(queued=queued, started=_started_at(entry), finished=time.time())
         return self._result(peer, prompt_id, entry, builder, job, timings)
+
+    async def _from_journal(
+        self,
+        job: Job,
+        builder: WorkflowBuilder,
+        lanes: Sequence[Lane],
+        queued: float,
+        phase: _Phase,
+    ) -> DispatchResult | None:
+        """The result of the same request sent before, if its prompt is still known."""
+        if self.journal is None:
+            return None
+        key = _request_key(job, builder)
+        entry = await self.journal.find(key)
+        lane = self._lanes.get(entry.server) if entry is not None else None
+        if entry is None or lane is None or lane not in lanes:
+            return None
+        peer = self.peer(lane.name)
+        try:
+            where = await peer.locate(entry.prompt_id)
+            history = await peer.history(entry.prompt_id) if where == "done" else None
+        except DispatchError:
+            return None  # cannot tell: run it again (at least once, never lost)
+        if where is None or (
+            history is not None and error_from_history(peer.name, entry.prompt_id, history)
+        ):
+            await self.journal.forget(key)
+            return None
+        self.counts["attached"] += 1
+        if history is not None:
+            timings = Timings(queued=queued, started=_started_at(history), finished=time.time())
+            return self._result(peer, entry.prompt_id, history, builder, job, timings)
+        return await self._execute(job, builder, [lane], queued, phase, attach_to=entry.prompt_id)
+
+    async def _record(
+        self, job: Job, builder: WorkflowBuilder, server: str, prompt_id: str
+    ) -> None:
+        if self.journal is not None:
+            await self.journal.record(_request_key(job, builder), server, prompt_id)
 
     async def _with_uploads(self, builder: WorkflowBuilder, peer: PeerClient) -> dict[str, Any]:
         names = {}
@@ -528,6 +586,18 @@ def _output_file(
         node_id=node_id,
         _reader=reader,
     )
+
+
+def _request_key(job: Job, builder: WorkflowBuilder) -> str:
+    """The journal's name for a request: route, workflow, images to upload, output node."""
+    images = [(u.node_id, u.input, _source_identity(u.source)) for u in builder.image_uploads]
+    return request_hash(job.workflow_type, builder.build(), [images, job.output_node])
+
+
+def _source_identity(source: Any) -> str:
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
+    return str(getattr(source, "url", None) or source)
 
 
 def _started_at(entry: Mapping[str, Any]) -> float | None:

@@ -159,6 +159,17 @@ class PeerClient:
             )
         return prompt_id
 
+    async def attach(
+        self, prompt_id: str, *, node_count: int = 0, on_progress: ProgressCallback | None = None
+    ) -> None:
+        """Watch a prompt submitted earlier, by another client: its frames do not come to
+        our socket, so it is followed through `/queue` and `/history` at the poll interval."""
+        await self.start()
+        watch = PromptWatch(self.name, prompt_id, node_count=node_count, on_progress=on_progress)
+        watch.polled = True
+        self._watches[prompt_id] = watch
+        self._recheck_now.set()
+
     async def _post_prompt(self, body: Mapping[str, Any], prompt_id: str) -> dict[str, Any]:
         try:
             async with self._request("POST", "/prompt", json=body) as response:
@@ -224,7 +235,8 @@ class PeerClient:
         """Check quiet prompts in one batch per round: one `/queue`, then `/history` per
         prompt the queue no longer holds. While the socket is down every prompt is quiet."""
         while True:
-            interval = self.recheck_interval if self.connected else self.timeouts.poll_interval
+            polling = not self.connected or any(w.polled for w in self._watches.values())
+            interval = self.timeouts.poll_interval if polling else self.recheck_interval
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._recheck_now.wait()
@@ -233,7 +245,8 @@ class PeerClient:
             quiet = [
                 w
                 for w in self._watches.values()
-                if not w.done.done() and (not self.connected or w.last_frame_at <= quiet_since)
+                if not w.done.done()
+                and (not self.connected or w.polled or w.last_frame_at <= quiet_since)
             ]
             if quiet:
                 with contextlib.suppress(PeerUnreachable, BadResponse):

@@ -21,6 +21,7 @@ PUBLIC = {
     "InputError",
     "Interrupted",
     "Job",
+    "Journal",
     "NodeError",
     "OutputFile",
     "PeerClient",
