@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._png import Image, decode_png
+from ._png import Image, PNGError, decode_png
 
 _INVERT = bytes(255 - i for i in range(256))
 Batch = list[Image]
@@ -65,7 +65,12 @@ def _load_image(i: Mapping[str, Any], context: Context) -> tuple[Any, ...]:
     data = context.read_input(name)
     if data is None:
         raise NodeFailure("FileNotFoundError", f"Invalid image file: {name}")
-    image = decode_png(data)
+    try:
+        image = decode_png(data)
+    except PNGError as error:  # what PIL's Image.open raises on such a file
+        raise NodeFailure(
+            "UnidentifiedImageError", f"cannot identify image file {name!r}: {error}"
+        ) from None
     return ([image], [image])
 
 

@@ -300,11 +300,17 @@ class PeerClient:
         return QueueState(running=ids("queue_running"), pending=ids("queue_pending"))
 
     async def system_stats(self) -> dict[str, Any]:
-        return dict(await self.get_json("/system_stats"))
+        return await self._get_object("/system_stats")
 
     async def object_info(self, node_class: str | None = None) -> dict[str, Any]:
         path = "/object_info" if node_class is None else f"/object_info/{node_class}"
-        return dict(await self.get_json(path))
+        return await self._get_object(path)
+
+    async def _get_object(self, path: str) -> dict[str, Any]:
+        answer = await self.get_json(path)
+        if not isinstance(answer, Mapping):
+            raise BadResponse(f"GET {path} did not answer a JSON object", server=self.name)
+        return dict(answer)
 
     async def interrupt(self, prompt_id: str) -> None:
         """Interrupt the prompt only if it is the one running (ComfyUI ≥ 0.3.57)."""

@@ -96,6 +96,8 @@ class FakePeer:
         """Seconds before every HTTP answer."""
         self.fail_http: dict[str, int] = {}
         """Path → status: answer that status with an HTML body instead."""
+        self.canned: dict[str, tuple[int, str]] = {}
+        """Path → (status, body): answer exactly that, as JSON, instead (truncated JSON, say)."""
         self.cut_after_handling: set[str] = set()
         """Paths whose requests are carried out, then the connection is cut before the answer."""
         self.ws_silent = False
@@ -186,6 +188,13 @@ class FakePeer:
         await asyncio.sleep(downtime)
         await self.start()
 
+    def send_garbage(self) -> None:
+        """Send every client frames that are not ComfyUI's protocol."""
+        for client in self._sockets.values():
+            client.outbox.put_nowait("not json {")
+            client.outbox.put_nowait('{"type": "executing"}')
+            client.outbox.put_nowait('{"type": "progress", "data": [1, 2]}')
+
     async def idle(self) -> None:
         """Wait until nothing is queued or running."""
         await self._idle.wait()
@@ -233,6 +242,9 @@ class FakePeer:
             status = self.fail_http[path]
             body = f"<html><body><h1>{status}</h1>bad gateway</body></html>"
             return web.Response(status=status, text=body, content_type="text/html")
+        if path in self.canned:
+            status, text = self.canned[path]
+            return web.Response(status=status, text=text, content_type="application/json")
         response = await handler(request)
         if path in self.cut_after_handling and request.transport is not None:
             request.transport.abort()
