@@ -53,7 +53,7 @@ class Journal:
     """Use as `async with Journal(path)`; pass it to `Dispatcher(config, journal=...)`."""
 
     def __init__(self, path: str | os.PathLike[str], *, keep_days: float = 7.0):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         self.keep_days = keep_days
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
