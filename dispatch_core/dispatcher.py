@@ -11,18 +11,16 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import hashlib
 import itertools
-import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from ._job import Job, JobRun
 from ._lanes import Lane, acquire
 from ._retry import backoff, counts_against_server, is_transient
 from ._watch import ProgressCallback, error_from_history
@@ -34,31 +32,15 @@ from .errors import (
     DispatchTimeout,
     PromptLost,
     RoutingError,
-    WorkflowError,
 )
-from .journal import Journal, request_hash
+from .journal import Journal
 from .peer import PeerClient
-from .result import DispatchResult, OutputFile, Timings
-from .urls import view_url
+from .result import DispatchResult
 from .workflow import WorkflowBuilder
 
 __all__ = ["Dispatcher", "Job", "ServerStatus"]
 
 _UPLOAD_SUBFOLDER = "dispatch"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One unit of work for `Dispatcher.run_parallel`; the fields mirror `Dispatcher.run`."""
-
-    workflow_type: str
-    workflow: Mapping[str, Any] | WorkflowBuilder
-    overrides: Mapping[str, Mapping[str, Any]] | None = None
-    server: str | None = None
-    cache_key: str | None = None
-    timeout: float | None = None
-    output_node: str | None = None
-    on_progress: ProgressCallback | None = None
 
 
 @dataclass(frozen=True)
@@ -80,32 +62,6 @@ class ServerStatus:
     """Consecutive failures seen by jobs; a success resets it."""
     circuit_open: bool = False
     """Too many failures in a row: new jobs avoid this server until a probe succeeds."""
-
-
-class _Phase:
-    """What a job is waiting on right now, for the message of a timeout."""
-
-    def __init__(self, text: str):
-        self._text = text
-        self.queued_on: Sequence[Lane] = ()
-        self.last_error: DispatchError | None = None
-        """The failure of an earlier try, if this job is trying again."""
-        self.server: str | None = None
-        self.prompt_id: str | None = None
-
-    @property
-    def text(self) -> str:
-        text = self._text
-        if self.queued_on:  # counted only when asked: counting on every job is quadratic
-            text += f" ({max(lane.waiting for lane in self.queued_on)} jobs ahead)"
-        if self.last_error is not None:
-            text += f"; before that: {self.last_error}"
-        return text
-
-    @text.setter
-    def text(self, text: str) -> None:
-        self._text = text
-        self.queued_on = ()
 
 
 class Dispatcher:
@@ -239,51 +195,42 @@ class Dispatcher:
     async def _run_guarded(self, job: Job) -> DispatchResult:
         if self._closed or self._session is None:
             raise DispatcherClosed("the dispatcher is not open: use `async with Dispatcher(...)`")
-        queued = time.time()
-        builder = _builder(job)
+        run = JobRun(job)
         lanes = self._lanes_for(job)
         hit = self._cache_lookup(job)
         if hit is not None:
             return hit
         timeout = job.timeout if job.timeout is not None else self.config.timeouts.job
-        phase = _Phase("a free slot")
         try:
             async with asyncio.timeout(timeout):
-                result = await self._from_journal(job, builder, lanes, queued, phase)
+                result = await self._from_journal(run, lanes)
                 if result is None:
-                    result = await self._execute_with_retries(job, builder, lanes, queued, phase)
+                    result = await self._execute_with_retries(run, lanes)
         except DispatchTimeout:
             raise
         except TimeoutError:
             raise DispatchTimeout(
-                f"no result within {timeout:g} s; it was waiting for {phase.text}",
-                server=phase.server,
-                prompt_id=phase.prompt_id,
-                waited_for=phase.text,
+                f"no result within {timeout:g} s; it was waiting for {run.waiting_for}",
+                server=run.server,
+                prompt_id=run.prompt_id,
+                waited_for=run.waiting_for,
             ) from None
         if job.cache_key is not None and self.config.cache.enabled:
             self.cache.put(job.workflow_type, job.cache_key, result)
         return result
 
-    async def _execute_with_retries(
-        self,
-        job: Job,
-        builder: WorkflowBuilder,
-        lanes: Sequence[Lane],
-        queued: float,
-        phase: _Phase,
-    ) -> DispatchResult:
+    async def _execute_with_retries(self, run: JobRun, lanes: Sequence[Lane]) -> DispatchResult:
         """Fail over to another server of the pool, or wait for the only one to come back."""
         failed_here: set[str] = set()
         for attempt in itertools.count():
             usable = await self._usable(lanes)
             candidates = [lane for lane in usable if lane.name not in failed_here] or usable
             try:
-                return await self._execute(job, builder, candidates, queued, phase)
+                return await self._execute(run, candidates)
             except DispatchError as error:
                 if not is_transient(error):
                     raise
-                phase.last_error = error
+                run.last_error = error
                 if isinstance(error, PromptLost):
                     self.counts["resubmitted"] += 1  # once per loss, wherever it lands
                     continue
@@ -298,7 +245,7 @@ class Dispatcher:
                     self.counts["failed_over"] += 1
                     continue
                 self.counts["retried"] += 1
-                phase.text = f"server {error.server!r} to come back"
+                run.waiting_for = f"server {error.server!r} to come back"
                 await asyncio.sleep(backoff(attempt))
         raise AssertionError("unreachable")
 
@@ -315,25 +262,18 @@ class Dispatcher:
         return [lane for lane in lanes if not lane.tripped] or list(lanes)
 
     async def _execute(
-        self,
-        job: Job,
-        builder: WorkflowBuilder,
-        lanes: Sequence[Lane],
-        queued: float,
-        phase: _Phase,
-        *,
-        attach_to: str | None = None,
+        self, run: JobRun, lanes: Sequence[Lane], *, attach_to: str | None = None
     ) -> DispatchResult:
         """Run the job on one of `lanes`; with `attach_to`, wait for that prompt instead."""
         for lane in lanes:
             remaining = self.peer(lane.name).queue_remaining or 0
             lane.external_queue = max(remaining - lane.in_flight, 0)
         names = " or ".join(repr(lane.name) for lane in lanes)
-        phase.text = f"a free slot on server {names}"
-        phase.queued_on = lanes
+        run.waiting_for = f"a free slot on server {names}"
+        run.queued_on = lanes
         lane = await acquire(lanes)
         peer = self.peer(lane.name)
-        phase.server = lane.name
+        run.server = lane.name
         began = time.monotonic()
         prompt_id = attach_to or str(uuid.uuid4())
         released = False
@@ -350,16 +290,17 @@ class Dispatcher:
             release()  # the peer is free: the next job need not wait for our history fetch
 
         try:
-            phase.prompt_id = prompt_id
+            run.prompt_id = prompt_id
             if attach_to is not None:
-                await peer.attach(prompt_id, on_progress=job.on_progress)
+                await peer.attach(prompt_id, on_progress=run.job.on_progress)
             else:
-                phase.text = f"server {lane.name!r} to accept the uploads and the prompt"
-                prompt = await self._with_uploads(builder, peer)
-                await peer.submit(prompt, prompt_id=prompt_id, on_progress=job.on_progress)
+                run.waiting_for = f"server {lane.name!r} to accept the uploads and the prompt"
+                prompt = await run.prompt_for(peer, _UPLOAD_SUBFOLDER)
+                await peer.submit(prompt, prompt_id=prompt_id, on_progress=run.job.on_progress)
                 self.counts["submitted"] += 1
-                await self._record(job, builder, lane.name, prompt_id)
-            phase.text = f"server {lane.name!r} to finish prompt {prompt_id}"
+                if self.journal is not None:
+                    await self.journal.record(run.request_key(), lane.name, prompt_id)
+            run.waiting_for = f"server {lane.name!r} to finish prompt {prompt_id}"
             entry = await peer.wait(prompt_id, on_finished=finished)
         except asyncio.CancelledError:
             if not released:
@@ -370,21 +311,13 @@ class Dispatcher:
         finally:
             release()
         self.counts["completed"] += 1
-        timings = Timings(queued=queued, started=_started_at(entry), finished=time.time())
-        return self._result(peer, prompt_id, entry, builder, job, timings)
+        return run.result(peer, prompt_id, entry)
 
-    async def _from_journal(
-        self,
-        job: Job,
-        builder: WorkflowBuilder,
-        lanes: Sequence[Lane],
-        queued: float,
-        phase: _Phase,
-    ) -> DispatchResult | None:
+    async def _from_journal(self, run: JobRun, lanes: Sequence[Lane]) -> DispatchResult | None:
         """The result of the same request sent before, if its prompt is still known."""
         if self.journal is None:
             return None
-        key = _request_key(job, builder)
+        key = run.request_key()
         entry = await self.journal.find(key)
         lane = self._lanes.get(entry.server) if entry is not None else None
         if entry is None or lane is None or lane not in lanes:
@@ -395,67 +328,14 @@ class Dispatcher:
             history = await peer.history(entry.prompt_id) if where == "done" else None
         except DispatchError:
             return None  # cannot tell: run it again (at least once, never lost)
-        if where is None or (
-            history is not None and error_from_history(peer.name, entry.prompt_id, history)
-        ):
+        failed = history is not None and error_from_history(peer.name, entry.prompt_id, history)
+        if where is None or failed:
             await self.journal.forget(key)
             return None
         self.counts["attached"] += 1
         if history is not None:
-            timings = Timings(queued=queued, started=_started_at(history), finished=time.time())
-            return self._result(peer, entry.prompt_id, history, builder, job, timings)
-        return await self._execute(job, builder, [lane], queued, phase, attach_to=entry.prompt_id)
-
-    async def _record(
-        self, job: Job, builder: WorkflowBuilder, server: str, prompt_id: str
-    ) -> None:
-        if self.journal is not None:
-            await self.journal.record(_request_key(job, builder), server, prompt_id)
-
-    async def _with_uploads(self, builder: WorkflowBuilder, peer: PeerClient) -> dict[str, Any]:
-        names = {}
-        for upload in builder.image_uploads:
-            data = await _read_source(upload.source)
-            answer = await peer.upload_image(data, upload.filename, subfolder=_UPLOAD_SUBFOLDER)
-            names[upload.node_id] = "/".join(p for p in (answer["subfolder"], answer["name"]) if p)
-        return builder.with_uploaded(names)
-
-    def _result(
-        self,
-        peer: PeerClient,
-        prompt_id: str,
-        entry: Mapping[str, Any],
-        builder: WorkflowBuilder,
-        job: Job,
-        timings: Timings,
-    ) -> DispatchResult:
-        outputs = entry.get("outputs")
-        if not isinstance(outputs, Mapping):
-            outputs = {}
-        if job.output_node is not None:
-            node_id = builder.resolve(job.output_node)
-            outputs = {node_id: outputs.get(node_id, {})}
-
-        async def read(file: OutputFile) -> bytes:
-            return await peer.view(file.filename, file.subfolder, file.type)
-
-        files: list[OutputFile] = []
-        text: list[str] = []
-        for node_id, output in outputs.items():
-            for key, items in (output or {}).items():
-                for item in items if isinstance(items, list) else ():
-                    if isinstance(item, Mapping) and isinstance(item.get("filename"), str):
-                        files.append(_output_file(peer, str(node_id), item, read))
-                    elif key == "text" and isinstance(item, str):
-                        text.append(item)
-        return DispatchResult(
-            server=peer.name,
-            prompt_id=prompt_id,
-            files=tuple(files),
-            text=tuple(text),
-            outputs=dict(outputs),
-            timings=timings,
-        )
+            return run.result(peer, entry.prompt_id, history)
+        return await self._execute(run, [lane], attach_to=entry.prompt_id)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -545,69 +425,6 @@ class Dispatcher:
 
     def _known_servers(self) -> str:
         return ", ".join(sorted(self._lanes)) or "none configured"
-
-
-def _builder(job: Job) -> WorkflowBuilder:
-    builder = (
-        job.workflow if isinstance(job.workflow, WorkflowBuilder) else WorkflowBuilder(job.workflow)
-    )
-    if job.overrides:
-        builder = builder.copy().apply_overrides(job.overrides)
-    builder.validate()
-    if job.output_node is not None:
-        builder.resolve(job.output_node)  # a wrong name fails now, not after the run
-    return builder
-
-
-async def _read_source(source: Any) -> bytes:
-    if isinstance(source, bytes):
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        try:
-            return await asyncio.to_thread(Path(source).read_bytes)
-        except OSError as error:
-            raise WorkflowError(f"cannot read image {str(source)!r}: {error.strerror}") from None
-    return bytes(await source.read())
-
-
-def _output_file(
-    peer: PeerClient, node_id: str, item: Mapping[str, Any], reader: Any
-) -> OutputFile:
-    filename = str(item["filename"])
-    subfolder = str(item.get("subfolder") or "")
-    kind = str(item.get("type") or "output")
-    output = {"filename": filename, "subfolder": subfolder, "type": kind}
-    return OutputFile(
-        filename=filename,
-        subfolder=subfolder,
-        type=kind,
-        url=view_url(peer.url, output),
-        server=peer.name,
-        node_id=node_id,
-        _reader=reader,
-    )
-
-
-def _request_key(job: Job, builder: WorkflowBuilder) -> str:
-    """The journal's name for a request: route, workflow, images to upload, output node."""
-    images = [(u.node_id, u.input, _source_identity(u.source)) for u in builder.image_uploads]
-    return request_hash(job.workflow_type, builder.build(), [images, job.output_node])
-
-
-def _source_identity(source: Any) -> str:
-    if isinstance(source, bytes):
-        return hashlib.sha256(source).hexdigest()
-    return str(getattr(source, "url", None) or source)
-
-
-def _started_at(entry: Mapping[str, Any]) -> float | None:
-    status = entry.get("status")
-    for message in (status.get("messages") if isinstance(status, Mapping) else None) or ():
-        if isinstance(message, list) and len(message) == 2 and message[0] == "execution_start":
-            stamp = message[1].get("timestamp") if isinstance(message[1], Mapping) else None
-            if isinstance(stamp, (int, float)):
-                return stamp / 1000
-    return None
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -1,0 +1,172 @@
+"""One job's life inside the dispatcher: what it asks for, what it waits on, what it returns."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._watch import ProgressCallback
+from .errors import DispatchError, WorkflowError
+from .journal import request_hash
+from .result import DispatchResult, OutputFile, Timings
+from .urls import view_url
+from .workflow import WorkflowBuilder
+
+if TYPE_CHECKING:
+    from ._lanes import Lane
+    from .peer import PeerClient
+
+__all__ = ["Job", "JobRun"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for `Dispatcher.run_parallel`; the fields mirror `Dispatcher.run`."""
+
+    workflow_type: str
+    workflow: Mapping[str, Any] | WorkflowBuilder
+    overrides: Mapping[str, Mapping[str, Any]] | None = None
+    server: str | None = None
+    cache_key: str | None = None
+    timeout: float | None = None
+    output_node: str | None = None
+    on_progress: ProgressCallback | None = None
+
+
+class JobRun:
+    """A job being run: its checked workflow, and what it waits on now (for a timeout)."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.builder = _checked_builder(job)
+        self.queued = time.time()
+        self.server: str | None = None
+        self.prompt_id: str | None = None
+        self.queued_on: Sequence[Lane] = ()
+        self.last_error: DispatchError | None = None
+        """The failure of an earlier try, if this job is trying again."""
+        self._waiting_for = "a free slot"
+
+    @property
+    def waiting_for(self) -> str:
+        text = self._waiting_for
+        if self.queued_on:  # counted only when asked: counting on every job is quadratic
+            text += f" ({max(lane.waiting for lane in self.queued_on)} jobs ahead)"
+        if self.last_error is not None:
+            text += f"; before that: {self.last_error}"
+        return text
+
+    @waiting_for.setter
+    def waiting_for(self, text: str) -> None:
+        self._waiting_for = text
+        self.queued_on = ()
+
+    def request_key(self) -> str:
+        """The journal's name for this request: route, workflow, images, output node."""
+        images = [(u.node_id, u.input, _identity(u.source)) for u in self.builder.image_uploads]
+        extra = [images, self.job.output_node]
+        return request_hash(self.job.workflow_type, self.builder.build(), extra)
+
+    async def prompt_for(self, peer: PeerClient, subfolder: str) -> dict[str, Any]:
+        """The workflow with its images uploaded to `peer` and pointed at."""
+        names = {}
+        for upload in self.builder.image_uploads:
+            data = await _read_source(upload.source)
+            answer = await peer.upload_image(data, upload.filename, subfolder=subfolder)
+            names[upload.node_id] = "/".join(p for p in (answer["subfolder"], answer["name"]) if p)
+        return self.builder.with_uploaded(names)
+
+    def result(self, peer: PeerClient, prompt_id: str, entry: Mapping[str, Any]) -> DispatchResult:
+        """The DispatchResult of a finished history entry (or of the frames' outputs)."""
+        outputs = entry.get("outputs")
+        if not isinstance(outputs, Mapping):
+            outputs = {}
+        if self.job.output_node is not None:
+            node_id = self.builder.resolve(self.job.output_node)
+            outputs = {node_id: outputs.get(node_id, {})}
+
+        async def read(file: OutputFile) -> bytes:
+            return await peer.view(file.filename, file.subfolder, file.type)
+
+        files: list[OutputFile] = []
+        text: list[str] = []
+        for node_id, output in outputs.items():
+            for key, items in (output or {}).items():
+                for item in items if isinstance(items, list) else ():
+                    if isinstance(item, Mapping) and isinstance(item.get("filename"), str):
+                        files.append(_output_file(peer, str(node_id), item, read))
+                    elif key == "text" and isinstance(item, str):
+                        text.append(item)
+        timings = Timings(queued=self.queued, started=_started_at(entry), finished=time.time())
+        return DispatchResult(
+            server=peer.name,
+            prompt_id=prompt_id,
+            files=tuple(files),
+            text=tuple(text),
+            outputs=dict(outputs),
+            timings=timings,
+        )
+
+
+def _checked_builder(job: Job) -> WorkflowBuilder:
+    """The job's workflow with its overrides, checked before anything is sent."""
+    builder = (
+        job.workflow if isinstance(job.workflow, WorkflowBuilder) else WorkflowBuilder(job.workflow)
+    )
+    if job.overrides:
+        builder = builder.copy().apply_overrides(job.overrides)
+    builder.validate()
+    if job.output_node is not None:
+        builder.resolve(job.output_node)  # a wrong name fails now, not after the run
+    return builder
+
+
+async def _read_source(source: Any) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            return await asyncio.to_thread(Path(source).read_bytes)
+        except OSError as error:
+            raise WorkflowError(f"cannot read image {str(source)!r}: {error.strerror}") from None
+    return bytes(await source.read())
+
+
+def _identity(source: Any) -> str:
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
+    return str(getattr(source, "url", None) or source)
+
+
+def _output_file(
+    peer: PeerClient, node_id: str, item: Mapping[str, Any], reader: Any
+) -> OutputFile:
+    filename = str(item["filename"])
+    subfolder = str(item.get("subfolder") or "")
+    kind = str(item.get("type") or "output")
+    output = {"filename": filename, "subfolder": subfolder, "type": kind}
+    return OutputFile(
+        filename=filename,
+        subfolder=subfolder,
+        type=kind,
+        url=view_url(peer.url, output),
+        server=peer.name,
+        node_id=node_id,
+        _reader=reader,
+    )
+
+
+def _started_at(entry: Mapping[str, Any]) -> float | None:
+    status = entry.get("status")
+    for message in (status.get("messages") if isinstance(status, Mapping) else None) or ():
+        if isinstance(message, list) and len(message) == 2 and message[0] == "execution_start":
+            stamp = message[1].get("timestamp") if isinstance(message[1], Mapping) else None
+            if isinstance(stamp, (int, float)):
+                return stamp / 1000
+    return None
