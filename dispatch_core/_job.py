@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._retry import with_retries
 from ._watch import ProgressCallback
 from .errors import DispatchError, WorkflowError
 from .journal import request_hash
@@ -92,7 +93,7 @@ class JobRun:
             outputs = {node_id: outputs.get(node_id, {})}
 
         async def read(file: OutputFile) -> bytes:
-            return await peer.view(file.filename, file.subfolder, file.type)
+            return await with_retries(lambda: peer.view(file.filename, file.subfolder, file.type))
 
         files: list[OutputFile] = []
         text: list[str] = []

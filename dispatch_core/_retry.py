@@ -8,9 +8,14 @@ and history and file reads change nothing. The caller's own errors (`node_errors
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from .errors import BadResponse, DispatchError, PeerUnreachable, PromptLost
+
+T = TypeVar("T")
 
 _TRANSIENT_STATUS = {502, 503, 504}
 _BASE_DELAY = 0.1
@@ -33,3 +38,15 @@ def backoff(attempt: int, *, rng: random.Random | None = None) -> float:
     """Exponential with full jitter between half and one and a half of the step."""
     step = min(_MAX_DELAY, _BASE_DELAY * 2**attempt)
     return step * (rng or random).uniform(0.5, 1.5)
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int = 5) -> T:
+    """Run an idempotent call again after transient failures, backing off in between."""
+    for attempt in range(attempts - 1):
+        try:
+            return await call()
+        except DispatchError as error:
+            if not is_transient(error):
+                raise
+        await asyncio.sleep(backoff(attempt))
+    return await call()

@@ -303,3 +303,15 @@ async def test_a_cut_connection_after_submit_asks_the_peer_before_resubmitting(
         result = await dispatcher.run("gen", workflows.invert())
     assert peer.prompts_received == [result.prompt_id]  # asked, not sent twice
     assert peer.requests[1:3] == [("POST", "/prompt"), ("GET", f"/history/{result.prompt_id}")]
+
+
+async def test_a_download_is_retried_through_a_passing_gateway_error(peer: FakePeer) -> None:
+    async with Dispatcher(config_for(peer.url)) as dispatcher:
+        result = await dispatcher.run("gen", workflows.invert())
+        peer.fail_http = {"/view": 503}
+        reading = asyncio.create_task(result.images[0].read())
+        while ("GET", "/view") not in peer.requests:  # noqa: ASYNC110 - a test may peek
+            await asyncio.sleep(0.01)
+        peer.fail_http = {}
+        assert (await reading).startswith(b"\x89PNG")
+    assert peer.requests.count(("GET", "/view")) >= 2
