@@ -215,10 +215,6 @@ class PeerClient:
             await watch.drain_progress()
             self._watches.pop(prompt_id, None)
 
-    def started_at(self, prompt_id: str) -> float | None:
-        watch = self._watches.get(prompt_id)
-        return None if watch is None else watch.started_at
-
     async def locate(self, prompt_id: str) -> str | None:
         """`done`, `running`, `pending`, or None when the peer does not know the prompt."""
         if await self.history(prompt_id):

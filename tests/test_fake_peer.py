@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from dispatch_core import PeerClient, QueueState, ServerConfig
 from dispatch_core._png import Image, decode_png, encode_png
 from dispatch_core.testing import FakePeer
 
@@ -193,3 +194,14 @@ async def test_generation_depends_on_prompt_and_seed(http: aiohttp.ClientSession
         )
     assert outputs[0] != outputs[1] != outputs[2] and outputs[0] == outputs[3]
     assert body["node_errors"]["3"]["errors"][0]["type"] == "required_input_missing"
+
+
+async def test_a_peer_client_alone_runs_a_prompt(
+    peer: FakePeer, http: aiohttp.ClientSession
+) -> None:
+    async with PeerClient(ServerConfig("gpu", peer.url), http) as client:
+        entry = await client.run(workflows.invert(0x000000, width=2, height=2))
+        image = entry["outputs"]["3"]["images"][0]
+        png = await client.view(image["filename"], image["subfolder"], image["type"])
+        assert (await client.queue()) == QueueState(running=(), pending=())
+    assert decode_png(png) == Image.solid(2, 2, (255, 255, 255))
