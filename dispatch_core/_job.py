@@ -80,7 +80,7 @@ class JobRun:
         for upload in self.builder.image_uploads:
             data = await _read_source(upload.source)
             answer = await peer.upload_image(data, upload.filename, subfolder=subfolder)
-            names[upload.node_id] = "/".join(p for p in (answer["subfolder"], answer["name"]) if p)
+            names[upload.key] = "/".join(p for p in (answer["subfolder"], answer["name"]) if p)
         return self.builder.with_uploaded(names)
 
     def result(self, peer: PeerClient, prompt_id: str, entry: Mapping[str, Any]) -> DispatchResult:

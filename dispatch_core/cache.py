@@ -27,6 +27,10 @@ class ResultCache(Generic[V]):
     """An LRU of results; a fuzzy lookup finds the nearest key of the same namespace."""
 
     def __init__(self, max_entries: int = 500, *, fuzzy: bool = False, max_distance: int = 3):
+        if max_entries < 0 or max_distance < 0:  # a negative size made put() pop an empty dict
+            raise ValueError(
+                f"max_entries and max_distance must be 0 or more, not {max_entries}, {max_distance}"
+            )
         self.max_entries = max_entries
         self.fuzzy = fuzzy
         self.max_distance = max_distance

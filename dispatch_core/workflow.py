@@ -7,7 +7,9 @@ job lands on and points the input at the name that peer gave.
 
 from __future__ import annotations
 
+import collections
 import copy
+import inspect
 import json
 import os
 import random
@@ -41,6 +43,11 @@ class ImageUpload:
     """bytes, a file path, or anything with an async `read()` (an OutputFile of another job)."""
     filename: str
 
+    @property
+    def key(self) -> str:
+        """`"node_id.input"`: the key of this upload's name in `with_uploaded`."""
+        return f"{self.node_id}.{self.input}"
+
 
 def is_ui_format(workflow: Any) -> bool:
     """True for the frontend's saved workflow (nodes + links), which a peer cannot run."""
@@ -54,9 +61,13 @@ def is_ui_format(workflow: Any) -> bool:
 def load_workflow(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read an API-format workflow file; a parse error names the file, line and column."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: Windows editors add a BOM
     except OSError as error:
-        raise WorkflowError(f"{path}: cannot read: {error.strerror}") from None
+        raise WorkflowError(f"{path}: cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise WorkflowError(
+            f"{path}: not UTF-8 text (byte {error.start}): is it a workflow file?"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -94,7 +105,10 @@ class WorkflowBuilder:
             )
         self._nodes: dict[str, Any] = {str(k): copy.deepcopy(v) for k, v in workflow.items()}
         self._object_info = object_info
-        self._uploads: dict[str, ImageUpload] = {u.node_id: u for u in uploads}
+        # keyed by (node id, input): a node such as ImageBatch takes two images
+        self._uploads: dict[tuple[str, str], ImageUpload] = {
+            (u.node_id, u.input): u for u in uploads
+        }
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> WorkflowBuilder:
@@ -150,9 +164,10 @@ class WorkflowBuilder:
     def _check_input(self, node_id: str, name: str) -> None:
         known = _input_names(self._info(), _class(self._nodes[node_id]))
         if known is not None and name not in known and name not in self._inputs(node_id):
+            listing = f"its inputs are {', '.join(sorted(known))}" if known else "it has none"
             raise WorkflowError(
                 f"node {node_id} ({_class(self._nodes[node_id])}) has no input {name!r}; "
-                f"its inputs are {', '.join(sorted(known))}",
+                + listing,
                 node=node_id,
             )
 
@@ -165,9 +180,7 @@ class WorkflowBuilder:
         node_id = self.resolve(node)
         self._check_input(node_id, input)
         self._inputs(node_id)[input] = copy.deepcopy(value)
-        upload = self._uploads.get(node_id)
-        if upload is not None and upload.input == input:
-            del self._uploads[node_id]  # an explicit value wins over an earlier image
+        self._uploads.pop((node_id, input), None)  # an explicit value wins over an earlier image
         return self
 
     def set_path(self, path: str, value: Any) -> WorkflowBuilder:
@@ -179,6 +192,10 @@ class WorkflowBuilder:
 
     def apply_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> WorkflowBuilder:
         """`{node: {input: value}}`, each node named by id, title or class."""
+        if not isinstance(overrides, Mapping):
+            raise WorkflowError(
+                f"overrides must be an object of node → inputs, not {type(overrides).__name__}"
+            )
         for node, inputs in overrides.items():
             if not isinstance(inputs, Mapping):
                 raise WorkflowError(
@@ -191,34 +208,42 @@ class WorkflowBuilder:
     def set_dimensions(
         self, width: int, height: int, node: str | int | None = None
     ) -> WorkflowBuilder:
-        targets = (
-            [self.resolve(node)]
-            if node is not None
-            else [
-                i
-                for i in self._nodes
-                if _literal(self._nodes[i], "width") and _literal(self._nodes[i], "height")
-            ]
-        )
+        """Size `node`, or every source of an image or latent (EmptyLatentImage, EmptyImage…).
+
+        Nodes fed by a link (ImageScale, ImageCrop) are left alone: their width and height
+        are a resize or a crop of what flows in, not the size of the picture made.
+        """
+        targets = [self.resolve(node)] if node is not None else self._sources_with_size()
         if not targets:
-            raise WorkflowError("no node with literal width and height inputs; name one")
+            raise WorkflowError("no source node with literal width and height inputs; name one")
         for node_id in targets:
             self.set(node_id, "width", width).set(node_id, "height", height)
         return self
 
+    def _sources_with_size(self) -> list[str]:
+        return [
+            i
+            for i, n in self._nodes.items()
+            if _literal(n, "width") and _literal(n, "height") and not _links(n)
+        ]
+
     def randomize_seed(
         self,
         node: str | int | None = None,
-        input: str = "seed",
+        input: str | None = None,
         *,
         rng: random.Random | None = None,
     ) -> WorkflowBuilder:
+        """A new seed in every literal `seed` and `noise_seed` (or `input`), or in one node's."""
         chooser = rng or random.SystemRandom()
+        names = (input,) if input is not None else _SEED_INPUTS
         if node is not None:
-            return self.set(node, input, chooser.randrange(2**53))
-        targets = [(i, k) for i in self._nodes for k in _SEED_INPUTS if _literal(self._nodes[i], k)]
+            node_id = self.resolve(node)
+            found = [k for k in names if _literal(self._nodes[node_id], k)]
+            return self.set(node_id, (found or names)[0], chooser.randrange(2**53))
+        targets = [(i, k) for i in self._nodes for k in names if _literal(self._nodes[i], k)]
         if not targets:
-            raise WorkflowError("no node with a literal seed or noise_seed input")
+            raise WorkflowError(f"no node with a literal {' or '.join(names)} input")
         for node_id, key in targets:
             self._inputs(node_id)[key] = chooser.randrange(2**53)
         return self
@@ -232,29 +257,34 @@ class WorkflowBuilder:
             if not Path(data).is_file():
                 raise WorkflowError(f"image file {str(data)!r} does not exist", node=node_id)
             filename = filename or Path(data).name
-        elif not isinstance(data, (bytes, bytearray)) and not hasattr(data, "read"):
+        elif not isinstance(data, (bytes, bytearray)) and not _has_async_read(data):
+            # a sync file's read() would only fail at dispatch time, on `await`
             raise WorkflowError(
-                f"set_image takes bytes, a path or an output file, not {type(data).__name__}",
+                "set_image takes bytes, a path or an output file (async read()), "
+                f"not {type(data).__name__}",
                 node=node_id,
             )
         name = filename or getattr(data, "filename", None) or f"dispatch_{node_id}.png"
         source = bytes(data) if isinstance(data, bytearray) else data
-        self._uploads[node_id] = ImageUpload(node_id, input, source, Path(name).name)
+        self._uploads[(node_id, input)] = ImageUpload(node_id, input, source, Path(name).name)
         return self
 
     def set_image_url(self, node: str | int, url: str, *, input: str = "url") -> WorkflowBuilder:
-        if urlsplit(url).scheme not in ("http", "https"):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
             raise WorkflowError(f"{url!r} is not an http:// or https:// URL", node=str(node))
         return self.set(node, input, url)
 
     def remove_node(self, node: str | int) -> WorkflowBuilder:
         node_id = self.resolve(node)
         del self._nodes[node_id]
-        self._uploads.pop(node_id, None)
+        for key in [k for k in self._uploads if k[0] == node_id]:
+            del self._uploads[key]
         return self
 
     def remove_nodes(self, *nodes: str | int) -> WorkflowBuilder:
-        for node_id in [self.resolve(n) for n in nodes]:
+        """Resolve every name first, so that ids and titles of the same node may be mixed."""
+        for node_id in dict.fromkeys(self.resolve(n) for n in nodes):
             self.remove_node(node_id)
         return self
 
@@ -286,11 +316,7 @@ class WorkflowBuilder:
         problems: list[tuple[str | None, str]] = []
         for node_id, node in self._nodes.items():
             problems += [(node_id, p) for p in self._node_problems(node_id, node)]
-        if (
-            self._nodes
-            and not problems
-            and not any(self._is_output(n) for n in self._nodes.values())
-        ):
+        if self._nodes and not any(self._is_output(n) for n in self._nodes.values()):
             problems.append((None, "the workflow has no output node (SaveImage, PreviewImage, …)"))
         if not self._nodes:
             problems.append((None, "the workflow is empty"))
@@ -349,14 +375,23 @@ class WorkflowBuilder:
         return copy.deepcopy(self._nodes)
 
     def with_uploaded(self, names: Mapping[str, str]) -> dict[str, Any]:
-        """The built workflow with each upload's input set to the name the peer gave it."""
+        """The built workflow with each upload's input set to the name the peer gave it.
+
+        `names` is keyed by `upload.key` (`"node_id.input"`), or by node id alone where the
+        node has a single upload.
+        """
         built = self.build()
+        per_node = collections.Counter(u.node_id for u in self._uploads.values())
         for upload in self._uploads.values():
-            if upload.node_id not in names:
+            name = names.get(upload.key)
+            if name is None and per_node[upload.node_id] == 1:
+                name = names.get(upload.node_id)
+            if name is None:
                 raise WorkflowError(
-                    f"no uploaded name for node {upload.node_id}", node=upload.node_id
+                    f"no uploaded name for node {upload.node_id} input {upload.input!r}",
+                    node=upload.node_id,
                 )
-            built[upload.node_id]["inputs"][upload.input] = names[upload.node_id]
+            built[upload.node_id]["inputs"][upload.input] = name
         return built
 
 
@@ -383,6 +418,10 @@ def _links(node: Any, *, with_names: bool = False) -> list[Any]:
             link = [str(value[0]), value[1]]
             found.append((name, link) if with_names else link)
     return found
+
+
+def _has_async_read(data: Any) -> bool:
+    return inspect.iscoroutinefunction(getattr(data, "read", None))
 
 
 def _input_names(object_info: Mapping[str, Any], class_type: str) -> set[str] | None:

@@ -277,3 +277,24 @@ async def test_a_pool_fails_over_and_a_probe_brings_the_server_back(
         back = await dispatcher.run_parallel([Job("pool", workflows.invert(i)) for i in range(3)])
         assert {r.server for r in back if isinstance(r, DispatchResult)} == {"a", "b", "c"}
         assert not (await dispatcher.status())["a"].circuit_open
+
+
+async def test_two_uploads_in_one_job_each_reach_their_node(peers: dict[str, FakePeer]) -> None:
+    from dispatch_core._png import Image, encode_png
+
+    workflow = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "b.png"}},
+        "3": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "two"}},
+    }
+    red, blue = (encode_png(Image.solid(2, 2, c)) for c in [(255, 0, 0), (0, 0, 255)])
+    builder = WorkflowBuilder(workflow).set_image("1", red, filename="red.png")
+    builder.set_image("2", blue, filename="blue.png")
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        result = await dispatcher.run("a", builder)
+        assert [decode_png(await f.read()).pixels[:3] for f in result.images] == [
+            b"\xff\x00\x00",
+            b"\x00\x00\xff",
+        ]
+    assert {u["name"] for u in peers["a"].uploads} == {"red.png", "blue.png"}
