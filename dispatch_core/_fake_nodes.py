@@ -1,21 +1,48 @@
 """The fake peer's tiny image model: what each node class computes, in pure Python.
 
-Images are solid or simply transformed RGB buffers, so outputs depend on the inputs
-(prompt, seed, colour, uploaded pixels) while staying fast at any size.
+Images are RGB buffers (masks are gray ones) transformed with whole-row byte operations,
+so outputs depend on the inputs (prompt, seed, colour, uploaded pixels) while staying
+fast at any size. A generation chain yields a solid colour hashed from everything that
+would change a real sample.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import operator
+import re
+import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ._png import Image, PNGError, decode_png
+from ._fake_files import FileStore
+from ._png import Image, PNGError, read_png
+
+__all__ = [
+    "Context",
+    "NodeFailure",
+    "describe",
+    "progress_steps",
+    "resize",
+    "run_node",
+    "time_weight",
+]
 
 _INVERT = bytes(255 - i for i in range(256))
 Batch = list[Image]
+Outputs = tuple[Any, ...]
+UI = dict[str, Any]
+_WEIGHTS = {
+    "KSampler": 8.0,
+    "KSamplerAdvanced": 8.0,
+    "ImageUpscaleWithModel": 4.0,
+    "ImageBlur": 4.0,
+    "VAEDecode": 1.0,
+    "VAEEncode": 1.0,
+}
 
 
 class NodeFailure(Exception):
@@ -29,10 +56,58 @@ class NodeFailure(Exception):
 
 @dataclass
 class Context:
-    """What node functions may read from the peer."""
+    """What node functions may read from the peer and the prompt."""
 
     models: Mapping[str, list[str]]
-    read_input: Callable[[str], bytes | None]
+    files: FileStore
+    prompt: Mapping[str, Any] = field(default_factory=dict)
+    extra_pnginfo: Mapping[str, Any] | None = None
+
+
+def run_node(
+    class_type: str, inputs: Mapping[str, Any], context: Context
+) -> tuple[Outputs, UI | None]:
+    """The outputs of one node as a tuple like RETURN_TYPES, and its UI dict if it has one."""
+    saver = _SAVERS.get(class_type)
+    if saver is not None:
+        return (), saver(inputs, context)
+    function = _NODES.get(class_type)
+    if function is None:
+        return (_digest(class_type, inputs),) * 8, None
+    return function(inputs, context), None
+
+
+def progress_steps(class_type: str, inputs: Mapping[str, Any]) -> int:
+    """How many ProgressBar updates a node sends: samplers per step, upscaling per tile."""
+    if class_type == "KSampler":
+        return int(inputs.get("steps", 0))
+    if class_type == "KSamplerAdvanced":
+        steps = int(inputs.get("steps", 0))
+        return max(
+            min(int(inputs.get("end_at_step", steps)), steps) - int(inputs["start_at_step"]), 0
+        )
+    if class_type == "ImageUpscaleWithModel":
+        tiles = sum(math.ceil(m.height / 480) * math.ceil(m.width / 480) for m in inputs["image"])
+        return max(tiles, 1)
+    return 0
+
+
+def time_weight(class_type: str) -> float:
+    """How much of a prompt's time a node takes: loaders and savers next to nothing."""
+    return _WEIGHTS.get(class_type, 0.0)
+
+
+def describe(value: Any) -> Any:
+    """execution.py's format_value: plain values as they are, the rest as a string."""
+    if value is None or isinstance(value, (int, float, bool, str)):
+        return value
+    if isinstance(value, list) and value and isinstance(value[0], Image):
+        first = value[0]
+        return f"tensor of shape [{len(value)}, {first.height}, {first.width}, 3]"
+    return str(value)
+
+
+# -- pixels ----------------------------------------------------------------------------
 
 
 def _color(value: int) -> tuple[int, int, int]:
@@ -43,99 +118,165 @@ def _digest(*parts: Any) -> bytes:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
 
 
-def run_node(class_type: str, inputs: Mapping[str, Any], context: Context) -> tuple[Any, ...]:
-    """The outputs of one node, as a tuple like ComfyUI's RETURN_TYPES."""
-    function = _NODES.get(class_type)
-    if function is not None:
-        return function(inputs, context)
-    return (_digest(class_type, inputs),)
+def _gray(width: int, height: int, plane: bytes) -> Image:
+    out = bytearray(len(plane) * 3)
+    for i in range(3):
+        out[i::3] = plane
+    return Image(width, height, bytes(out))
 
 
-def _empty_image(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
+def resize(image: Image, width: int, height: int) -> Image:
+    """Nearest-neighbour resize: one C-level gather per distinct source row."""
+    if (width, height) == (image.width, image.height):
+        return image
+    if width <= 0 or height <= 0 or image.width <= 0 or image.height <= 0:
+        raise ValueError(f"cannot resize a {image.width}x{image.height} image to {width}x{height}")
+    columns = [(x * image.width // width) * 3 + c for x in range(width) for c in range(3)]
+    gather = operator.itemgetter(*columns)
+    done: dict[bytes, bytes] = {}
+    rows = []
+    for y in range(height):
+        source = image.row(y * image.height // height)
+        row = done.get(source)
+        if row is None:
+            row = done[source] = bytes(gather(source))
+        rows.append(row)
+    return Image(width, height, b"".join(rows))
+
+
+def crop(image: Image, x: int, y: int, width: int, height: int) -> Image:
+    """Like a tensor slice: clamped to the image, never an error."""
+    x, y = max(min(x, image.width), 0), max(min(y, image.height), 0)
+    width, height = min(width, image.width - x), min(height, image.height - y)
+    rows = [image.row(r)[x * 3 : (x + width) * 3] for r in range(y, y + height)]
+    return Image(width, height, b"".join(rows))
+
+
+def _sniff(data: bytes, name: str) -> Image:
+    """Formats PIL opens but this codec does not decode: a solid image of the right size."""
+    size = None
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        size = struct.unpack("<HH", data[6:10])
+    elif data[:2] == b"\xff\xd8":
+        size = _jpeg_size(data)
+    if not size or not all(size):
+        raise NodeFailure("PIL.UnidentifiedImageError", f"cannot identify image file {name!r}")
+    r, g, b = hashlib.sha256(data).digest()[:3]
+    return Image.solid(size[0], size[1], (r, g, b))
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    offset = 2
+    while offset + 9 <= len(data) and data[offset] == 0xFF:
+        marker, length = data[offset + 1], struct.unpack(">H", data[offset + 2 : offset + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[offset + 5 : offset + 9])
+            return width, height
+        offset += 2 + length
+    return None
+
+
+# -- nodes -----------------------------------------------------------------------------
+
+
+def _empty_image(i: Mapping[str, Any], _: Context) -> Outputs:
     image = Image.solid(int(i["width"]), int(i["height"]), _color(int(i.get("color", 0))))
     return ([image] * int(i.get("batch_size", 1)),)
 
 
-def _invert(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
+def _invert(i: Mapping[str, Any], _: Context) -> Outputs:
     return ([Image(m.width, m.height, m.pixels.translate(_INVERT)) for m in i["image"]],)
 
 
-def _load_image(i: Mapping[str, Any], context: Context) -> tuple[Any, ...]:
-    name = str(i["image"])
-    data = context.read_input(name)
+def _read_input(name: str, context: Context) -> tuple[Image, bytes | None]:
+    data = context.files.read_input(name)
     if data is None:
-        raise NodeFailure("FileNotFoundError", f"Invalid image file: {name}")
+        raise NodeFailure("FileNotFoundError", f"[Errno 2] No such file or directory: {name!r}")
     try:
-        image = decode_png(data)
-    except PNGError as error:  # what PIL's Image.open raises on such a file
-        raise NodeFailure(
-            "UnidentifiedImageError", f"cannot identify image file {name!r}: {error}"
-        ) from None
-    return ([image], [image])
+        return read_png(data)
+    except PNGError:
+        return _sniff(data, name), None
 
 
-def _image_to_mask(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
+def _load_image(i: Mapping[str, Any], context: Context) -> Outputs:
+    image, alpha = _read_input(str(i["image"]), context)
+    if alpha is None:  # LoadImage's mask without alpha: zeros(64, 64)
+        mask = Image.solid(64, 64, (0, 0, 0))
+    else:  # 1 - alpha
+        mask = _gray(image.width, image.height, alpha.translate(_INVERT))
+    return ([image], [mask])
+
+
+def _load_image_mask(i: Mapping[str, Any], context: Context) -> Outputs:
+    image, alpha = _read_input(str(i["image"]), context)
+    channel = str(i["channel"])
+    if channel == "alpha":
+        if alpha is None:
+            return ([Image.solid(64, 64, (0, 0, 0))],)
+        return ([_gray(image.width, image.height, alpha.translate(_INVERT))],)
+    plane = image.pixels[["red", "green", "blue"].index(channel) :: 3]
+    return ([_gray(image.width, image.height, plane)],)
+
+
+def _image_to_mask(i: Mapping[str, Any], _: Context) -> Outputs:
     channel = ["red", "green", "blue", "alpha"].index(i["channel"])
-    if channel == 3:
+    if channel == 3:  # IMAGE tensors have three channels
         raise NodeFailure("IndexError", "index 3 is out of bounds for dimension 3 with size 3\n")
-    masks = []
-    for m in i["image"]:
-        gray = m.pixels[channel::3]
-        masks.append(Image(m.width, m.height, bytes(b for v in gray for b in (v, v, v))))
-    return (masks,)
+    return ([_gray(m.width, m.height, m.pixels[channel::3]) for m in i["image"]],)
 
 
-def _solid_mask(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
-    value = round(float(i.get("value", 1.0)) * 255)
+def _solid_mask(i: Mapping[str, Any], _: Context) -> Outputs:
+    value = max(0, min(255, round(float(i.get("value", 1.0)) * 255)))
     return ([Image.solid(int(i["width"]), int(i["height"]), (value, value, value))],)
 
 
-def _checkpoint(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
+def _checkpoint(i: Mapping[str, Any], _: Context) -> Outputs:
     name = i["ckpt_name"]
     return ({"model": name}, {"clip": name}, {"vae": name})
 
 
-def _lora(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
+def _lora(i: Mapping[str, Any], _: Context) -> Outputs:
     lora = [i["lora_name"], i.get("strength_model"), i.get("strength_clip")]
     return ({**i["model"], "lora": lora}, {**i["clip"], "lora": lora})
 
 
-def _upscale_model(i: Mapping[str, Any], context: Context) -> tuple[Any, ...]:
-    name = i["model_name"]
+def _upscale_model(i: Mapping[str, Any], context: Context) -> Outputs:
+    name = str(i["model_name"])
     if name not in context.models.get("upscale_models", []):
         raise NodeFailure(
             "FileNotFoundError",
             f"Model in folder 'upscale_models' with filename '{name}' not found.\n",
         )
-    return ({"upscale_model": name},)
+    found = re.search(r"(\d+)x|x(\d+)", name.lower())
+    scale = int(found.group(1) or found.group(2)) if found else 4
+    return ({"upscale_model": name, "scale": scale},)
 
 
-def _encode(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
+def _upscale(i: Mapping[str, Any], _: Context) -> Outputs:
+    scale = int(i["upscale_model"]["scale"])
+    return ([resize(m, m.width * scale, m.height * scale) for m in i["image"]],)
+
+
+def _encode(i: Mapping[str, Any], _: Context) -> Outputs:
     return ([[i["text"], i["clip"]]],)
 
 
-def _empty_latent(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
-    return (
-        {
-            "width": int(i["width"]),
-            "height": int(i["height"]),
-            "batch": int(i.get("batch_size", 1)),
-            "seed": None,
-        },
-    )
+def _empty_latent(i: Mapping[str, Any], _: Context) -> Outputs:
+    width, height = int(i["width"]) // 8 * 8, int(i["height"]) // 8 * 8
+    return ({"width": width, "height": height, "batch": int(i.get("batch_size", 1)), "seed": None},)
 
 
-def _sample(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
+def _sample(i: Mapping[str, Any], _: Context) -> Outputs:
     latent = dict(i["latent_image"])
     seed = i.get("seed", i.get("noise_seed"))
-    keys = ("steps", "cfg", "sampler_name", "scheduler", "denoise")
+    keys = ("steps", "cfg", "sampler_name", "scheduler", "denoise", "start_at_step", "end_at_step")
     latent["seed"] = _digest(
         seed, i["positive"], i["negative"], i["model"], latent.get("seed"), [i.get(k) for k in keys]
     ).hex()
     return (latent,)
 
 
-def _decode(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
+def _decode(i: Mapping[str, Any], _: Context) -> Outputs:
     latent = i["samples"]
     images = []
     for index in range(latent["batch"]):
@@ -144,48 +285,121 @@ def _decode(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
     return (images,)
 
 
-def _vae_encode(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
+def _vae_encode(i: Mapping[str, Any], _: Context) -> Outputs:
     first = i["pixels"][0]
-    seed = _digest(first.width, first.height, hashlib.sha256(first.pixels).hexdigest()).hex()
+    seed = _digest([hashlib.sha256(m.pixels).hexdigest() for m in i["pixels"]]).hex()
+    width, height = first.width // 8 * 8, first.height // 8 * 8
+    return ({"width": width, "height": height, "batch": len(i["pixels"]), "seed": seed},)
+
+
+def _image_scale(i: Mapping[str, Any], _: Context) -> Outputs:
+    width, height = int(i["width"]), int(i["height"])
+    if width == 0 and height == 0:
+        return (i["image"],)
+    out = []
+    for m in i["image"]:
+        w = width or max(1, round(m.width * height / m.height))
+        h = height or max(1, round(m.height * width / m.width))
+        if i.get("crop") == "center":
+            m = _center_crop(m, w / h)
+        out.append(resize(m, w, h))
+    return (out,)
+
+
+def _center_crop(m: Image, aspect: float) -> Image:
+    old = m.width / m.height
+    x = round((m.width - m.width * (aspect / old)) / 2) if old > aspect else 0
+    y = round((m.height - m.height * (old / aspect)) / 2) if old < aspect else 0
+    return crop(m, x, y, m.width - 2 * x, m.height - 2 * y)
+
+
+def _scale_by(i: Mapping[str, Any], _: Context) -> Outputs:
+    factor = float(i["scale_by"])
+    return ([resize(m, round(m.width * factor), round(m.height * factor)) for m in i["image"]],)
+
+
+def _crop(i: Mapping[str, Any], _: Context) -> Outputs:
+    x, y = int(i["x"]), int(i["y"])
     return (
-        {"width": first.width, "height": first.height, "batch": len(i["pixels"]), "seed": seed},
+        [
+            crop(m, min(x, m.width - 1), min(y, m.height - 1), int(i["width"]), int(i["height"]))
+            for m in i["image"]
+        ],
     )
 
 
-def _passthrough(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
-    return (i["image"],)
+def _batch(i: Mapping[str, Any], _: Context) -> Outputs:
+    first = i["image1"][0]
+    second = [resize(m, first.width, first.height) for m in i["image2"]]
+    return (list(i["image1"]) + second,)
 
 
-def _batch(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
-    return (list(i["image1"]) + list(i["image2"]),)
-
-
-def _repeat(i: Mapping[str, Any], _: Context) -> tuple[Any, ...]:
+def _repeat(i: Mapping[str, Any], _: Context) -> Outputs:
     return (list(i["image"]) * int(i["amount"]),)
 
 
-_NODES: dict[str, Callable[[Mapping[str, Any], Context], tuple[Any, ...]]] = {
+def _metadata(context: Context) -> dict[str, str]:
+    """The PNG text chunks SaveImage writes: the prompt and each extra_pnginfo key."""
+    text = {"prompt": json.dumps(context.prompt)}
+    for key, value in (context.extra_pnginfo or {}).items():
+        text[str(key)] = json.dumps(value)
+    return text
+
+
+def _save(i: Mapping[str, Any], context: Context) -> UI:
+    return {"images": _write(context, "output", str(i.get("filename_prefix", "ComfyUI")), i)}
+
+
+def _preview(i: Mapping[str, Any], context: Context) -> UI:
+    return {"images": _write(context, "temp", context.files.temp_prefix, i)}
+
+
+def _save_webp(i: Mapping[str, Any], context: Context) -> UI:
+    """One .webp file per call in ComfyUI; here it holds the first frame as PNG bytes."""
+    prefix = str(i.get("filename_prefix", "ComfyUI"))
+    images = i["images"]
+    try:
+        saved = context.files.save("output", prefix, images[:1], extension="webp")
+    except ValueError as error:
+        raise NodeFailure("Exception", str(error)) from None
+    return {"images": saved, "animated": [len(images) != 1]}
+
+
+def _write(context: Context, kind: str, prefix: str, i: Mapping[str, Any]) -> list[Any]:
+    try:
+        return context.files.save(kind, prefix, i["images"], text=_metadata(context))
+    except ValueError as error:
+        raise NodeFailure("Exception", str(error)) from None
+
+
+_SAVERS: dict[str, Callable[[Mapping[str, Any], Context], UI]] = {
+    "SaveImage": _save,
+    "PreviewImage": _preview,
+    "SaveAnimatedWEBP": _save_webp,
+}
+
+_NODES: dict[str, Callable[[Mapping[str, Any], Context], Outputs]] = {
     "EmptyImage": _empty_image,
     "ImageInvert": _invert,
     "LoadImage": _load_image,
-    "LoadImageMask": _load_image,
+    "LoadImageMask": _load_image_mask,
     "ImageToMask": _image_to_mask,
     "MaskToImage": lambda i, _: (i["mask"],),
     "SolidMask": _solid_mask,
     "CheckpointLoaderSimple": _checkpoint,
     "LoraLoader": _lora,
     "UpscaleModelLoader": _upscale_model,
-    "ImageUpscaleWithModel": _passthrough,
+    "ImageUpscaleWithModel": _upscale,
     "CLIPTextEncode": _encode,
     "EmptyLatentImage": _empty_latent,
     "KSampler": _sample,
     "KSamplerAdvanced": _sample,
     "VAEDecode": _decode,
     "VAEEncode": _vae_encode,
-    "ImageBlur": _passthrough,
-    "ImageScale": _passthrough,
-    "ImageScaleBy": _passthrough,
-    "ImageCrop": _passthrough,
+    "ImageBlur": lambda i, _: (i["image"],),  # a blur keeps the size; solid images stay solid
+    "ImageScale": _image_scale,
+    "ImageScaleBy": _scale_by,
+    "ImageCrop": _crop,
     "ImageBatch": _batch,
     "RepeatImageBatch": _repeat,
 }

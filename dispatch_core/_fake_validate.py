@@ -1,4 +1,10 @@
-"""The fake peer's `POST /prompt` validation, shaped like ComfyUI's `validate_prompt`."""
+"""The fake peer's `POST /prompt` validation: ComfyUI 0.3.64's `validate_prompt`, step by step.
+
+It follows execution.py closely, quirks included: errors are found with real Python
+exceptions where ComfyUI's are (a link to a missing node is a KeyError caught one level
+up), `dependent_outputs` accumulates over failed outputs, values are converted in place
+(the queued prompt carries `64`, not `"64"`), and `COMBO` inputs are not checked.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_CASTS: dict[str, type] = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+__all__ = ["Validation", "validate_prompt"]
+
+InputExists = Callable[[str], bool]
+Result = tuple[bool, list[dict[str, Any]], str]
+# Classes whose VALIDATE_INPUTS names these inputs: built-in range and list checks are skipped.
+_CUSTOM = {"LoadImage": ("image",), "LoadImageMask": ("image",)}
 
 
 @dataclass
@@ -22,221 +33,270 @@ def _top(kind: str, message: str, details: str = "") -> dict[str, Any]:
     return {"type": kind, "message": message, "details": details, "extra_info": {}}
 
 
-InputExists = Callable[[str], bool]
+def _type_name(error: BaseException) -> str:
+    module = type(error).__module__
+    name = type(error).__qualname__
+    return name if module == "builtins" else f"{module}.{name}"
+
+
+def _traceback(line: str) -> list[str]:
+    return [f'  File "execution.py", in validate_inputs\n    {line}\n']
 
 
 def validate_prompt(
-    prompt: Any, object_info: Mapping[str, Any], input_exists: InputExists = lambda _: True
+    prompt: Any,
+    object_info: Mapping[str, Any],
+    input_exists: InputExists = lambda _: True,
+    targets: list[str] | None = None,
 ) -> Validation:
-    if not isinstance(prompt, Mapping):
-        return Validation(error=_top("invalid_prompt", "Prompt is not an object"))
-    for node_id, node in prompt.items():
-        class_type = node.get("class_type") if isinstance(node, Mapping) else None
-        if class_type is None:
+    """`targets` is `partial_execution_targets`: only those output nodes run."""
+    outputs: list[str] = []
+    for node_id in prompt:
+        if "class_type" not in prompt[node_id]:
             return Validation(
-                error=_top(
+                _top(
                     "invalid_prompt",
                     "Cannot execute because a node is missing the class_type property.",
                     f"Node ID '#{node_id}'",
                 )
             )
-        if class_type not in object_info:
+        class_type = prompt[node_id]["class_type"]
+        info = object_info.get(class_type) if isinstance(class_type, str) else None
+        if info is None:
             return Validation(
-                error=_top(
+                _top(
                     "invalid_prompt",
                     f"Cannot execute because node {class_type} does not exist.",
                     f"Node ID '#{node_id}'",
                 )
             )
-    outputs = [i for i, n in prompt.items() if object_info[n["class_type"]].get("output_node")]
+        if info.get("output_node") is True and (targets is None or node_id in targets):
+            outputs.append(node_id)
     if not outputs:
-        return Validation(error=_top("prompt_no_outputs", "Prompt has no outputs"))
+        return Validation(_top("prompt_no_outputs", "Prompt has no outputs"))
+    return _validate_outputs(_Validator(prompt, object_info, input_exists), outputs)
+
+
+def _validate_outputs(validator: _Validator, outputs: list[str]) -> Validation:
     result = Validation()
-    failed: list[str] = []
+    errors: list[tuple[str, list[dict[str, Any]]]] = []
     for output in outputs:
-        errors: dict[str, list[dict[str, Any]]] = {}
-        missing = _validate_node(prompt, object_info, output, errors, set(), input_exists)
-        if missing is not None:
-            errors.setdefault(output, []).append(_missing_link(output, "", None, missing))
-        if errors:
-            failed.append(output)
-            for node_id, node_errors in errors.items():
-                entry = result.node_errors.setdefault(
-                    node_id,
-                    {
-                        "errors": [],
-                        "dependent_outputs": [],
-                        "class_type": prompt[node_id]["class_type"],
+        try:
+            valid, reasons, _ = validator.node(output)
+        except Exception as error:  # ComfyUI catches everything here too
+            valid = False
+            reasons = [
+                {
+                    "type": "exception_during_validation",
+                    "message": "Exception when validating node",
+                    "details": str(error),
+                    "extra_info": {
+                        "exception_type": _type_name(error),
+                        "traceback": _traceback("o_class_type = prompt[o_id]['class_type']"),
                     },
-                )
-                entry["errors"] += [e for e in node_errors if e not in entry["errors"]]
-                entry["dependent_outputs"] = list(failed)  # accumulates, as ComfyUI's does
-        else:
+                }
+            ]
+            validator.validated[output] = (False, reasons, output)
+        if valid is True:
             result.outputs.append(output)
+            continue
+        errors.append((output, reasons))
+        for node_id, (ok, node_reasons, _) in validator.validated.items():
+            if ok is True or not node_reasons:
+                continue
+            entry = result.node_errors.setdefault(
+                node_id,
+                {
+                    "errors": node_reasons,
+                    "dependent_outputs": [],
+                    "class_type": validator.prompt[node_id]["class_type"],
+                },
+            )
+            entry["dependent_outputs"].append(output)
     if not result.outputs:
-        result.error = _top("prompt_outputs_failed_validation", "Prompt outputs failed validation")
+        details = "\n".join(f"{e['message']}: {e['details']}" for _, found in errors for e in found)
+        result.error = _top(
+            "prompt_outputs_failed_validation", "Prompt outputs failed validation", details
+        )
     return result
 
 
-def _validate_node(
-    prompt: Mapping[str, Any],
-    object_info: Mapping[str, Any],
-    node_id: str,
-    errors: dict[str, list[dict[str, Any]]],
-    seen: set[str],
-    input_exists: InputExists,
-) -> str | None:
-    """Validate one node and what it links to; the id of a missing linked node, if any."""
-    if node_id in seen:
-        return None
-    seen.add(node_id)
-    node = prompt[node_id]
-    info = object_info[node["class_type"]]
-    inputs = node.get("inputs") or {}
-    required = (info.get("input") or {}).get("required") or {}
-    optional = (info.get("input") or {}).get("optional") or {}
-    found: list[dict[str, Any]] = []
-    missing = next(
-        (
-            str(v[0])
-            for v in inputs.values()
-            if isinstance(v, list) and len(v) == 2 and str(v[0]) not in prompt
-        ),
-        None,
-    )
-    if missing is not None:
-        return missing
-    for name, config in {**required, **optional}.items():
-        if name not in inputs:
-            if name in required:
-                found.append(
-                    _error("required_input_missing", "Required input is missing", name, {})
-                )
-            continue
-        value = inputs[name]
-        if isinstance(value, list):
-            problem = _check_link(
-                prompt, object_info, name, config, value, errors, seen, input_exists
-            )
+class _Validator:
+    """validate_inputs with its `validated` memo shared across outputs."""
+
+    def __init__(self, prompt: Any, object_info: Mapping[str, Any], input_exists: InputExists):
+        self.prompt = prompt
+        self.info = object_info
+        self.input_exists = input_exists
+        self.validated: dict[str, Result] = {}
+
+    def node(self, node_id: str) -> Result:
+        if node_id in self.validated:
+            return self.validated[node_id]
+        node = self.prompt[node_id]
+        inputs = node["inputs"]
+        class_type = node["class_type"]
+        declared = self.info[class_type].get("input") or {}
+        required = declared.get("required") or {}
+        everything = {**required, **(declared.get("optional") or {})}
+        custom = _CUSTOM.get(class_type, ())
+        errors: list[dict[str, Any]] = []
+        valid = True
+        for name, config in everything.items():
+            if name not in inputs:
+                if name in required:
+                    errors.append(
+                        _error("required_input_missing", "Required input is missing", name)
+                    )
+                continue
+            value = inputs[name]
+            if isinstance(value, list):
+                problem, linked_ok = self._link(name, config, value)
+                valid = valid and linked_ok
+            else:
+                problem = self._value(inputs, name, config, name in custom)
             if problem is not None:
-                errors.setdefault(str(value[0]), []).append(problem)
-            continue
-        problem = _check_value(name, config, value, input_exists)
-        if problem is not None:
-            found.append(problem)
-    if found:
-        errors.setdefault(node_id, []).extend(found)
+                errors.append(problem)
+        for name in custom:
+            if not isinstance(inputs.get(name), list):
+                errors += self._custom(name, inputs.get(name))
+        result: Result = (not errors and valid, errors, node_id)
+        self.validated[node_id] = result
+        return result
+
+    def _link(self, name: str, config: Any, link: list[Any]) -> tuple[dict[str, Any] | None, bool]:
+        """A problem with a linked input, and whether the linked node validated."""
+        info = _config(config)
+        if len(link) != 2:
+            return _error(
+                "bad_linked_input",
+                "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                name,
+                input_config=info,
+                received_value=link,
+            ), True
+        source = link[0]
+        source_class = self.prompt[source]["class_type"]  # KeyError for a missing node
+        received = tuple(self.info[source_class].get("output") or ())[link[1]]
+        if not _types_fit(received, info[0]):
+            return {
+                "type": "return_type_mismatch",
+                "message": "Return type mismatch between linked nodes",
+                "details": f"{name}, received_type({received}) mismatch input_type({info[0]})",
+                "extra_info": {
+                    "input_name": name,
+                    "input_config": info,
+                    "received_type": received,
+                    "linked_node": link,
+                },
+            }, True
+        try:
+            return None, self.node(source)[0] is True
+        except Exception as error:
+            self.validated[source] = (False, [_inner(name, info, link, error)], source)
+            return None, False
+
+    def _value(
+        self, inputs: dict[str, Any], name: str, config: Any, custom: bool
+    ) -> dict[str, Any] | None:
+        """Convert in place as ComfyUI does, then check range and legacy list."""
+        info = _config(config)
+        kind = info[0]
+        value = inputs[name]
+        try:
+            if isinstance(value, dict) and "__value__" in value:
+                value = inputs[name] = value["__value__"]
+            cast = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}.get(str(kind))
+            if cast is not None:
+                value = inputs[name] = cast(value)
+        except Exception as error:
+            return _error(
+                "invalid_input_type",
+                f"Failed to convert an input value to a {kind} value",
+                f"{name}, {value}, {error}",
+                input_name=name,
+                input_config=info,
+                received_value=value,
+                exception_message=str(error),
+            )
+        if custom:
+            return None
+        return _range_or_list(name, info, value)
+
+    def _custom(self, name: str, value: Any) -> list[dict[str, Any]]:
+        """LoadImage.VALIDATE_INPUTS: any existing annotated input path is fine."""
+        if value is None or self.input_exists(str(value)):
+            return []
+        return [
+            {
+                "type": "custom_validation_failed",
+                "message": "Custom validation failed for node",
+                "details": f"{name} - Invalid image file: {value}",
+                "extra_info": {"input_name": name},
+            }
+        ]
+
+
+def _config(config: Any) -> list[Any]:
+    """(input_type, extra_info) as get_input_info returns it."""
+    kind = config[0] if isinstance(config, list) and config else config
+    extra = config[1] if isinstance(config, list) and len(config) > 1 else {}
+    return [kind, extra if isinstance(extra, dict) else {}]
+
+
+def _types_fit(received: Any, wanted: Any) -> bool:
+    """comfy_execution.validation.validate_node_input, not strict."""
+    if received == wanted:
+        return True
+    if not isinstance(received, str) or not isinstance(wanted, str):
+        return False
+    have = {t.strip() for t in received.split(",")}
+    need = {t.strip() for t in wanted.split(",")}
+    return "*" in have or "*" in need or bool(have & need)
+
+
+def _range_or_list(name: str, info: list[Any], value: Any) -> dict[str, Any] | None:
+    kind, extra = info
+    if "min" in extra and value < extra["min"]:
+        message = f"Value {value} smaller than min of {extra['min']}"
+        return _error(
+            "value_smaller_than_min", message, name, input_config=info, received_value=value
+        )
+    if "max" in extra and value > extra["max"]:
+        message = f"Value {value} bigger than max of {extra['max']}"
+        return _error(
+            "value_bigger_than_max", message, name, input_config=info, received_value=value
+        )
+    if isinstance(kind, list) and value not in kind:
+        shown = str(kind) if len(kind) <= 20 else f"(list of length {len(kind)})"
+        return _error(
+            "value_not_in_list",
+            "Value not in list",
+            f"{name}: '{value}' not in {shown}",
+            input_name=name,
+            input_config=info if len(kind) <= 20 else None,
+            received_value=value,
+        )
     return None
 
 
-def _check_link(
-    prompt: Mapping[str, Any],
-    object_info: Mapping[str, Any],
-    name: str,
-    config: Any,
-    link: list[Any],
-    errors: dict[str, list[dict[str, Any]]],
-    seen: set[str],
-    input_exists: InputExists,
-) -> dict[str, Any] | None:
-    if len(link) != 2:
-        return _error(
-            "bad_linked_input",
-            "Bad linked input, must be a length-2 list of [node_id, slot_index]",
-            name,
-            {"input_config": config, "received_value": link},
-        )
-    source = str(link[0])
-    missing = _validate_node(prompt, object_info, source, errors, seen, input_exists)
-    # ComfyUI's KeyError surfaces under the linked node, with the linking input's name.
-    return None if missing is None else _missing_link(source, name, config, missing)
-
-
-def _missing_link(node_id: str, name: str, config: Any, source: str) -> dict[str, Any]:
+def _inner(name: str, info: list[Any], link: list[Any], error: Exception) -> dict[str, Any]:
     return {
         "type": "exception_during_inner_validation",
         "message": "Exception when validating inner node",
-        "details": repr(source),
+        "details": str(error),
         "extra_info": {
             "input_name": name,
-            "input_config": config,
-            "exception_message": repr(source),
-            "exception_type": "KeyError",
-            "traceback": [
-                '  File "execution.py", in validate_inputs\n'
-                "    o_class_type = prompt[o_id]['class_type']\n"
-            ],
-            "linked_node": [node_id, 0],
+            "input_config": info,
+            "exception_message": str(error),
+            "exception_type": _type_name(error),
+            "traceback": _traceback("o_class_type = prompt[o_id]['class_type']"),
+            "linked_node": link,
         },
     }
 
 
-def _check_value(
-    name: str, config: Any, value: Any, input_exists: InputExists
-) -> dict[str, Any] | None:
-    kind = config[0] if isinstance(config, list) and config else None
-    options = (
-        config[1]
-        if isinstance(config, list) and len(config) > 1 and isinstance(config[1], Mapping)
-        else {}
-    )
-    if options.get("image_upload"):
-        # LoadImage's VALIDATE_INPUTS accepts any existing annotated path, list or not.
-        if input_exists(str(value)):
-            return None
-        return {
-            "type": "custom_validation_failed",
-            "message": "Custom validation failed for node",
-            "details": f"{name} - Invalid image file: {value}",
-            "extra_info": {"input_name": name},
-        }
-    if isinstance(kind, list):
-        if value not in kind:
-            shown = kind if len(kind) <= 20 else None
-            return _error(
-                "value_not_in_list",
-                "Value not in list",
-                f"{name}: '{value}' not in {kind}",
-                {"input_config": shown, "received_value": value},
-                input_name=name,
-            )
-        return None
-    cast = _CASTS.get(str(kind))
-    if cast is None:
-        return None
-    try:
-        value = cast(value)
-    except (TypeError, ValueError) as error:
-        return _error(
-            "invalid_input_type",
-            f"Failed to convert an input value to a {kind} value",
-            f"{name}, {value}, {error}",
-            {"input_config": config, "received_value": value, "exception_message": str(error)},
-            input_name=name,
-        )
-    if "min" in options and value < options["min"]:
-        return _error(
-            "value_smaller_than_min",
-            f"Value {value} smaller than min of {options['min']}",
-            name,
-            {"input_config": config, "received_value": value},
-        )
-    if "max" in options and value > options["max"]:
-        return _error(
-            "value_bigger_than_max",
-            f"Value {value} bigger than max of {options['max']}",
-            name,
-            {"input_config": config, "received_value": value},
-        )
-    return None
-
-
-def _error(
-    kind: str, message: str, details: str, extra: dict[str, Any], *, input_name: str | None = None
-) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "message": message,
-        "details": details,
-        "extra_info": {"input_name": input_name or details, **extra},
-    }
+def _error(kind: str, message: str, details: str, **extra: Any) -> dict[str, Any]:
+    """One input's error; `input_name` defaults to `details`, as most of ComfyUI's do."""
+    info = {"input_name": extra.pop("input_name", details), **extra}
+    return {"type": kind, "message": message, "details": details, "extra_info": info}

@@ -5,7 +5,7 @@ order (held to recorded transcripts by a conformance test), writes real PNGs tha
 the inputs, validates prompts against real `object_info`, and can be made slow, hung,
 restarted or silent, so that pipelines can be tested without a GPU:
 
-    async with FakePeer(job_seconds=0.1) as peer:
+    async with FakePeer(job_seconds=0.1, models={"checkpoints": ["sd15.safetensors"]}) as peer:
         ...  # point a Dispatcher or any ComfyUI client at peer.url
 
 `python -m dispatch_core.testing --port 8188` runs one until Ctrl-C.
@@ -16,65 +16,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import copy
 import heapq
 import json
+import logging
+import posixpath
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from functools import cache
-from importlib import resources
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from ._fake_files import KINDS, FileStore, locate
+from ._fake_files import TROUBLE, FileStore, upload, view
+from ._fake_info import FEATURES, MAX_UPLOAD, MODEL_FOLDERS, object_info, system_stats
 from ._fake_run import PromptRun
 from ._fake_validate import validate_prompt
+from ._fake_ws import SocketHub
 
 __all__ = ["FakePeer", "main"]
 
-_MODEL_INPUTS = {
-    "ckpt_name": "checkpoints",
-    "lora_name": "loras",
-    "model_name": "upscale_models",
-    "vae_name": "vae",
-    "unet_name": "diffusion_models",
-    "clip_name": "text_encoders",
-}
-_GIB = 1024**3
-_MAX_UPLOAD = 100 * 1024 * 1024  # ComfyUI's default --max-upload-size
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@cache
-def _shipped_object_info() -> dict[str, Any]:
-    text = resources.files("dispatch_core").joinpath("data/object_info_subset.json").read_text()
-    return dict(json.loads(text))
-
-
-class _Client:
-    """One socket and its outbox: frames are written in the order they were sent."""
-
-    def __init__(self, ws: web.WebSocketResponse):
-        self.ws = ws
-        self.outbox: asyncio.Queue[str] = asyncio.Queue()
-
-    def send(self, kind: str, data: Any) -> None:
-        self.outbox.put_nowait(json.dumps({"type": kind, "data": data}))
-
-    async def write_forever(self) -> None:
-        while True:
-            text = await self.outbox.get()
-            if self.ws.closed:
-                return
-            try:
-                await self.ws.send_str(text)
-            except (ConnectionError, RuntimeError):
-                return
-
-
 class FakePeer:
-    """One fake ComfyUI server. Attributes below may be changed at any time by a test."""
+    """One fake ComfyUI server. The public attributes may be changed at any time by a test."""
 
     def __init__(
         self,
@@ -84,12 +48,16 @@ class FakePeer:
         job_seconds: float = 0.0,
         models: Mapping[str, list[str]] | None = None,
         fail_nodes: Mapping[str, str] | None = None,
+        prompt_seconds: Callable[[dict[str, Any]], float] | None = None,
     ):
         self.host = host
         self.port = port
-        self.job_seconds = job_seconds
-        """Seconds each prompt takes, spread over the nodes it runs."""
+        self._retimed = asyncio.Event()
+        self._job_seconds = float(job_seconds)
+        self.prompt_seconds = prompt_seconds
+        """Seconds a given prompt takes, read when it starts; overrides job_seconds."""
         self.models = {k: list(v) for k, v in (models or {}).items()}
+        """Model folder → file names: fills the loaders' lists (checkpoints, loras, ...)."""
         self.fail_nodes = dict(fail_nodes or {})
         """Class name → message: every node of that class raises RuntimeError(message)."""
         self.http_delay = 0.0
@@ -100,42 +68,60 @@ class FakePeer:
         """Path → (status, body): answer exactly that, as JSON, instead (truncated JSON, say)."""
         self.cut_after_handling: set[str] = set()
         """Paths whose requests are carried out, then the connection is cut before the answer."""
-        self.ws_silent = False
-        """Keep sockets open but send nothing (a reconnected socket that stopped receiving)."""
         self.max_concurrent_seen = 0
         """Most prompts held at once (pending + running) since the peer was created."""
         self.prompts_received: list[str] = []
+        """Ids of accepted prompts, in arrival order."""
         self.requests: list[tuple[str, str]] = []
+        """(method, path) of every request, the /api prefix removed."""
         self.uploads: list[dict[str, str]] = []
+        """The answers to every successful upload."""
+        self.files = FileStore()
         self._hang = asyncio.Event()
         self._hang.set()
-        self.files = FileStore()
-        self._validation_cache: tuple[str, dict[str, Any]] = ("", {})
+        self._hub = SocketHub(self._greeting)
+        self._info_cache: tuple[str, dict[str, Any]] = ("", {})
         self._runner: web.AppRunner | None = None
         self._executor: asyncio.Task[None] | None = None
-        self._sockets: dict[str, _Client] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
         self._reset_state()
 
     def _reset_state(self) -> None:
-        self._queue: list[tuple[float, int, list[Any]]] = []
+        """What a ComfyUI process keeps only in memory, and so loses on restart."""
+        self._queue: list[tuple[float, str, int, list[Any]]] = []
         self._running: list[Any] | None = None
+        self._run: PromptRun | None = None
         self._history: dict[str, dict[str, Any]] = {}
-        self._cache: dict[str, tuple[str, tuple[Any, ...], dict[str, Any] | None]] = {}
+        self._cache: dict[str, tuple[tuple[Any, ...], dict[str, Any] | None]] = {}
         self._number = 0
         self._interrupt = False
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
+        self._free_memory = False
+        self._wake.clear()
         self._idle.set()
+        self.files.clear_temp()
 
-    # -- life cycle ---------------------------------------------------------------------
+    # -- settings -----------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def job_seconds(self) -> float:
+        """Seconds each prompt takes, spread over the nodes it runs; a change applies at once,
+        to the running prompt too."""
+        return self._job_seconds
+
+    @job_seconds.setter
+    def job_seconds(self, value: float) -> None:
+        self._job_seconds = float(value)
+        self._retimed.set()
+        self._retimed = asyncio.Event()
+
+    @property
     def hang(self) -> bool:
-        """While true, HTTP requests are accepted and never answered."""
+        """While true, HTTP requests (and WebSocket handshakes) are accepted, never answered."""
         return not self._hang.is_set()
 
     @hang.setter
@@ -145,6 +131,17 @@ class FakePeer:
         else:
             self._hang.set()
 
+    @property
+    def ws_silent(self) -> bool:
+        """Sockets stay open but hear nothing after their first status frame."""
+        return self._hub.silent
+
+    @ws_silent.setter
+    def ws_silent(self, value: bool) -> None:
+        self._hub.silent = value
+
+    # -- life cycle ---------------------------------------------------------------------
+
     async def __aenter__(self) -> FakePeer:
         await self.start()
         return self
@@ -153,59 +150,70 @@ class FakePeer:
         await self.stop()
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._faults], client_max_size=_MAX_UPLOAD)
+        """Listen (on the same port as before after a stop) and start the executor."""
+        app = web.Application(middlewares=[self._faults], client_max_size=MAX_UPLOAD)
         for prefix in ("", "/api"):
             app.router.add_routes([web.route(m, prefix + p, h) for m, p, h in self._routes()])
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except BaseException:  # the port is taken, say: leave nothing behind
+            await self._runner.cleanup()
+            self._runner = None
+            raise
         if self.port == 0:
             self.port = self._runner.addresses[0][1]
         self._executor = asyncio.create_task(self._execute_forever(), name=f"fake-peer:{self.port}")
 
     async def stop(self) -> None:
-        """Stop listening (clients now get connection refused); state is kept."""
+        """Stop listening (clients now get connection refused) and release hung requests;
+        queue and history are kept, and a running prompt goes back to the queue."""
         self._hang.set()
         if self._executor is not None:
             self._executor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._executor
             self._executor = None
-        await self.drop_websockets()
+        self._hub.drop()
         if self._running is not None:
-            heapq.heappush(self._queue, (self._running[0], 0, self._running))
-            self._running = None
+            heapq.heappush(self._queue, (self._running[0], self._running[1], -1, self._running))
+            self._running = self._run = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
     async def restart(self, *, downtime: float = 0.0) -> None:
-        """Stop, forget queue, history and cache as a real restart does, and start again
-        after `downtime` seconds (during which connections are refused)."""
+        """Stop, forget queue, history, cache and temp files as a real restart does, and
+        start again after `downtime` seconds (during which connections are refused)."""
         await self.stop()
         self._reset_state()
         await asyncio.sleep(downtime)
         await self.start()
-
-    def send_garbage(self) -> None:
-        """Send every client frames that are not ComfyUI's protocol."""
-        for client in self._sockets.values():
-            client.outbox.put_nowait("not json {")
-            client.outbox.put_nowait('{"type": "executing"}')
-            client.outbox.put_nowait('{"type": "progress", "data": [1, 2]}')
 
     async def idle(self) -> None:
         """Wait until nothing is queued or running."""
         await self._idle.wait()
 
     async def drop_websockets(self) -> None:
-        """Close every client socket from the server side; prompts keep running."""
-        clients = list(self._sockets.values())
-        self._sockets.clear()
-        for client in clients:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await client.ws.close()
+        """Cut every client socket from the server side; prompts keep running."""
+        self._hub.drop()
+
+    def send_garbage(self) -> None:
+        """Send every client frames that are not ComfyUI's protocol."""
+        for text in ("not json {", '{"type": "executing"}', '{"type": "progress", "data": [1]}'):
+            self._hub.send_raw(text)
+
+    def object_info(self) -> dict[str, Any]:
+        """The shipped object_info with this peer's model lists and input files filled in."""
+        return object_info(self.models, self.files.input_names())
+
+    def _info(self) -> dict[str, Any]:
+        """object_info for validation, rebuilt only when models or input files change."""
+        key = json.dumps([self.models, self.files.input_names()], sort_keys=True)
+        if self._info_cache[0] != key:
+            self._info_cache = (key, self.object_info())
+        return self._info_cache[1]
 
     # -- HTTP ---------------------------------------------------------------------------
 
@@ -227,20 +235,23 @@ class FakePeer:
             ("GET", "/object_info", self._object_info_all),
             ("GET", "/object_info/{node_class}", self._object_info_one),
             ("GET", "/features", self._features),
+            ("GET", "/embeddings", self._embeddings),
+            ("GET", "/models", self._model_folders),
+            ("GET", "/models/{folder}", self._model_files),
         ]
 
     @web.middleware
     async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        path = request.path.removeprefix("/api")
+        path = request.path[4:] if request.path.startswith("/api/") else request.path
         self.requests.append((request.method, path))
+        await self._hang.wait()
         if path == "/ws":
             return await handler(request)
-        await self._hang.wait()
         if self.http_delay:
             await asyncio.sleep(self.http_delay)
         if path in self.fail_http:
             status = self.fail_http[path]
-            body = f"<html><body><h1>{status}</h1>bad gateway</body></html>"
+            body = f"<html><head><title>{status}</title></head><body>bad gateway</body></html>"
             return web.Response(status=status, text=body, content_type="text/html")
         if path in self.canned:
             status, text = self.canned[path]
@@ -254,9 +265,12 @@ class FakePeer:
         try:
             body = await request.json()
         except ValueError:
-            return web.Response(
-                status=500, text="500 Internal Server Error\n\nServer got itself in trouble"
-            )
+            return web.Response(status=500, text=TROUBLE)
+        if "number" in body:  # the counter moves even for prompts that fail validation
+            number: float = float(body["number"])
+        else:
+            number = -self._number if body.get("front") else self._number
+            self._number += 1
         if "prompt" not in body:
             error = {
                 "type": "no_prompt",
@@ -266,20 +280,16 @@ class FakePeer:
             }
             return web.json_response({"error": error, "node_errors": {}}, status=400)
         prompt = body["prompt"]
-        check = validate_prompt(prompt, self._validation_info(), self._input_exists)
+        prompt_id = str(body.get("prompt_id", uuid.uuid4()))
+        targets = body.get("partial_execution_targets")
+        check = validate_prompt(prompt, self._info(), self._input_exists, targets)
+        extra = body.get("extra_data", {})
+        if "client_id" in body:
+            extra["client_id"] = body["client_id"]
         if check.error is not None:
             return web.json_response(
                 {"error": check.error, "node_errors": check.node_errors}, status=400
             )
-        prompt_id = str(body.get("prompt_id") or uuid.uuid4())
-        if "number" in body:
-            number: float = float(body["number"])
-        else:
-            number = self._number
-            self._number += 1
-        extra = dict(body.get("extra_data") or {})
-        if "client_id" in body:
-            extra["client_id"] = body["client_id"]
         self._put([number, prompt_id, prompt, extra, check.outputs])
         return web.json_response(
             {"prompt_id": prompt_id, "number": number, "node_errors": check.node_errors}
@@ -287,39 +297,56 @@ class FakePeer:
 
     def _put(self, item: list[Any]) -> None:
         self.prompts_received.append(item[1])
-        heapq.heappush(self._queue, (item[0], len(self.prompts_received), item))
+        heapq.heappush(self._queue, (item[0], item[1], len(self.prompts_received), item))
         self._idle.clear()
         self.max_concurrent_seen = max(self.max_concurrent_seen, self._remaining())
         self._broadcast_status()
         self._wake.set()
 
     async def _get_prompt(self, _: web.Request) -> web.Response:
-        return web.json_response({"exec_info": {"queue_remaining": self._remaining()}})
+        return web.json_response(self._exec_info())
 
     async def _get_queue(self, _: web.Request) -> web.Response:
         running = [self._running] if self._running is not None else []
-        return web.json_response(
-            {"queue_running": running, "queue_pending": [e[2] for e in self._queue]}
-        )
+        pending = [entry[3] for entry in self._queue]  # heap order, as ComfyUI answers
+        return web.json_response({"queue_running": running, "queue_pending": pending})
 
     async def _post_queue(self, request: web.Request) -> web.Response:
-        body = await _json_or_empty(request)
+        body = await request.json()
         if body.get("clear"):
-            self._queue.clear()
-        delete = set(body.get("delete") or ())
-        if delete:
-            self._queue = [e for e in self._queue if e[2][1] not in delete]
-            heapq.heapify(self._queue)
-        self._broadcast_status()
+            self._queue = []
+            self._broadcast_status()
+        for prompt_id in body.get("delete") or ():
+            self._delete_pending(prompt_id)
         return web.Response()
 
+    def _delete_pending(self, prompt_id: str) -> None:
+        """PromptQueue.delete_queue_item, with its double status when the last one goes."""
+        for index, entry in enumerate(self._queue):
+            if entry[1] == prompt_id:
+                if len(self._queue) == 1:
+                    self._queue = []
+                    self._broadcast_status()
+                else:
+                    self._queue.pop(index)
+                    heapq.heapify(self._queue)
+                self._broadcast_status()
+                return
+
     async def _get_history(self, request: web.Request) -> web.Response:
-        items = list(self._history.items())
-        offset = int(request.query.get("offset", -1))
-        if "max_items" in request.query:
-            count = int(request.query["max_items"])
-            items = items[offset : offset + count] if offset >= 0 else items[-count:]
-        return web.json_response(dict(items))
+        """PromptQueue.get_history: `max_items` alone gives the last ones."""
+        query = request.query
+        max_items = int(query["max_items"]) if "max_items" in query else None
+        offset = int(query["offset"]) if "offset" in query else -1
+        if offset < 0 and max_items is not None:
+            offset = len(self._history) - max_items
+        answer: dict[str, Any] = {}
+        for index, (prompt_id, entry) in enumerate(self._history.items()):
+            if index >= offset:
+                answer[prompt_id] = entry
+                if max_items is not None and len(answer) >= max_items:
+                    break
+        return web.json_response(answer)
 
     async def _get_history_one(self, request: web.Request) -> web.Response:
         prompt_id = request.match_info["prompt_id"]
@@ -327,7 +354,7 @@ class FakePeer:
         return web.json_response({prompt_id: entry} if entry is not None else {})
 
     async def _post_history(self, request: web.Request) -> web.Response:
-        body = await _json_or_empty(request)
+        body = await request.json()
         if body.get("clear"):
             self._history.clear()
         for prompt_id in body.get("delete") or ():
@@ -335,117 +362,41 @@ class FakePeer:
         return web.Response()
 
     async def _post_interrupt(self, request: web.Request) -> web.Response:
-        body = await _json_or_empty(request)
-        target = body.get("prompt_id")
+        """With a prompt_id, only the running prompt of that id; without, whatever runs."""
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        target = body.get("prompt_id") if isinstance(body, dict) else None
         if target is None or (self._running is not None and self._running[1] == target):
             self._interrupt = True
         return web.Response()
 
-    async def _post_free(self, _: web.Request) -> web.Response:
-        self._cache.clear()
+    async def _post_free(self, request: web.Request) -> web.Response:
+        """`free_memory` drops the output cache, after the running prompt."""
+        body = await request.json()
+        if body.get("free_memory"):
+            self._free_memory = True
+            if self._running is None:
+                self._apply_free()
         return web.Response()
 
+    def _apply_free(self) -> None:
+        if self._free_memory:
+            self._cache.clear()
+            self._free_memory = False
+
     async def _view(self, request: web.Request) -> web.Response:
-        filename = request.query.get("filename")
-        if filename is None:
-            return web.Response(status=404)
-        kind, subfolder, name = locate(
-            filename, request.query.get("type", "output"), request.query.get("subfolder", "")
-        )
-        if name.startswith("/") or ".." in name:
-            return web.Response(status=400)
-        if kind not in KINDS:
-            return web.Response(status=400)
-        if ".." in subfolder.split("/"):
-            return web.Response(status=403)
-        data = self.files.get(kind, subfolder, name.rsplit("/", 1)[-1])
-        if data is None:
-            return web.Response(status=404)
-        content_type = "image/png" if name.endswith(".png") else "application/octet-stream"
-        return web.Response(
-            body=data,
-            content_type=content_type,
-            headers={"Content-Disposition": f'filename="{name}"'},
-        )
+        return view(self.files, request)
 
     async def _upload(self, request: web.Request) -> web.Response:
-        try:
-            form = await request.post()
-        except (ValueError, AssertionError):
-            return web.Response(status=400)
-        image = form.get("image")
-        if not isinstance(image, web.FileField) or not image.filename:
-            return web.Response(status=400)
-        kind = str(form.get("type") or "input")
-        if kind not in KINDS:
-            return web.Response(
-                status=500, text="500 Internal Server Error\n\nServer got itself in trouble"
-            )
-        subfolder = str(form.get("subfolder") or "").strip("/")
-        if ".." in subfolder.split("/"):
-            return web.Response(status=400)
-        name = image.filename.replace("/", "%2F")
-        data = image.file.read()
-        overwrite = str(form.get("overwrite", "")).lower() in ("true", "1")
-        name = self.files.upload(kind, subfolder, name, data, overwrite)
-        answer = {"name": name, "subfolder": subfolder, "type": kind}
-        self.uploads.append(answer)
-        return web.json_response(answer)
+        response, answer = await upload(self.files, request)
+        if answer is not None:
+            self.uploads.append(answer)
+        return response
 
     async def _system_stats(self, _: web.Request) -> web.Response:
-        system = {
-            "os": "posix",
-            "ram_total": 16 * _GIB,
-            "ram_free": 12 * _GIB,
-            "comfyui_version": "0.3.64",
-            "required_frontend_version": "1.27.10",
-            "installed_templates_version": "0.1.95",
-            "required_templates_version": "0.1.95",
-            "python_version": "3.11.7 (fake)",
-            "pytorch_version": "fake",
-            "embedded_python": False,
-            "argv": ["main.py", "--fake", "--port", str(self.port)],
-        }
-        device = {
-            "name": "fake",
-            "type": "cpu",
-            "index": None,
-            "vram_total": 8 * _GIB,
-            "vram_free": 7 * _GIB,
-            "torch_vram_total": 8 * _GIB,
-            "torch_vram_free": 7 * _GIB,
-        }
-        return web.json_response({"system": system, "devices": [device]})
-
-    def object_info(self) -> dict[str, Any]:
-        """The shipped object_info with this peer's model lists filled in."""
-        info = copy.deepcopy(_shipped_object_info())
-        inputs = [name for name in self.files.input_names()]
-        for node in info.values():
-            for section in (node.get("input") or {}).values():
-                if not isinstance(section, dict):
-                    continue
-                for name, config in section.items():
-                    folder = _MODEL_INPUTS.get(name)
-                    if folder and isinstance(config[0], list):
-                        config[0] = list(self.models.get(folder, []))
-                    elif folder and config[0] == "COMBO":
-                        config[1]["options"] = list(self.models.get(folder, []))
-                    elif (
-                        isinstance(config, list)
-                        and len(config) > 1
-                        and isinstance(config[1], dict)
-                        and config[1].get("image_upload")
-                    ):
-                        config[0] = inputs
-        return info
-
-    def _validation_info(self) -> dict[str, Any]:
-        """object_info for validation, rebuilt only when the model lists change."""
-        key = json.dumps(self.models, sort_keys=True)
-        if self._validation_cache[0] != key:
-            self._validation_cache = (key, self.object_info())
-        return self._validation_cache[1]
+        return web.json_response(system_stats(self.port))
 
     async def _object_info_all(self, _: web.Request) -> web.Response:
         return web.json_response(self.object_info())
@@ -456,9 +407,21 @@ class FakePeer:
         return web.json_response({name: info} if info is not None else {})
 
     async def _features(self, _: web.Request) -> web.Response:
+        return web.json_response(dict(FEATURES))
+
+    async def _embeddings(self, _: web.Request) -> web.Response:
         return web.json_response(
-            {"supports_preview_metadata": True, "max_upload_size": _MAX_UPLOAD}
+            [posixpath.splitext(n)[0] for n in self.models.get("embeddings", [])]
         )
+
+    async def _model_folders(self, _: web.Request) -> web.Response:
+        return web.json_response(list(MODEL_FOLDERS))
+
+    async def _model_files(self, request: web.Request) -> web.Response:
+        folder = request.match_info["folder"]
+        if folder not in MODEL_FOLDERS:
+            return web.Response(status=404)
+        return web.json_response(sorted(self.models.get(folder, [])))
 
     def _input_exists(self, name: str) -> bool:
         return self.files.read_input(name) is not None
@@ -466,50 +429,15 @@ class FakePeer:
     # -- WebSocket ----------------------------------------------------------------------
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        sid = request.query.get("clientId") or uuid.uuid4().hex
-        client = _Client(ws)
-        self._sockets[sid] = client
-        writer = asyncio.create_task(client.write_forever())
-        try:
-            client.send("status", {"status": self._exec_info(), "sid": sid})
-            if self._running is not None and self._running[3].get("client_id") == sid:
-                client.send("executing", {"node": None})
-            await self._read(ws, client)
-        finally:
-            # ComfyUI's quirk: an old socket closing unregisters the id, even if reused.
-            self._sockets.pop(sid, None)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-        return ws
+        return await self._hub.handle(request)
 
-    async def _read(self, ws: web.WebSocketResponse, client: _Client) -> None:
-        """Only a first `feature_flags` frame means anything; the rest is ignored."""
-        first = True
-        async for message in ws:
-            if first and message.type == WSMsgType.TEXT:
-                first = False
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    if json.loads(message.data)["type"] == "feature_flags":
-                        features = {
-                            "supports_preview_metadata": True,
-                            "max_upload_size": _MAX_UPLOAD,
-                        }
-                        client.send("feature_flags", features)
-
-    def _send(self, client_id: str | None, kind: str, data: Any) -> None:
-        """Queue a frame for one client (None: every socket); each socket keeps the order."""
-        if self.ws_silent:
-            return
-        if client_id is None:
-            targets = list(self._sockets.values())
-        else:
-            target = self._sockets.get(client_id)
-            targets = [target] if target is not None else []
-        for client in targets:
-            client.send(kind, data)
+    def _greeting(self, sid: str) -> list[tuple[str, Any]]:
+        """The status with the socket's sid; on reconnect, the node its prompt is running."""
+        frames: list[tuple[str, Any]] = [("status", {**self._exec_info_status(), "sid": sid})]
+        run = self._run
+        if run is not None and run.client_id == sid and run.current_node is not None:
+            frames.append(("executing", {"node": run.current_node}))
+        return frames
 
     def _remaining(self) -> int:
         return len(self._queue) + (1 if self._running is not None else 0)
@@ -517,50 +445,55 @@ class FakePeer:
     def _exec_info(self) -> dict[str, Any]:
         return {"exec_info": {"queue_remaining": self._remaining()}}
 
+    def _exec_info_status(self) -> dict[str, Any]:
+        return {"status": self._exec_info()}
+
     def _broadcast_status(self) -> None:
-        self._send(None, "status", {"status": self._exec_info()})
+        self._hub.send(None, "status", self._exec_info_status())
 
     # -- execution ----------------------------------------------------------------------
 
     async def _execute_forever(self) -> None:
+        """prompt_worker: one prompt at a time, lowest `number` first."""
         while True:
             while not self._queue:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
-            self._running = heapq.heappop(self._queue)[2]
+            self._apply_free()
+            self._running = heapq.heappop(self._queue)[3]
             self._broadcast_status()
-            await PromptRun(self, self._running).run()
-            self._running = None
+            self._run = PromptRun(self, self._running)
+            try:
+                await self._run.run()
+            except Exception:  # a bug of the fake's own: keep serving, say so
+                logging.getLogger(__name__).exception("fake peer failed a prompt")
+                self._run.finish(False)
+            self._running = self._run = None
             await asyncio.sleep(0)
 
 
-async def _json_or_empty(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def main(argv: list[str] | None = None) -> None:
+    """Run a fake peer until Ctrl-C, for trying the tools without ComfyUI."""
     parser = argparse.ArgumentParser(
         prog="python -m dispatch_core.testing", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8188)
     parser.add_argument("--job-seconds", type=float, default=0.5)
-    parser.add_argument(
-        "--checkpoint", action="append", default=[], help="model names it claims to have"
-    )
+    for flag, folder in (("checkpoint", "checkpoints"), ("lora", "loras")):
+        parser.add_argument(f"--{flag}", action="append", default=[], dest=folder)
+    parser.add_argument("--upscale-model", action="append", default=[], dest="upscale_models")
     args = parser.parse_args(argv)
+    models = {
+        "checkpoints": args.checkpoints or ["sd15.safetensors"],
+        "loras": args.loras,
+        "upscale_models": args.upscale_models or ["4x-fake.safetensors"],
+    }
 
     async def serve() -> None:
         async with FakePeer(
-            host=args.host,
-            port=args.port,
-            job_seconds=args.job_seconds,
-            models={"checkpoints": args.checkpoint or ["sd15.safetensors"]},
+            host=args.host, port=args.port, job_seconds=args.job_seconds, models=models
         ) as peer:
             print(f"fake ComfyUI peer on {peer.url} (Ctrl-C to stop)", flush=True)
             await asyncio.Event().wait()

@@ -1,17 +1,20 @@
 """Keeps FakePeer honest: it must answer what a real ComfyUI 0.3.64 answered.
 
 The transcripts in ../shared/comfyui-protocol/ were recorded from a real ComfyUI. Each
-scenario is replayed against the fake; every frame and JSON body the fake produces must
-have the shape of one the real server produced (same keys, same kinds of values), and
-the frames of a prompt must come in the same order.
+scenario's requests are replayed against the fake, sending the recorded prompt ids as our
+own so that ids match; then, frame by frame and answer by answer, the fake must produce
+the same message types in the same order, the same HTTP statuses and content types, and
+bodies with the same type tree (same keys, same kinds of values, recursively). Where the
+real server's timing decided the order (a `status` frame racing a node), only what is
+deterministic is compared. Slow nodes of the recordings are made slow with `job_seconds`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +25,14 @@ from dispatch_core._png import Image, encode_png
 from dispatch_core.testing import FakePeer
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "shared" / "comfyui-protocol"
-pytestmark = pytest.mark.skipif(
-    not PROTOCOL.is_dir(), reason=f"the recorded transcripts are not at {PROTOCOL}"
-)
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+pytestmark = [
+    pytest.mark.skipif(
+        not PROTOCOL.is_dir(), reason=f"the recorded ComfyUI transcripts are not at {PROTOCOL}"
+    ),
+    pytest.mark.timeout(15),
+]
+Frame = dict[str, Any]
+Hook = Callable[["Replay"], Awaitable[None]]
 
 
 def transcript(name: str) -> dict[str, Any]:
@@ -33,121 +40,274 @@ def transcript(name: str) -> dict[str, Any]:
     return data
 
 
-def _is_id(key: str) -> bool:
-    return key.isdigit() or bool(_UUID.match(key))
+# -- the shape of a JSON value --------------------------------------------------------------
 
 
-def conforms(fake: Any, real: Any) -> bool:
-    """Same keys and kinds of values, recursively; id-keyed maps compare value by value."""
-    if isinstance(real, dict) and isinstance(fake, dict):
-        if real and fake and all(map(_is_id, real)) and all(map(_is_id, fake)):
-            return all(any(conforms(v, r) for r in real.values()) for v in fake.values())
-        return set(fake) == set(real) and all(conforms(fake[k], real[k]) for k in real)
-    if isinstance(real, list) and isinstance(fake, list):
-        return not real or all(any(conforms(f, r) for r in real) for f in fake)
-    if isinstance(real, bool) or isinstance(fake, bool):
-        return type(real) is type(fake)
-    if isinstance(real, (int, float)) and isinstance(fake, (int, float)):
-        return True
-    return type(real) is type(fake)
+def kind(value: Any) -> str:
+    """A JSON value's kind; ints and floats are both numbers (0.0 and 1 both occur)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    names: dict[type, str] = {str: "string", list: "array", dict: "object"}
+    return names[type(value)]
 
 
-def real_frames() -> dict[str, list[Any]]:
-    """Every recorded WS frame's data, by message type."""
-    found: dict[str, list[Any]] = {}
-    for path in PROTOCOL.glob("*.json"):
-        for frame in json.loads(path.read_text()).get("ws", []):
-            if frame["kind"] == "text":
-                found.setdefault(frame["message"]["type"], []).append(frame["message"]["data"])
-    return found
+def shape_diff(fake: Any, real: Any, path: str = "$") -> list[str]:
+    """Where the type tree of `fake` differs from that of `real`.
+
+    Objects must have the same keys; arrays of the same length are compared item by item,
+    others by the set of their items' shapes (a traceback's length is not a protocol fact).
+    """
+    if kind(fake) != kind(real):
+        return [f"{path}: {kind(fake)} where ComfyUI has {kind(real)}"]
+    if isinstance(real, dict):
+        problems = [f"{path}: unexpected key {k!r}" for k in fake.keys() - real.keys()]
+        problems += [f"{path}: missing key {k!r}" for k in real.keys() - fake.keys()]
+        for key in real.keys() & fake.keys():
+            problems += shape_diff(fake[key], real[key], f"{path}.{key}")
+        return problems
+    if isinstance(real, list):
+        if len(fake) == len(real):
+            return [
+                p
+                for i, (f, r) in enumerate(zip(fake, real, strict=True))
+                for p in shape_diff(f, r, f"{path}[{i}]")
+            ]
+        if not fake or not real:
+            return [f"{path}: {len(fake)} items where ComfyUI has {len(real)}"]
+        return [
+            f"{path}[{i}]: no item of this shape in ComfyUI's"
+            for i, item in enumerate(fake)
+            if all(shape_diff(item, r) for r in real)
+        ]
+    return []
 
 
-def assert_frames_conform(frames: list[dict[str, Any]]) -> None:
-    real = real_frames()
-    for frame in frames:
-        kind = frame["type"]
-        assert kind in real, f"the fake sent a frame type ComfyUI never sent: {kind}"
-        assert any(conforms(frame["data"], r) for r in real[kind]), f"{kind}: {frame['data']}"
+def test_the_shape_comparator_itself() -> None:
+    assert shape_diff({"a": [1, 2.5], "b": None}, {"a": [3], "b": None}) == []
+    assert shape_diff({"a": 1}, {"a": "1"}) == ["$.a: number where ComfyUI has string"]
+    assert shape_diff({"a": 1, "c": 2}, {"a": 1, "b": 2}) == [
+        "$: unexpected key 'c'",
+        "$: missing key 'b'",
+    ]
+    assert shape_diff([True], [1]) == ["$[0]: bool where ComfyUI has number"]
+    assert shape_diff([], ["x"]) == ["$: 0 items where ComfyUI has 1"]
+    assert shape_diff(["x", "y", "z"], ["a", "b"]) == []
 
 
-def recorded_types(name: str, *, cut_after: str | None = None) -> list[str]:
-    types = []
-    for frame in transcript(name)["ws"]:
-        message = frame["message"]
-        node = message["data"].get("node", "-") if message["type"] == "executing" else "-"
-        types.append(message["type"] + ("(null)" if node is None else ""))
-    return types
+# -- replaying a scenario ---------------------------------------------------------------
 
 
-def types_of(frames: list[dict[str, Any]]) -> list[str]:
-    names = []
-    for frame in frames:
-        null = frame["type"] == "executing" and frame["data"].get("node", "-") is None
-        names.append(frame["type"] + ("(null)" if null else ""))
-    return names
+def label(frame: Frame) -> str:
+    """A frame's type; `executing` says whether its node is null, `status` its count."""
+    data = frame["data"]
+    if frame["type"] == "executing":
+        return "executing(null)" if data.get("node", "-") is None else "executing"
+    if frame["type"] == "status":
+        return f"status({data['status']['exec_info']['queue_remaining']})"
+    return str(frame["type"])
 
 
-class Client:
-    """A raw ComfyUI client: one socket under the transcript's client id, plain HTTP."""
+@dataclass
+class Answer:
+    status: int
+    content_type: str | None
+    disposition: str | None
+    body: Any
 
-    def __init__(self, peer: FakePeer, session: aiohttp.ClientSession, client_id: str):
+
+class Replay:
+    """A raw ComfyUI client under the transcript's client id, replaying its requests."""
+
+    def __init__(self, name: str, peer: FakePeer, session: aiohttp.ClientSession):
+        self.name = name
+        self.recorded = transcript(name)
         self.peer = peer
         self.session = session
-        self.client_id = client_id
-        self.frames: list[dict[str, Any]] = []
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.frames: list[Frame] = []
+        self.answers: list[tuple[dict[str, Any], Answer]] = []
+        self.accepted: list[str] = []
         self._arrived = asyncio.Condition()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        self.ws = await self.session.ws_connect(
-            f"{self.peer.url}/ws", params={"clientId": self.client_id}
+        client_id = self.recorded["client_id"]
+        self._ws = await self.session.ws_connect(
+            f"{self.peer.url}/ws", params={"clientId": client_id}
         )
         self._reader = asyncio.create_task(self._read())
+        await self.until(lambda f: f["type"] == "status")
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await self._reader
 
     async def _read(self) -> None:
-        assert self.ws is not None
-        async for message in self.ws:
+        assert self._ws is not None
+        async for message in self._ws:
             async with self._arrived:
                 self.frames.append(json.loads(message.data))
                 self._arrived.notify_all()
 
-    async def wait_for(self, kind: str, **data: Any) -> None:
-        def seen() -> bool:
-            return any(
-                f["type"] == kind and all(f["data"].get(k, "-") == v for k, v in data.items())
-                for f in self.frames
+    async def until(self, wanted: Callable[[Frame], bool]) -> None:
+        async with self._arrived:
+            await self._arrived.wait_for(lambda: any(map(wanted, self.frames)))
+
+    async def executing(self, node: str | None, prompt_id: str | None = None) -> None:
+        def seen(frame: Frame) -> bool:
+            data = frame["data"]
+            return (
+                frame["type"] == "executing"
+                and data.get("node", "-") == node
+                and (prompt_id is None or data.get("prompt_id") == prompt_id)
             )
 
-        async with self._arrived:
-            await self._arrived.wait_for(seen)
+        await self.until(seen)
 
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self._reader is not None:
-            await self._reader
+    async def warm_cache(self) -> None:
+        """Run the nodes the recording found cached, so the replay finds them cached too."""
+        cached: list[str] = next(
+            (
+                f["message"]["data"]["nodes"]
+                for f in self.recorded["ws"]
+                if f["message"]["type"] == "execution_cached"
+            ),
+            [],
+        )
+        if cached:
+            prompt = self.recorded["http"][0]["request"]["json"]["prompt"]
+            warm = {n: prompt[n] for n in cached}
+            warm["900"] = {"class_type": "PreviewImage", "inputs": {"images": [cached[-1], 0]}}
+            await self.request({"method": "POST", "path": "/prompt", "json": {"prompt": warm}})
+            await self.peer.idle()
 
-    async def upload(self, recorded_answer: dict[str, str]) -> tuple[int, Any]:
-        """Upload a PNG that yields the recorded answer's name and subfolder."""
+    async def run(self, hooks: dict[int, Hook] | None = None) -> None:
+        """Every recorded request in order; `hooks[i]` runs before request i."""
+        await self.warm_cache()
+        await self.connect()
+        for index, exchange in enumerate(self.recorded["http"]):
+            if hooks and index in hooks:
+                await hooks[index](self)
+            request = json.loads(json.dumps(exchange["request"]))
+            if request["path"].startswith(("/history", "/view")):
+                await self.peer.idle()
+            answer = await self.send(request, exchange)
+            self.answers.append((exchange, answer))
+        await self.peer.idle()
+        deleted = {
+            i
+            for e in self.recorded["http"]
+            for i in (e["request"].get("json") or {}).get("delete", [])
+        }
+        for prompt_id in self.accepted:
+            if prompt_id not in deleted:
+                await self.executing(None, prompt_id)
+        await self.close()
+
+    async def send(self, request: dict[str, Any], exchange: dict[str, Any]) -> Answer:
+        """The request as recorded, with what the recording left out filled in."""
+        path = request["path"]
+        if path == "/upload/image":
+            return await self.upload(exchange["json"])
+        if path == "/view":
+            return await self.request(request, params=self.view_params(exchange))
+        if path == "/history" and self.name == "queue_busy":  # recorded without its query
+            return await self.request(request, params={"max_items": 2})
+        if path == "/prompt" and request["method"] == "POST" and exchange["status"] == 200:
+            prompt_id = exchange["json"]["prompt_id"]  # sent as our own
+            request["json"]["prompt_id"] = prompt_id
+            self.accepted.append(prompt_id)
+        return await self.request(request)
+
+    def view_params(self, exchange: dict[str, Any]) -> dict[str, str]:
+        if exchange["status"] == 404:
+            return {"filename": "never_written.png"}
+        if exchange["status"] == 400:
+            return {"filename": "../outside.png"}
+        body = self.answers[-1][1].body
+        (entry,) = body.values()
+        image = dict(next(iter(entry["outputs"].values()))["images"][0])
+        return image
+
+    async def upload(self, recorded_answer: dict[str, str]) -> Answer:
+        """Upload a PNG under the name and subfolder the recorded answer names."""
         form = aiohttp.FormData()
-        filename = recorded_answer["name"].replace("%2F", "/")
+        filename = recorded_answer["name"].replace("%2F", "/")  # aiohttp encodes it back
         form.add_field("image", encode_png(Image.solid(4, 4, (9, 9, 9))), filename=filename)
         form.add_field("subfolder", recorded_answer["subfolder"])
-        async with self.session.post(self.peer.url + "/upload/image", data=form) as response:
-            return response.status, await response.json()
+        return await self.request({"method": "POST", "path": "/upload/image"}, data=form)
 
-    async def call(self, request: dict[str, Any]) -> tuple[int, Any]:
-        method, path = request["method"], request["path"]
-        kwargs = {"json": request["json"]} if "json" in request else {"data": b"{not json"}
-        if method == "GET":
-            kwargs = {}
-        async with self.session.request(method, self.peer.url + path, **kwargs) as response:
-            text = await response.text()
-            try:
-                return response.status, json.loads(text) if text else None
-            except ValueError:
-                return response.status, text
+    async def request(self, request: dict[str, Any], **kwargs: Any) -> Answer:
+        if "json" in request:
+            kwargs["json"] = request["json"]
+        elif request["method"] == "POST" and "data" not in kwargs:
+            kwargs["data"] = b"{not json"  # the one body-less POST recorded is the bad one
+        url = self.peer.url + request["path"]
+        async with self.session.request(request["method"], url, **kwargs) as response:
+            raw = await response.read()
+            content_type = response.headers.get("Content-Type")
+            body: Any = raw
+            if content_type and content_type.startswith("application/json"):
+                body = json.loads(raw)
+            elif content_type and content_type.startswith("text/"):
+                body = raw.decode()
+            disposition = response.headers.get("Content-Disposition")
+            return Answer(response.status, content_type, disposition, body)
+
+    # -- checks -------------------------------------------------------------------------
+
+    def recorded_frames(self) -> list[Frame]:
+        return [f["message"] for f in self.recorded["ws"]]
+
+    def assert_http_conforms(self) -> None:
+        for exchange, answer in self.answers:
+            where = f"{exchange['request']['method']} {exchange['request']['path']}"
+            headers = exchange["headers"]
+            assert answer.status == exchange["status"], where
+            assert answer.content_type == headers.get("Content-Type"), where
+            assert (answer.disposition is None) == ("Content-Disposition" not in headers), where
+            if "json" in exchange:
+                problems = shape_diff(answer.body, exchange["json"])
+                assert not problems, f"{where}: {problems}"
+            elif "text" in exchange:
+                assert answer.body == exchange["text"], where
+            else:
+                head = bytes.fromhex(exchange["head_hex"])[:8]
+                assert answer.body[:8] == head and bool(answer.body) == bool(head), where
+
+    def assert_frames_conform(self, *, with_status: bool = True) -> None:
+        """Same frame types in the same order, and each frame shaped like its twin."""
+        fake, real = self.frames, self.recorded_frames()
+        if not with_status:  # the real server's timing placed them
+            statuses = [label(f) for f in fake if f["type"] == "status"]
+            assert statuses == [label(f) for f in real if f["type"] == "status"]
+            fake = [f for f in fake if f["type"] != "status"]
+            real = [f for f in real if f["type"] != "status"]
+        assert [label(f) for f in fake] == [label(f) for f in real]
+        for index, (mine, theirs) in enumerate(zip(fake, real, strict=True)):
+            problems = shape_diff(mine["data"], theirs["data"])
+            assert not problems, f"frame {index} ({mine['type']}): {problems}"
+        self.assert_ordering_facts()
+
+    def assert_ordering_facts(self) -> None:
+        """Per prompt: one ending, never success after a failure, `executing` null last."""
+        for prompt_id in self.accepted:
+            mine = [f for f in self.frames if f["data"].get("prompt_id") == prompt_id]
+            if not mine:
+                continue  # deleted before it ran
+            endings = [f["type"] for f in mine if f["type"] in _ENDINGS]
+            assert len(endings) == 1, endings
+            assert label(mine[-1]) == "executing(null)"
+            assert label(mine[-2]) == endings[0]
+
+
+_ENDINGS = ("execution_success", "execution_error", "execution_interrupted")
 
 
 @pytest.fixture
@@ -156,146 +316,130 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield http
 
 
-async def warm_cache(client: Client, recorded: dict[str, Any]) -> None:
-    """Run the nodes the recording found cached, so the replay finds them cached too."""
-    cached = next(
-        (
-            f["message"]["data"]["nodes"]
-            for f in recorded["ws"]
-            if f["message"]["type"] == "execution_cached"
-        ),
-        [],
-    )
-    if not cached:
-        return
-    prompt = recorded["http"][0]["request"]["json"]["prompt"]
-    warm = {n: prompt[n] for n in cached}
-    warm["900"] = {"class_type": "PreviewImage", "inputs": {"images": [cached[-1], 0]}}
-    await client.call({"method": "POST", "path": "/prompt", "json": {"prompt": warm}})
-    await client.peer.idle()
-
-
-async def replay(
-    name: str, session: aiohttp.ClientSession, peer: FakePeer
-) -> tuple[Client, list[tuple[dict[str, Any], int, Any]]]:
-    """Replay a scenario's HTTP requests in order, mapping recorded prompt ids to ours."""
-    recorded = transcript(name)
-    client = Client(peer, session, recorded["client_id"])
-    await warm_cache(client, recorded)
-    await client.connect()
-    await client.wait_for("status")
-    ids: dict[str, str] = {}
-    accepted: list[str] = []
-    answers = []
-    for exchange in recorded["http"]:
-        request = json.loads(json.dumps(exchange["request"]))
-        if request["path"] == "/upload/image":
-            answers.append((exchange, *await client.upload(exchange["json"])))
-            continue
-        if request["path"] in ("/view", "/free"):
-            continue  # recorded without query or body: covered by test_fake_peer
-        for real_id, fake_id in ids.items():
-            request["path"] = request["path"].replace(real_id, fake_id)
-            if "json" in request:
-                request["json"] = json.loads(json.dumps(request["json"]).replace(real_id, fake_id))
-        if request["path"].startswith("/history"):
-            await peer.idle()
-        if request["path"] == "/interrupt":
-            await client.wait_for("executing", node="2")
-        status, body = await client.call(request)
-        if request["path"] == "/prompt" and request["method"] == "POST" and status == 200:
-            if "prompt_id" in exchange.get("json", {}):
-                ids[exchange["json"]["prompt_id"]] = body["prompt_id"]
-            accepted.append(body["prompt_id"])
-        answers.append((exchange, status, body))
-    await peer.idle()
-    deleted = {
-        i for e in recorded["http"] for i in (e["request"].get("json") or {}).get("delete", [])
-    }
-    for prompt_id in accepted:
-        if prompt_id not in {ids.get(i) for i in deleted}:
-            await client.wait_for("executing", node=None, prompt_id=prompt_id)
-    await client.close()
-    return client, answers
-
-
-def assert_http_conforms(answers: list[tuple[dict[str, Any], int, Any]]) -> None:
-    for exchange, status, body in answers:
-        where = f"{exchange['request']['method']} {exchange['request']['path']}"
-        assert status == exchange["status"], where
-        real = exchange.get("json", exchange.get("text"))
-        if real is not None and real != {}:
-            assert conforms(body, real), f"{where}: {body!r} does not have the shape of {real!r}"
+# -- the scenarios ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "name",
-    ["run_success", "run_cached", "run_runtime_error", "run_progress_model", "run_interrupted"],
+    "name", ["run_success", "run_cached", "run_progress_model", "run_runtime_error"]
 )
-async def test_single_client_scenarios_match_frame_for_frame(
+async def test_runs_match_the_recording_frame_for_frame(
     name: str, session: aiohttp.ClientSession
 ) -> None:
-    seconds = 0.3 if name == "run_interrupted" else 0.0
-    async with FakePeer(
-        job_seconds=seconds, models={"upscale_models": ["tiny-compact-x2.safetensors"]}
-    ) as peer:
-        client, answers = await replay(name, session, peer)
-    assert types_of(client.frames) == recorded_types(name)
-    assert_frames_conform(client.frames)
-    assert_http_conforms(answers)
+    async with FakePeer(models={"upscale_models": ["tiny-compact-x2.safetensors"]}) as peer:
+        replay = Replay(name, peer, session)
+        await replay.run()
+    replay.assert_frames_conform()
+    replay.assert_http_conforms()
 
 
-async def test_invalid_prompts_answer_as_comfyui_does(session: aiohttp.ClientSession) -> None:
+async def test_a_cached_rerun_reports_the_same_files(session: aiohttp.ClientSession) -> None:
     async with FakePeer() as peer:
-        client, answers = await replay("prompt_invalid", session, peer)
-    assert_http_conforms(answers)
-    for exchange, _, body in answers:
+        replay = Replay("run_cached", peer, session)
+        await replay.run()
+    first, second = [a.body for e, a in replay.answers if e["request"]["path"] != "/prompt"]
+    (one,), (two,) = first.values(), second.values()
+    assert one["outputs"] == two["outputs"]
+    executed = [f["data"]["output"] for f in replay.frames if f["type"] == "executed"]
+    assert executed == [one["outputs"]["3"]] * 2
+
+
+async def test_an_interrupt_stops_at_the_next_node_as_recorded(
+    session: aiohttp.ClientSession,
+) -> None:
+    async def while_blurring(replay: Replay) -> None:
+        await replay.executing("2")
+
+    async def after_interrupt(replay: Replay) -> None:
+        replay.peer.job_seconds = 0  # the blur ends; ComfyUI notices before node 3
+
+    async with FakePeer(job_seconds=60) as peer:
+        replay = Replay("run_interrupted", peer, session)
+        await replay.run({1: while_blurring, 3: after_interrupt})
+    replay.assert_frames_conform()
+    replay.assert_http_conforms()
+
+
+async def test_invalid_prompts_are_refused_as_recorded(session: aiohttp.ClientSession) -> None:
+    async with FakePeer() as peer:
+        replay = Replay("prompt_invalid", peer, session)
+        await replay.run()
+    replay.assert_http_conforms()
+    replay.assert_frames_conform()
+    for exchange, answer in replay.answers:
         real = exchange.get("json")
-        if isinstance(real, dict) and "error" in real:
-            assert body["error"]["type"] == real["error"]["type"]
-            assert body["error"]["message"] == real["error"]["message"]
-            for node_id, errors in real["node_errors"].items():
-                got = body["node_errors"][node_id]
-                assert [e["type"] for e in got["errors"]] == [e["type"] for e in errors["errors"]]
-                assert [e["message"] for e in got["errors"]] == [
-                    e["message"] for e in errors["errors"]
-                ]
-                assert got["class_type"] == errors["class_type"]
-    assert types_of(client.frames) == recorded_types("prompt_invalid")
-    assert_frames_conform(client.frames)
+        if not (isinstance(real, dict) and "error" in real):
+            continue
+        assert answer.body["error"] == real["error"]
+        assert answer.body["node_errors"].keys() == real["node_errors"].keys()
+        for node_id, errors in real["node_errors"].items():
+            mine = answer.body["node_errors"][node_id]
+            assert mine["class_type"] == errors["class_type"]
+            assert mine["dependent_outputs"] == errors["dependent_outputs"]
+            for got, want in zip(mine["errors"], errors["errors"], strict=True):
+                assert {k: got[k] for k in ("type", "message", "details")} == {
+                    k: want[k] for k in ("type", "message", "details")
+                }
+                want_info = dict(want["extra_info"])
+                got_info = dict(got["extra_info"])
+                want_info.pop("traceback", None), got_info.pop("traceback", None)
+                assert got_info == want_info
 
 
-async def test_busy_queue_and_deletion(session: aiohttp.ClientSession) -> None:
-    async with FakePeer(job_seconds=0.2) as peer:
-        client, answers = await replay("queue_busy", session, peer)
-    assert_http_conforms(answers)
-    assert_frames_conform(client.frames)
-    kinds = types_of(client.frames)
-    assert kinds.count("execution_success") == 2 and kinds[-1] == "executing(null)"
+async def test_a_busy_queue_answers_as_recorded(session: aiohttp.ClientSession) -> None:
+    async def first_is_blurring(replay: Replay) -> None:
+        await replay.executing("2", replay.recorded["http"][0]["json"]["prompt_id"])
+
+    async def let_them_run(replay: Replay) -> None:
+        replay.peer.job_seconds = 0
+
+    async with FakePeer(job_seconds=60) as peer:
+        replay = Replay("queue_busy", peer, session)
+        await replay.run({1: first_is_blurring, 7: let_them_run})
+    replay.assert_http_conforms()
+    replay.assert_frames_conform(with_status=False)
+    answers = [a.body for _, a in replay.answers]
+    deleted = replay.recorded["http"][5]["request"]["json"]["delete"][0]
+    assert answers[9] == {} and deleted not in answers[10]
+    assert [item[1] for item in answers[6]["queue_pending"]] == [
+        item[1] for item in replay.recorded["http"][6]["json"]["queue_pending"]
+    ]
 
 
-async def test_misc_endpoints(session: aiohttp.ClientSession) -> None:
+async def test_misc_endpoints_answer_as_recorded(session: aiohttp.ClientSession) -> None:
     async with FakePeer() as peer:
-        client, answers = await replay("misc_endpoints", session, peer)
-    assert_http_conforms(answers)
-    assert_frames_conform(client.frames)
+        replay = Replay("misc_endpoints", peer, session)
+        await replay.run()
+    replay.assert_http_conforms()
+    replay.assert_frames_conform()
+    for exchange, answer in replay.answers:
+        path = exchange["request"]["path"]
+        if path.startswith(("/object_info", "/features", "/upload", "/api/queue")):
+            assert answer.body == exchange["json"], path  # nothing here depends on the host
 
 
-async def test_restart_forgets_queue_and_history(session: aiohttp.ClientSession) -> None:
+async def test_a_restart_forgets_queue_and_history(session: aiohttp.ClientSession) -> None:
     recorded = transcript("peer_restart")
-    async with FakePeer(job_seconds=5) as peer:
-        client = Client(peer, session, "restart")
-        prompt = recorded["before_kill"]["queue"]["queue_running"][0][2]
-        ids = []
-        for _ in range(2):
-            request = {"prompt": prompt, "client_id": "restart"}
-            _, body = await client.call({"method": "POST", "path": "/prompt", "json": request})
-            ids.append(body["prompt_id"])
-            assert conforms(body, recorded["before_kill"]["submit"][0])
-        _, queue = await client.call({"method": "GET", "path": "/queue"})
-        assert conforms(queue, recorded["before_kill"]["queue"])
+    before, after = recorded["before_kill"], recorded["after_restart"]
+    async with FakePeer(job_seconds=60) as peer:
+        replay = Replay("run_success", peer, session)  # only its request helper is used
+        for item, answer in zip(
+            before["queue"]["queue_running"] + before["queue"]["queue_pending"],
+            before["submit"],
+            strict=True,
+        ):
+            body = {"prompt": item[2], "client_id": "restart", "prompt_id": answer["prompt_id"]}
+            sent = await replay.request({"method": "POST", "path": "/prompt", "json": body})
+            assert not shape_diff(sent.body, answer)
+        queue = await replay.request({"method": "GET", "path": "/queue"})
+        assert not shape_diff(queue.body, before["queue"])
+        assert [i[1] for i in queue.body["queue_running"]] == [
+            i[1] for i in before["queue"]["queue_running"]
+        ]
         await peer.restart()
-        _, queue = await client.call({"method": "GET", "path": "/queue"})
-        assert queue == recorded["after_restart"]["queue"]
-        for prompt_id in ids:
-            assert (await client.call({"method": "GET", "path": f"/history/{prompt_id}"}))[1] == {}
+        queue = await replay.request({"method": "GET", "path": "/queue"})
+        assert queue.body == after["queue"]
+        for prompt_id, entry in after["history"].items():
+            path = f"/history/{prompt_id}"
+            assert (await replay.request({"method": "GET", "path": path})).body == entry
+        everything = await replay.request({"method": "GET", "path": "/history"})
+        assert len(everything.body) == after["history_all_count"]

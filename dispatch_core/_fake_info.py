@@ -1,0 +1,103 @@
+"""What the fake peer says about itself: object_info with its model lists, system stats."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+__all__ = ["FEATURES", "MAX_UPLOAD", "MODEL_FOLDERS", "object_info", "system_stats"]
+
+MAX_UPLOAD = 100 * 1024 * 1024  # ComfyUI's default --max-upload-size
+FEATURES = {"supports_preview_metadata": True, "max_upload_size": MAX_UPLOAD}
+# The model folders a real /models lists, and which loader inputs read each of them.
+MODEL_FOLDERS = (
+    "checkpoints",
+    "configs",
+    "loras",
+    "vae",
+    "text_encoders",
+    "diffusion_models",
+    "clip_vision",
+    "style_models",
+    "embeddings",
+    "diffusers",
+    "vae_approx",
+    "controlnet",
+    "gligen",
+    "upscale_models",
+    "custom_nodes",
+    "hypernetworks",
+    "photomaker",
+    "classifiers",
+)
+_MODEL_INPUTS = {
+    "ckpt_name": "checkpoints",
+    "lora_name": "loras",
+    "model_name": "upscale_models",
+    "vae_name": "vae",
+    "unet_name": "diffusion_models",
+    "clip_name": "text_encoders",
+    "control_net_name": "controlnet",
+}
+_GIB = 1024**3
+
+
+@cache
+def _shipped() -> dict[str, Any]:
+    text = resources.files("dispatch_core").joinpath("data/object_info_subset.json").read_text()
+    return dict(json.loads(text))
+
+
+def object_info(models: Mapping[str, list[str]], input_files: list[str]) -> dict[str, Any]:
+    """The shipped object_info with the peer's model lists and input files in the combos."""
+    info = copy.deepcopy(_shipped())
+    for node in info.values():
+        for section in (node.get("input") or {}).values():
+            if isinstance(section, dict):
+                for name, config in section.items():
+                    _fill(name, config, models, input_files)
+    return info
+
+
+def _fill(name: str, config: Any, models: Mapping[str, list[str]], input_files: list[str]) -> None:
+    if not isinstance(config, list) or not config:
+        return
+    folder = _MODEL_INPUTS.get(name)
+    options = config[1] if len(config) > 1 and isinstance(config[1], dict) else {}
+    if options.get("image_upload"):
+        config[0] = list(input_files)
+    elif folder and isinstance(config[0], list):
+        config[0] = sorted(models.get(folder, []))
+    elif folder and config[0] == "COMBO":
+        options["options"] = sorted(models.get(folder, []))
+
+
+def system_stats(port: int) -> dict[str, Any]:
+    """The shape of a real /system_stats, for a CPU-only peer with 8 GiB of fake VRAM."""
+    system = {
+        "os": "posix",
+        "ram_total": 16 * _GIB,
+        "ram_free": 12 * _GIB,
+        "comfyui_version": "0.3.64",
+        "required_frontend_version": "1.27.10",
+        "installed_templates_version": "0.1.95",
+        "required_templates_version": "0.1.95",
+        "python_version": "3.11.7 (fake)",
+        "pytorch_version": "fake",
+        "embedded_python": False,
+        "argv": ["main.py", "--fake", "--port", str(port)],
+    }
+    device = {
+        "name": "fake",
+        "type": "cpu",
+        "index": None,
+        "vram_total": 8 * _GIB,
+        "vram_free": 7 * _GIB,
+        "torch_vram_total": 8 * _GIB,
+        "torch_vram_free": 7 * _GIB,
+    }
+    return {"system": system, "devices": [device]}

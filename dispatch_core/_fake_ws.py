@@ -1,0 +1,110 @@
+"""The fake peer's WebSocket side: one outbox per client, so frames keep the order they were sent.
+
+Like ComfyUI's `send_sync`, sending never waits: frames are queued and each socket's writer
+sends them in order. Sockets are keyed by client id, with ComfyUI's quirk kept: when an old
+socket closes it unregisters its id even if a newer socket reuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from ._fake_info import FEATURES
+
+__all__ = ["SocketHub"]
+
+
+class _Client:
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request):
+        self.ws = ws
+        self.request = request
+        self.outbox: asyncio.Queue[str] = asyncio.Queue()
+
+    def put(self, kind: str, data: Any) -> None:
+        self.outbox.put_nowait(json.dumps({"type": kind, "data": data}))
+
+    async def write_forever(self) -> None:
+        while True:
+            text = await self.outbox.get()
+            if self.ws.closed:
+                return
+            try:
+                await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                return
+
+
+class SocketHub:
+    """The `/ws` endpoint and every socket it has open."""
+
+    def __init__(self, greeting: Callable[[str], list[tuple[str, Any]]]):
+        self.greeting = greeting
+        """Frames for a new socket: the status with its sid, maybe `executing` on reconnect."""
+        self.silent = False
+        self._clients: dict[str, _Client] = {}
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        sid = request.query.get("clientId") or uuid.uuid4().hex
+        client = _Client(ws, request)
+        self._clients[sid] = client
+        writer = asyncio.create_task(client.write_forever(), name=f"fake-peer-ws:{sid}")
+        try:
+            for kind, data in self.greeting(sid):
+                client.put(kind, data)  # sent even when silent: the quirk is a socket that
+                # connects fine, then hears nothing
+            await self._read(ws, sid)
+        finally:
+            self._clients.pop(sid, None)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        return ws
+
+    async def _read(self, ws: web.WebSocketResponse, sid: str) -> None:
+        """Only a first `feature_flags` frame means anything; the rest is ignored."""
+        first = True
+        async for message in ws:
+            if not first or message.type != WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(message.data)
+                if data.get("type") == "feature_flags":
+                    self.send(sid, "feature_flags", dict(FEATURES))
+                first = False
+            except (ValueError, AttributeError):
+                pass  # ComfyUI logs these and keeps waiting for a first valid frame
+
+    def send(self, sid: str | None, kind: str, data: Any) -> None:
+        """Queue a frame for one client (None: every socket)."""
+        if self.silent:
+            return
+        if sid is None:
+            targets = list(self._clients.values())
+        else:
+            target = self._clients.get(sid)
+            targets = [target] if target is not None else []
+        for client in targets:
+            client.put(kind, data)
+
+    def send_raw(self, text: str) -> None:
+        """Queue a text frame as is, to every socket."""
+        for client in self._clients.values():
+            client.outbox.put_nowait(text)
+
+    def drop(self) -> None:
+        """Cut every socket's connection without a close frame, as a crash or a proxy would."""
+        clients = list(self._clients.values())
+        self._clients.clear()
+        for client in clients:
+            transport = client.request.transport
+            if transport is not None:
+                transport.abort()
