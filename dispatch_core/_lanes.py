@@ -57,6 +57,14 @@ class Lane:
                 return
         self.in_flight -= 1
 
+    def grant_free_slots(self) -> None:
+        """After `max_in_flight` grew: hand the new slots to waiting jobs."""
+        while self._waiters and self.in_flight < self.server.max_in_flight:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(self)
+
     @property
     def tripped(self) -> bool:
         """The circuit breaker is open: the server failed too often in a row."""

@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from ._files import write_atomically
 from .errors import ConfigError
 
 __all__ = [
@@ -149,19 +149,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
 
 def save_config(config: Config, path: str | os.PathLike[str]) -> None:
     """Write atomically: a crash mid-write leaves the old file, never a broken one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(config.to_dict(), indent=2) + "\n"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_atomically(path, (json.dumps(config.to_dict(), indent=2) + "\n").encode())
 
 
 class _Parser:

@@ -86,6 +86,8 @@ class Dispatcher:
         self._owns_session = session is None
         self._lanes = {name: Lane(server) for name, server in config.servers.items()}
         self._peers: dict[str, PeerClient] = {}
+        self._retired: list[PeerClient] = []
+        """Clients of servers whose URL changed, kept until the jobs on them are done."""
         self._jobs: set[asyncio.Task[Any]] = set()
         self._cleanups: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -113,8 +115,9 @@ class Dispatcher:
             for task in list(self._cleanups):
                 task.cancel()
             await asyncio.gather(*self._cleanups, return_exceptions=True)
-        await asyncio.gather(*(peer.close() for peer in self._peers.values()))
+        await asyncio.gather(*(peer.close() for peer in [*self._peers.values(), *self._retired]))
         self._peers.clear()
+        self._retired.clear()
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -145,6 +148,38 @@ class Dispatcher:
         """Run jobs at once; each one's result or exception, in order (like allSettled)."""
         coroutines = [self._run(j if isinstance(j, Job) else Job(**j)) for j in jobs]
         return list(await asyncio.gather(*coroutines, return_exceptions=True))
+
+    async def reconfigure(self, config: Config) -> None:
+        """Take a new config without dropping a job: jobs in flight finish where they are.
+
+        Servers added get a lane; servers removed or moved to another URL keep their client
+        until their last job is done; a larger `max_in_flight` starts waiting jobs at once.
+        """
+        self.config = config
+        for name, server in config.servers.items():
+            lane = self._lanes.get(name)
+            if lane is None:
+                self._lanes[name] = Lane(server)
+                continue
+            moved = (lane.server.url, dict(lane.server.headers)) != (
+                server.url,
+                dict(server.headers),
+            )
+            lane.server = server
+            if moved:
+                await self._retire(name, lane)
+            lane.grant_free_slots()
+        for name in [n for n in self._lanes if n not in config.servers]:
+            await self._retire(name, self._lanes.pop(name))
+
+    async def _retire(self, name: str, lane: Lane) -> None:
+        peer = self._peers.pop(name, None)
+        if peer is None:
+            return
+        if lane.in_flight:
+            self._retired.append(peer)
+        else:
+            await peer.close()
 
     def in_flight(self) -> dict[str, int]:
         return {name: lane.in_flight for name, lane in self._lanes.items()}

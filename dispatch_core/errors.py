@@ -4,6 +4,7 @@
     ├── InputError                     the caller's input is wrong; fix it and retry
     │   ├── ConfigError                    a config key is wrong (names the key and the file)
     │   ├── WorkflowError                  a workflow, override or builder call is wrong
+    │   │   └── TemplateError                  a saved template: bad name, missing, unreadable
     │   └── RoutingError                   an unknown route or server, or no enabled server
     ├── PeerError                      the peer ComfyUI refused or failed the job
     │   ├── PromptRejected                 validation failed: the peer's `node_errors`
@@ -40,6 +41,7 @@ __all__ = [
     "PromptLost",
     "PromptRejected",
     "RoutingError",
+    "TemplateError",
     "TransportError",
     "WorkflowError",
 ]
@@ -87,6 +89,14 @@ class WorkflowError(InputError):
     def __init__(self, message: str, *, node: str | None = None, server: str | None = None):
         super().__init__(message, server=server)
         self.node = node
+
+
+class TemplateError(WorkflowError):
+    """A saved template is missing, misnamed or unreadable. `template` names it."""
+
+    def __init__(self, message: str, *, template: str | None = None, node: str | None = None):
+        super().__init__(message, node=node)
+        self.template = template
 
 
 class RoutingError(InputError):

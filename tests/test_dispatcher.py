@@ -298,3 +298,37 @@ async def test_two_uploads_in_one_job_each_reach_their_node(peers: dict[str, Fak
             b"\x00\x00\xff",
         ]
     assert {u["name"] for u in peers["a"].uploads} == {"red.png", "blue.png"}
+
+
+async def test_reconfigure_keeps_jobs_in_flight_and_takes_new_servers(
+    peers: dict[str, FakePeer],
+) -> None:
+    peers["a"].job_seconds = 0.3
+    only_a = {k: v for k, v in peers.items() if k == "a"}
+    async with Dispatcher(make_config(only_a)) as dispatcher:
+        running = asyncio.create_task(dispatcher.run("a", workflows.invert(0x112233)))
+        while not peers["a"].prompts_received:  # noqa: ASYNC110 - waits for the fake
+            await asyncio.sleep(0.01)
+        moved = make_config({"a": peers["b"], "c": peers["c"]})  # a now points at b's URL
+        await dispatcher.reconfigure(moved)
+        assert (await pixels(await running))[2] == solid(0xFFFFFF - 0x112233, 16, 8)
+        after = await dispatcher.run("a", workflows.invert())
+        assert after.server == "a" and len(peers["b"].prompts_received) == 1
+        assert (await dispatcher.run("c", workflows.invert())).server == "c"
+
+
+async def test_reconfigure_removes_a_server_and_widens_a_lane(peers: dict[str, FakePeer]) -> None:
+    peers["a"].job_seconds = 0.2
+    async with Dispatcher(make_config(peers)) as dispatcher:
+        jobs = [asyncio.create_task(dispatcher.run("a", workflows.invert())) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        assert dispatcher.in_flight()["a"] == 1  # the second waits for a slot
+        wider = make_config(
+            {k: v for k, v in peers.items() if k != "c"},
+            server_settings={"a": {"max_in_flight": 2}},
+        )
+        await dispatcher.reconfigure(wider)
+        assert dispatcher.in_flight() == {"a": 2, "b": 0}
+        await asyncio.gather(*jobs)
+        with pytest.raises(RoutingError, match="unknown route 'c'"):
+            await dispatcher.run("c", workflows.invert())
