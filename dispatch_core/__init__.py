@@ -8,11 +8,13 @@ A pure asyncio library: no ComfyUI, no torch. The Remote Dispatch node and the
         png = await result.images[0].read()
 """
 
+from .activity import JobRecord
 from .cache import ResultCache
 from .config import CacheSettings, Config, ServerConfig, Timeouts, load_config, save_config
 from .dispatcher import Dispatcher, Job, ServerStatus
 from .errors import (
     BadResponse,
+    ConfigConflict,
     ConfigError,
     DispatcherClosed,
     DispatchError,
@@ -26,12 +28,15 @@ from .errors import (
     PromptLost,
     PromptRejected,
     RoutingError,
+    TemplateError,
     TransportError,
     WorkflowError,
 )
 from .journal import Journal
 from .peer import PeerClient, QueueState
 from .result import DispatchResult, OutputFile, Progress, Timings
+from .service import DispatchService
+from .templates import Template, TemplateStore
 from .urls import compress_url, decompress_url, view_url
 from .workflow import WorkflowBuilder
 
@@ -41,9 +46,11 @@ __all__ = [
     "BadResponse",
     "CacheSettings",
     "Config",
+    "ConfigConflict",
     "ConfigError",
     "DispatchError",
     "DispatchResult",
+    "DispatchService",
     "DispatchTimeout",
     "Dispatcher",
     "DispatcherClosed",
@@ -51,6 +58,7 @@ __all__ = [
     "InputError",
     "Interrupted",
     "Job",
+    "JobRecord",
     "Journal",
     "NodeError",
     "OutputFile",
@@ -65,6 +73,9 @@ __all__ = [
     "RoutingError",
     "ServerConfig",
     "ServerStatus",
+    "Template",
+    "TemplateError",
+    "TemplateStore",
     "Timeouts",
     "Timings",
     "TransportError",

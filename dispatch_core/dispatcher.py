@@ -207,7 +207,7 @@ class Dispatcher:
     async def status(self) -> dict[str, ServerStatus]:
         """Every server's state, asked of all of them at once."""
         names = list(self._lanes)
-        found = await asyncio.gather(*(self._status_of(name) for name in names))
+        found = await asyncio.gather(*(self.server_status(name) for name in names))
         return dict(zip(names, found, strict=True))
 
     # -- one job ------------------------------------------------------------------------
@@ -427,8 +427,11 @@ class Dispatcher:
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
 
-    async def _status_of(self, name: str) -> ServerStatus:
-        lane = self._lanes[name]
+    async def server_status(self, name: str) -> ServerStatus:
+        """One server's state, asked now: reachable, latency, queue, VRAM, version."""
+        lane = self._lanes.get(name)
+        if lane is None:
+            raise RoutingError(f"unknown server {name!r} (known: {self._known_servers()})")
         base = ServerStatus(
             name=name,
             url=lane.server.url,

@@ -3,6 +3,7 @@
     DispatchError                      base: everything this package raises
     ├── InputError                     the caller's input is wrong; fix it and retry
     │   ├── ConfigError                    a config key is wrong (names the key and the file)
+    │   │   └── ConfigConflict                 the config changed since the caller read it
     │   ├── WorkflowError                  a workflow, override or builder call is wrong
     │   │   └── TemplateError                  a saved template: bad name, missing, unreadable
     │   └── RoutingError                   an unknown route or server, or no enabled server
@@ -28,6 +29,7 @@ from typing import Any
 
 __all__ = [
     "BadResponse",
+    "ConfigConflict",
     "ConfigError",
     "DispatchError",
     "DispatchTimeout",
@@ -81,6 +83,14 @@ class ConfigError(InputError):
         super().__init__(prefix + message)
         self.key = key
         self.path = path
+
+
+class ConfigConflict(ConfigError):
+    """The config changed since the caller read it; `current_version` is the new one."""
+
+    def __init__(self, message: str, *, current_version: str):
+        super().__init__(message)
+        self.current_version = current_version
 
 
 class WorkflowError(InputError):

@@ -289,7 +289,7 @@ def _parameters(raw: Any, workflow: Mapping[str, Any]) -> dict[str, tuple[str, .
             raise WorkflowError(f"parameter name {name!r} must be a word without dots")
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
             raise WorkflowError(
-                f"parameter {name!r} must name NODE.INPUT targets, such as \"6.text\"", node=name
+                f'parameter {name!r} must name NODE.INPUT targets, such as "6.text"', node=name
             )
         parameters[name] = tuple(_target(builder, workflow, name, p) for p in paths)
     return parameters

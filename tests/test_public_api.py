@@ -8,6 +8,12 @@ from pathlib import Path
 import dispatch_core
 
 PUBLIC = {
+    "ConfigConflict",
+    "DispatchService",
+    "JobRecord",
+    "Template",
+    "TemplateError",
+    "TemplateStore",
     "BadResponse",
     "CacheSettings",
     "Config",

@@ -1,0 +1,369 @@
+"""DispatchService: what the node, the `/dispatch/*` routes and the panel share.
+
+It owns one folder (`config.json`, `templates/`, `journal.sqlite`), the dispatcher built
+from that config, the recent jobs, and a watch on every server's status. Changes are
+announced through `notify(event, data)`: in ComfyUI that is `PromptServer.send_sync`.
+
+A config file that cannot be read is renamed with a `.bad` suffix and reported in
+`config_error`; the service then starts with no servers rather than refusing to start, and
+nothing is written until the user saves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import inspect
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._files import write_atomically
+from ._watch import ProgressCallback
+from .activity import Activity, JobRecord
+from .config import Config
+from .dispatcher import Dispatcher, ServerStatus
+from .errors import ConfigConflict, ConfigError, DispatchError, RoutingError
+from .journal import Journal
+from .result import DispatchResult, Progress
+from .templates import Template, TemplateStore, suggest_parameters
+
+__all__ = ["MASK", "DispatchService"]
+
+MASK = "********"
+"""Shown instead of every header value; sent back unchanged, it keeps the stored value."""
+
+Notify = Callable[[str, dict[str, Any]], None]
+_log = logging.getLogger(__name__)
+
+
+class DispatchService:
+    """Use as `async with DispatchService(folder)`, or call `ready()` from the loop it
+    should live on (ComfyUI's server loop) and `close()` at shutdown."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        notify: Notify | None = None,
+        status_interval: float = 5.0,
+        journal: bool = True,
+    ):
+        self.folder = Path(folder)
+        self.config_path = self.folder / "config.json"
+        self.templates = TemplateStore(self.folder / "templates")
+        self.activity = Activity(listener=self._job_changed)
+        self.notify = notify
+        self.status_interval = status_interval
+        self.config = Config()
+        self.config_error: str | None = None
+        """Why the config file could not be used, and where it was kept."""
+        self.config_version = ""
+        self._use_journal = journal
+        self._journal: Journal | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._starting: asyncio.Lock | None = None
+        self._editing = asyncio.Lock()
+        self._monitor: asyncio.Task[None] | None = None
+        self._status: dict[str, ServerStatus] = {}
+        self._read_config()
+
+    async def __aenter__(self) -> DispatchService:
+        await self.ready()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def ready(self) -> Dispatcher:
+        """The dispatcher, started on first use on the running loop."""
+        if self._dispatcher is not None:
+            return self._dispatcher
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._dispatcher is None:
+                if self._use_journal:
+                    self._journal = Journal(self.folder / "journal.sqlite")
+                    await self._journal.__aenter__()
+                dispatcher = Dispatcher(self.config, journal=self._journal)
+                await dispatcher.__aenter__()
+                self._dispatcher = dispatcher
+                if self.status_interval > 0:
+                    watch = self._watch_status()
+                    self._monitor = asyncio.create_task(watch, name="dispatch-status")
+        return self._dispatcher
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+            self._monitor = None
+        if self._dispatcher is not None:
+            await self._dispatcher.close()
+            self._dispatcher = None
+        if self._journal is not None:
+            await self._journal.close()
+            self._journal = None
+
+    # -- config -------------------------------------------------------------------------
+
+    def config_view(self) -> dict[str, Any]:
+        """The config with every header value masked, its version and any load error."""
+        data = self.config.to_dict()
+        for server in data["servers"].values():
+            server["headers"] = dict.fromkeys(server["headers"], MASK)
+        return {
+            "config": data,
+            "version": self.config_version,
+            "error": self.config_error,
+            "path": str(self.config_path),
+        }
+
+    async def edit_config(
+        self,
+        change: Callable[[dict[str, Any]], None],
+        *,
+        expected_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Apply `change` to the config's dict, check it, save it, and use it.
+
+        With `expected_version`, a config changed meanwhile (another tab) is refused with
+        ConfigConflict instead of being overwritten.
+        """
+        async with self._editing:
+            if expected_version is not None and expected_version != self.config_version:
+                raise ConfigConflict(
+                    "the config changed since you loaded it (another tab or a file edit); "
+                    "reload it and apply your change again",
+                    current_version=self.config_version,
+                )
+            data = self.config.to_dict()
+            change(data)
+            self._unmask(data)
+            config = Config.from_dict(data)
+            text = (json.dumps(config.to_dict(), indent=2) + "\n").encode()
+            await asyncio.to_thread(write_atomically, self.config_path, text)
+            self.config, self.config_error = config, None
+            self.config_version = _version(text)
+            if self._dispatcher is not None:
+                await self._dispatcher.reconfigure(config)
+            view = self.config_view()
+        self._emit("dispatch.config", view)
+        return view
+
+    def _unmask(self, data: dict[str, Any]) -> None:
+        for name, server in (data.get("servers") or {}).items():
+            headers = server.get("headers") if isinstance(server, dict) else None
+            if not isinstance(headers, dict):
+                continue
+            stored = self.config.servers.get(name)
+            for header, value in headers.items():
+                if value != MASK:
+                    continue
+                if stored is None or header not in stored.headers:
+                    key = f"servers.{name}.headers.{header}"
+                    raise ConfigError("send the header's value, not the mask", key=key)
+                headers[header] = stored.headers[header]
+
+    def _read_config(self) -> None:
+        try:
+            raw = self.config_path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            self.config_error = f"{self.config_path}: cannot read: {error.strerror}"
+            return
+        try:
+            self.config = Config.from_dict(json.loads(raw), path=str(self.config_path))
+            self.config_version = _version(raw)
+            return
+        except json.JSONDecodeError as error:
+            problem = (
+                f"{self.config_path}: not valid JSON at line {error.lineno}, "
+                f"column {error.colno}: {error.msg}"
+            )
+        except ConfigError as error:
+            problem = str(error)
+        kept = self.config_path.with_name(self.config_path.name + ".bad")
+        if kept.exists():
+            kept = self.config_path.with_name(f"{self.config_path.name}.{int(time.time())}.bad")
+        self.config_path.rename(kept)
+        self.config_error = (
+            f"{problem}. The file was kept as {kept.name}; no server is configured until "
+            "you fix that file and rename it back, or save a new config"
+        )
+        _log.error("ComfyUI-Dispatch: %s", self.config_error)
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    async def run(
+        self,
+        route: str,
+        *,
+        template: str | None = None,
+        workflow: Mapping[str, Any] | None = None,
+        values: Mapping[str, Any] | None = None,
+        server: str | None = None,
+        timeout: float | None = None,
+        output_node: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> DispatchResult:
+        """Run a saved template (or a workflow) with `values` set, and record the job."""
+        dispatcher = await self.ready()
+        chosen = self.load_template(template, workflow)
+        builder = chosen.builder(values)
+        record = self.activity.start(chosen.name, route, server)
+
+        async def progress(report: Progress) -> None:
+            self.activity.running(record, report.server, report.prompt_id)
+            if on_progress is not None:
+                answer = on_progress(report)
+                if inspect.isawaitable(answer):
+                    await answer
+
+        try:
+            result = await dispatcher.run(
+                route,
+                builder,
+                server=server,
+                timeout=timeout,
+                output_node=output_node,
+                on_progress=progress,
+            )
+        except BaseException as error:
+            self.activity.failed(record, error)
+            raise
+        self.activity.finished(record, result)
+        return result
+
+    async def fan_out(
+        self,
+        servers: Sequence[str],
+        *,
+        template: str | None = None,
+        workflow: Mapping[str, Any] | None = None,
+        values: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        partial: bool = False,
+        timeout: float | None = None,
+        output_node: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> list[DispatchResult | DispatchError]:
+        """The same job on every server at once, server *i* with `seed + i`; results in
+        server order. Without `partial`, the first failure cancels the others and is raised.
+        """
+        if not servers:
+            raise RoutingError("fan-out needs at least one server")
+        chosen = self.load_template(template, workflow)
+        if seed is not None and "seed" not in chosen.parameters:
+            raise RoutingError(
+                f"template {chosen.name!r} has no 'seed' parameter to vary per server; "
+                "add one (NODE.INPUT of the sampler's seed) or leave the seed out"
+            )
+        jobs = []
+        for index, server in enumerate(servers):
+            job_values = dict(values or {})
+            if seed is not None:
+                job_values["seed"] = seed + index
+            jobs.append(
+                self.run(
+                    "fan-out",
+                    workflow=chosen.workflow,
+                    values=job_values,
+                    server=server,
+                    timeout=timeout,
+                    output_node=output_node,
+                    on_progress=on_progress,
+                )
+            )
+        if partial:
+            found = await asyncio.gather(*jobs, return_exceptions=True)
+            for item in found:
+                if not isinstance(item, (DispatchResult, DispatchError)):
+                    raise item  # not a peer's failure: a bug or a cancellation
+            return [item for item in found if isinstance(item, (DispatchResult, DispatchError))]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(job) for job in jobs]
+        except BaseExceptionGroup as failures:
+            raise failures.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    def load_template(
+        self, template: str | None, workflow: Mapping[str, Any] | None = None
+    ) -> Template:
+        if template is not None:
+            return self.templates.load(template)
+        if workflow is None:
+            raise RoutingError("name a template or send a workflow")
+        return Template("workflow", workflow, suggest_parameters(workflow))
+
+    async def file(self, job_id: str, index: int) -> tuple[bytes, str]:
+        """An output file of a recent job, fetched from the server that made it."""
+        record = self.activity.get(job_id)
+        if record is None or not 0 <= index < len(record.files):
+            raise RoutingError(f"no file {index} of job {job_id!r}")
+        output = record.files[index]
+        return await output.read(), output.filename
+
+    def notify_templates(self) -> None:
+        """Tell the panels that templates were saved, renamed or deleted."""
+        self._emit("dispatch.templates", {"templates": self.templates.list()})
+
+    def _job_changed(self, record: JobRecord) -> None:
+        self._emit("dispatch.job", record.to_dict())
+
+    # -- servers ------------------------------------------------------------------------
+
+    async def status(self, *, refresh: bool = False) -> list[dict[str, Any]]:
+        dispatcher = await self.ready()
+        if refresh or set(self._status) != set(self.config.servers):
+            self._status = await dispatcher.status()
+        return [dataclasses.asdict(s) for s in self._status.values()]
+
+    async def test_server(self, name: str) -> dict[str, Any]:
+        dispatcher = await self.ready()
+        found = await dispatcher.server_status(name)
+        self._status[name] = found
+        return dataclasses.asdict(found)
+
+    async def free(self, name: str) -> None:
+        """Ask the server to unload its models and free VRAM (`POST /free`)."""
+        dispatcher = await self.ready()
+        await dispatcher.peer(name).free()
+
+    async def _watch_status(self) -> None:
+        seen: list[dict[str, Any]] | None = None
+        while True:
+            try:
+                now = await self.status(refresh=True)
+            except Exception:  # never let the watch die: the next round may work
+                _log.exception("ComfyUI-Dispatch: status check failed")
+            else:
+                changed = [_without_latency(s) for s in now]  # latency jitters every round
+                if changed != seen:
+                    self._emit("dispatch.status", {"servers": now})
+                    seen = changed
+            await asyncio.sleep(self.status_interval)
+
+    def _emit(self, event: str, data: dict[str, Any]) -> None:
+        if self.notify is not None:
+            try:
+                self.notify(event, data)
+            except Exception:
+                _log.exception("ComfyUI-Dispatch: could not send %s", event)
+
+
+def _version(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _without_latency(status: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if k != "latency_ms"}
