@@ -72,6 +72,8 @@ class FakePeer:
         """Most prompts held at once (pending + running) since the peer was created."""
         self.prompts_received: list[str] = []
         """Ids of accepted prompts, in arrival order."""
+        self.workflows_received: dict[str, dict[str, Any]] = {}
+        """Prompt id → the workflow it ran, as received."""
         self.requests: list[tuple[str, str]] = []
         """(method, path) of every request, the /api prefix removed."""
         self.uploads: list[dict[str, str]] = []
@@ -297,6 +299,7 @@ class FakePeer:
 
     def _put(self, item: list[Any]) -> None:
         self.prompts_received.append(item[1])
+        self.workflows_received[item[1]] = item[2]
         heapq.heappush(self._queue, (item[0], item[1], len(self.prompts_received), item))
         self._idle.clear()
         self.max_concurrent_seen = max(self.max_concurrent_seen, self._remaining())

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import workflows
 
 from dispatch_core import (
     BadResponse,
@@ -26,8 +27,6 @@ from dispatch_core import (
     load_config,
 )
 from dispatch_core.testing import FakePeer
-
-from . import workflows
 
 Case = Callable[[FakePeer, Path], Awaitable[object]]
 

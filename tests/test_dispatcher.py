@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
+import workflows
 
 from dispatch_core import (
     Config,
@@ -22,8 +23,6 @@ from dispatch_core import (
 )
 from dispatch_core._png import decode_png
 from dispatch_core.testing import FakePeer
-
-from . import workflows
 
 MODELS = {"checkpoints": ["sd15.safetensors"]}
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import workflows
 
 from dispatch_core import (
     BadResponse,
@@ -22,8 +23,6 @@ from dispatch_core import (
     PromptRejected,
 )
 from dispatch_core.testing import FakePeer
-
-from . import workflows
 
 
 @pytest.fixture

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import workflows
 
 from dispatch_core import Config, Dispatcher, Job
 from dispatch_core._job import JobRun
 from dispatch_core.journal import Journal
 from dispatch_core.testing import FakePeer
-
-from . import workflows
 
 
 @pytest.fixture

@@ -1,0 +1,110 @@
+"""The bridge to ComfyUI's server: one DispatchService on the server's loop, for every node.
+
+ComfyUI runs each prompt in a fresh event loop on its worker thread, while the routes and
+the engine's session and WebSockets live on the server's loop. A node therefore hands its
+job to the server's loop (`asyncio.run_coroutine_threadsafe`) and waits for it from its own
+loop, watching ComfyUI's interrupt flag and feeding its progress bar meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..dispatch_core.routes import add_routes
+from ..dispatch_core.service import DispatchService
+
+T = TypeVar("T")
+_log = logging.getLogger("ComfyUI-Dispatch")
+_service: DispatchService | None = None
+_POLL_SECONDS = 0.1
+"""How often a waiting node looks at ComfyUI's interrupt flag and at progress reports."""
+
+
+def _prompt_server() -> Any:
+    """ComfyUI's PromptServer, or None when this package is imported outside ComfyUI."""
+    server = sys.modules.get("server")
+    return getattr(getattr(server, "PromptServer", None), "instance", None)
+
+
+def data_folder() -> Path:
+    """`<ComfyUI user dir>/default/dispatch`: config, templates and the journal."""
+    import folder_paths  # ComfyUI's; imported late so that this module loads anywhere
+
+    return Path(folder_paths.get_user_directory()) / "default" / "dispatch"
+
+
+def service() -> DispatchService:
+    global _service
+    if _service is None:
+        server = _prompt_server()
+        notify = server.send_sync if server is not None else None
+        _service = DispatchService(data_folder(), notify=notify)
+    return _service
+
+
+def install() -> None:
+    """Register the `/dispatch/*` routes and the shutdown hook on ComfyUI's server."""
+    server = _prompt_server()
+    if server is None:
+        return  # imported by a tool or a test, not by ComfyUI: nothing to hook into
+    try:
+        add_routes(server.routes, service())
+    except Exception:  # a broken install must not take ComfyUI down with it
+        _log.exception("ComfyUI-Dispatch: could not register the /dispatch routes")
+        return
+
+    async def close(app: Any) -> None:
+        if _service is not None:
+            await _service.close()
+
+    server.app.on_shutdown.append(close)
+
+
+def client_id() -> str | None:
+    """The browser tab that queued the running prompt: UI messages go to it alone."""
+    server = _prompt_server()
+    return getattr(server, "client_id", None)
+
+
+def send_progress_text(text: str, node_id: str) -> None:
+    server = _prompt_server()
+    if server is not None and hasattr(server, "send_progress_text"):
+        server.send_progress_text(text, node_id, client_id())
+
+
+async def on_server_loop(
+    work: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    on_tick: Callable[[], None] | None = None,
+) -> T:
+    """Run `work()` on the server's loop and wait for it here, interruptibly.
+
+    An interrupt in ComfyUI cancels the work, which interrupts the prompt on the peer, then
+    raises ComfyUI's own InterruptProcessingException.
+    """
+    import comfy.model_management as model_management
+
+    server = _prompt_server()
+    loop = server.loop if server is not None else asyncio.get_running_loop()
+    if loop is asyncio.get_running_loop():
+        return await work()  # already on the server's loop (a route, a test)
+    future = asyncio.run_coroutine_threadsafe(work(), loop)
+    waiting = asyncio.wrap_future(future)
+    while True:
+        done, _ = await asyncio.wait({waiting}, timeout=_POLL_SECONDS)
+        if on_tick is not None:
+            try:
+                on_tick()  # ComfyUI's progress hook raises there on an interrupt
+            except BaseException:
+                future.cancel()
+                raise
+        if done:
+            return waiting.result()
+        if model_management.processing_interrupted():
+            future.cancel()  # cancels the job's task, which interrupts the prompt on the peer
+            model_management.throw_exception_if_processing_interrupted()

@@ -1,0 +1,56 @@
+"""Between image files and ComfyUI's IMAGE: float32 tensors, B×H×W×C, RGB, 0..1."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+
+class ImageSizeMismatch(ValueError):
+    """Images of different sizes cannot share one batch."""
+
+
+def to_batch(images: Sequence[tuple[str, bytes]]) -> Any:
+    """One tensor of every image, in order; `images` pairs a label with each file's bytes.
+
+    Decoded the way ComfyUI's LoadImage does (EXIF orientation, 16-bit scaled, RGB), so a
+    picture comes back as it would from a file loaded locally. No image: an empty batch.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    frames = []
+    for label, data in images:
+        try:
+            with Image.open(io.BytesIO(data)) as opened:
+                picture = ImageOps.exif_transpose(opened) or opened
+                if picture.mode == "I":
+                    picture = picture.point(lambda value: value * (1 / 255))
+                frames.append((label, np.asarray(picture.convert("RGB"), dtype=np.float32)))
+        except Exception as error:  # PIL raises many kinds for a broken file
+            raise ValueError(f"{label}: not an image ComfyUI can read ({error})") from None
+    if not frames:
+        return torch.zeros((0, 64, 64, 3), dtype=torch.float32)
+    sizes: dict[tuple[int, int], list[str]] = {}
+    for label, array in frames:
+        sizes.setdefault((array.shape[1], array.shape[0]), []).append(label)
+    if len(sizes) > 1:
+        listing = "; ".join(f"{w}×{h}: {', '.join(labels)}" for (w, h), labels in sizes.items())
+        raise ImageSizeMismatch(
+            f"the images differ in size, so they cannot form one batch ({listing}); "
+            "pick one output node with 'output_node', or resize them on the peer"
+        )
+    return torch.from_numpy(np.stack([array for _, array in frames]) / 255.0).float()
+
+
+def to_png(image: Any) -> bytes:
+    """One H×W×C image of a batch, as PNG bytes for an upload."""
+    import numpy as np
+    from PIL import Image
+
+    array = np.clip(255.0 * image.cpu().numpy(), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()

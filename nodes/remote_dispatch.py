@@ -1,0 +1,348 @@
+"""The Remote Dispatch nodes: run a saved template on another ComfyUI, get its images back.
+
+Classic (V1) node classes with an `async` FUNCTION: ComfyUI 0.3.45 and later run it on
+the prompt's loop and start other ready nodes meanwhile, so two Remote Dispatch nodes in
+one graph keep two GPUs busy at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..dispatch_core.errors import DispatchError, RoutingError, WorkflowError
+from ..dispatch_core.result import DispatchResult, Progress
+from . import host
+from .images import to_batch, to_png
+
+_ROUTE_DEFAULT = "(route's servers)"
+_NO_TEMPLATE = "(no template saved yet)"
+_NO_ROUTE = "(no route configured)"
+_MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def _template_input() -> tuple[list[str], dict[str, Any]]:
+    names = host.service().templates.names() or [_NO_TEMPLATE]
+    return names, {"tooltip": "A saved API-format workflow: save one from the Dispatch panel."}
+
+
+def _route_input() -> tuple[list[str], dict[str, Any]]:
+    routes = list(host.service().config.routes) or [_NO_ROUTE]
+    return routes, {"tooltip": "The workflow type: which server (or pool) runs it."}
+
+
+def _shared_inputs() -> dict[str, Any]:
+    return {
+        "overrides": (
+            "STRING",
+            {
+                "multiline": True,
+                "default": "{}",
+                "tooltip": 'JSON: {"6.text": "a cat", "Positive Prompt.text": "…", "steps": 30}'
+                " — NODE.INPUT by node id or title, or a parameter name of the template.",
+            },
+        ),
+        "seed": (
+            "INT",
+            {
+                "default": 0,
+                "min": 0,
+                "max": _MAX_SEED,
+                "control_after_generate": True,
+                "tooltip": "Sets the template's 'seed' parameter, if it has one.",
+            },
+        ),
+        "timeout": (
+            "INT",
+            {
+                "default": 0,
+                "min": 0,
+                "max": 7 * 24 * 3600,
+                "tooltip": "Seconds to wait for the result; 0 uses the config's job timeout.",
+            },
+        ),
+    }
+
+
+def _optional_inputs() -> dict[str, Any]:
+    return {
+        "prompt": ("STRING", {"forceInput": True, "tooltip": "Sets the 'prompt' parameter."}),
+        "image": ("IMAGE", {"tooltip": "Uploaded to the peer into the 'image' parameter."}),
+        "output_node": (
+            "STRING",
+            {"default": "", "tooltip": "Return only this node's images (id or title)."},
+        ),
+    }
+
+
+class _RemoteNode:
+    CATEGORY = "dispatch"
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("images", "result")
+    OUTPUT_TOOLTIPS = (
+        "Every image the peer returned, as one batch.",
+        "JSON: server, prompt id, timings, and every output file with its URL.",
+    )
+    FUNCTION = "dispatch"
+
+    @classmethod
+    def IS_CHANGED(cls, template: str = "", **_: Any) -> str:
+        """Cached while inputs and the template file are unchanged; re-run when it changes."""
+        return host.service().templates.fingerprint(template) if template != _NO_TEMPLATE else ""
+
+
+class RemoteDispatch(_RemoteNode):
+    """Run a saved template on the server its route names, and return that server's images."""
+
+    DESCRIPTION = __doc__
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        servers = [_ROUTE_DEFAULT, *host.service().config.servers]
+        return {
+            "required": {
+                "template": _template_input(),
+                "route": _route_input(),
+                "server": (servers, {"tooltip": "Send to this server instead of the route's."}),
+                **_shared_inputs(),
+            },
+            "optional": _optional_inputs(),
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    async def dispatch(
+        self,
+        template: str,
+        route: str,
+        server: str,
+        overrides: str,
+        seed: int,
+        timeout: int,
+        prompt: str | None = None,
+        image: Any = None,
+        output_node: str = "",
+        unique_id: str | None = None,
+    ) -> tuple[Any, str]:
+        service = host.service()
+        values = _values(service, template, route, overrides, prompt, seed)
+        uploads: list[bytes | None] = [None]
+        if image is not None:
+            uploads = [to_png(image[i]) for i in range(image.shape[0])]
+        progress = _ProgressRelay(unique_id, len(uploads))
+
+        async def work() -> tuple[list[DispatchResult], list[tuple[str, bytes]]]:
+            async with asyncio.TaskGroup() as group:
+                jobs = [
+                    group.create_task(
+                        service.run(
+                            route,
+                            template=template,
+                            values=values | ({"image": png} if png is not None else {}),
+                            server=None if server == _ROUTE_DEFAULT else server,
+                            timeout=timeout or None,
+                            output_node=output_node.strip() or None,
+                            on_progress=progress.report,
+                        )
+                    )
+                    for png in uploads
+                ]
+            results = [job.result() for job in jobs]
+            return results, await _read_images(results)
+
+        try:
+            results, files = await host.on_server_loop(work, on_tick=progress.show)
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
+        batch = await asyncio.to_thread(to_batch, files)
+        summary = results[0].to_dict() if len(results) == 1 else {"jobs": []}
+        if len(results) > 1:
+            summary["jobs"] = [r.to_dict() for r in results]
+        summary["images"] = len(files)
+        return batch, json.dumps(summary, indent=2)
+
+
+class RemoteDispatchFanOut(_RemoteNode):
+    """Run one template on several servers at once, server i with seed + i; every image
+    comes back as one batch, in server order."""
+
+    DESCRIPTION = __doc__
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "template": _template_input(),
+                "route": _route_input(),
+                "servers": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "tooltip": "Comma-separated server names; empty: every enabled "
+                        "server of the route.",
+                    },
+                ),
+                "on_error": (
+                    ["fail", "partial"],
+                    {
+                        "tooltip": "partial: a failing server is reported, the others' images "
+                        "still come back."
+                    },
+                ),
+                **_shared_inputs(),
+            },
+            "optional": _optional_inputs(),
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    async def dispatch(
+        self,
+        template: str,
+        route: str,
+        servers: str,
+        on_error: str,
+        overrides: str,
+        seed: int,
+        timeout: int,
+        prompt: str | None = None,
+        image: Any = None,
+        output_node: str = "",
+        unique_id: str | None = None,
+    ) -> tuple[Any, str]:
+        service = host.service()
+        values = _values(service, template, route, overrides, prompt, None)
+        names = _fan_out_servers(service, route, servers)
+        if image is not None:
+            if image.shape[0] != 1:
+                raise WorkflowError("fan-out sends one image to every server: give it a batch of 1")
+            values["image"] = to_png(image[0])
+        varied_seed = seed if "seed" in service.templates.load(template).parameters else None
+        progress = _ProgressRelay(unique_id, len(names))
+
+        async def work() -> tuple[list[DispatchResult | DispatchError], list[tuple[str, bytes]]]:
+            outcomes = await service.fan_out(
+                names,
+                template=template,
+                values=values,
+                seed=varied_seed,
+                partial=on_error == "partial",
+                timeout=timeout or None,
+                output_node=output_node.strip() or None,
+                on_progress=progress.report,
+            )
+            done = [o for o in outcomes if isinstance(o, DispatchResult)]
+            return outcomes, await _read_images(done)
+
+        outcomes, files = await host.on_server_loop(work, on_tick=progress.show)
+        failures = [
+            (n, o)
+            for n, o in zip(names, outcomes, strict=True)
+            if not isinstance(o, DispatchResult)
+        ]
+        if len(failures) == len(names):
+            raise failures[0][1]
+        batch = await asyncio.to_thread(to_batch, files)
+        summary = {
+            "jobs": [o.to_dict() for o in outcomes if isinstance(o, DispatchResult)],
+            "failed": [{"server": n, "error": str(e)} for n, e in failures],
+            "seeds": {n: varied_seed + i for i, n in enumerate(names)}
+            if varied_seed is not None
+            else {},
+            "images": len(files),
+        }
+        return batch, json.dumps(summary, indent=2)
+
+
+def _values(
+    service: Any, template: str, route: str, overrides: str, prompt: str | None, seed: int | None
+) -> dict[str, Any]:
+    """The template's values from the node's inputs; explicit overrides win."""
+    if template == _NO_TEMPLATE:
+        raise WorkflowError(
+            "no template is saved yet: open the Dispatch panel and save a workflow as a template"
+        )
+    if route == _NO_ROUTE:
+        raise RoutingError("no route is configured: add a server and a route in the Dispatch panel")
+    if service.config_error:
+        raise RoutingError(f"the dispatch config could not be used: {service.config_error}")
+    try:
+        parsed = json.loads(overrides or "{}")
+    except json.JSONDecodeError as error:
+        raise WorkflowError(
+            f"overrides: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
+        ) from None
+    if not isinstance(parsed, Mapping):
+        raise WorkflowError('overrides must be a JSON object, such as {"6.text": "a cat"}')
+    values: dict[str, Any] = {}
+    parameters = service.templates.load(template).parameters
+    if seed is not None and "seed" in parameters:
+        values["seed"] = seed
+    if prompt is not None:
+        values["prompt"] = prompt
+    return values | dict(parsed)
+
+
+def _fan_out_servers(service: Any, route: str, servers: str) -> list[str]:
+    names = [name.strip() for name in servers.split(",") if name.strip()]
+    if not names:
+        config = service.config
+        names = [n for n in config.routes.get(route, ()) if config.servers[n].enabled]
+    unknown = [n for n in names if n not in service.config.servers]
+    if unknown:
+        known = ", ".join(service.config.servers) or "none configured"
+        raise RoutingError(f"unknown server {', '.join(unknown)} (servers: {known})")
+    if not names:
+        raise RoutingError(f"route {route!r} has no enabled server to fan out to")
+    return names
+
+
+async def _read_images(results: Sequence[DispatchResult]) -> list[tuple[str, bytes]]:
+    files = [(r, f) for r in results for f in r.images]
+    data = await asyncio.gather(*(f.read() for _, f in files))
+    return [
+        (f"{r.server}: node {f.node_id} {f.filename}", d)
+        for (r, f), d in zip(files, data, strict=True)
+    ]
+
+
+class _ProgressRelay:
+    """Progress reports arrive on the server's loop; ComfyUI's bar is driven from the
+    node's own thread, where an interrupt raised by its hook belongs."""
+
+    def __init__(self, node_id: str | None, jobs: int):
+        self._node_id = node_id
+        self._fractions: dict[str, float] = {}
+        self._text = ""
+        self._shown: tuple[int, str] | None = None
+        self._jobs = jobs
+        self._lock = threading.Lock()
+        self._bar: Any = None
+
+    def report(self, progress: Progress) -> None:
+        if progress.nodes_total:
+            done = progress.nodes_done + (progress.value / progress.max if progress.max else 0)
+            fraction = min(done / progress.nodes_total, 1.0)
+        else:
+            fraction = progress.value / progress.max if progress.max else 0.0
+        step = f" {progress.value:g}/{progress.max:g}" if progress.max > 1 else ""
+        text = f"{progress.server}: node {progress.node or '?'}{step}"
+        with self._lock:
+            self._fractions[progress.prompt_id] = fraction
+            self._text = text
+
+    def show(self) -> None:
+        import comfy.utils
+
+        with self._lock:
+            value = round(100 * sum(self._fractions.values()) / self._jobs)
+            text = self._text
+        if self._shown == (value, text):
+            return
+        self._shown = (value, text)
+        if self._bar is None:
+            self._bar = comfy.utils.ProgressBar(100, node_id=self._node_id)
+        self._bar.update_absolute(value, 100)
+        if text and self._node_id is not None:
+            host.send_progress_text(text, self._node_id)

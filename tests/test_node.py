@@ -1,0 +1,373 @@
+"""The Remote Dispatch nodes inside a stand-in of ComfyUI's host modules, against fake peers.
+
+The package is loaded the way ComfyUI's `load_custom_node` loads it; each node runs the way
+ComfyUI runs a prompt: in a worker thread, in a fresh event loop, while the routes and the
+engine live on the server's loop (this test's loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+import pytest
+import workflows
+
+from dispatch_core._png import Image, decode_png, encode_png
+from dispatch_core.testing import FakePeer
+
+if os.environ.get("CI") and importlib.util.find_spec("torch") is None:
+    pytest.fail("CI must run the node tests: install torch (the CPU build)")
+torch = pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = Path(__file__).resolve().parent / "comfy_host"
+PACKAGE = "ComfyUI-Dispatch"
+
+
+@dataclass
+class Comfy:
+    """A stand-in ComfyUI with this package loaded, and the peers it dispatches to."""
+
+    package: ModuleType
+    server: Any
+    base: str
+    peers: dict[str, FakePeer]
+    folder: Path
+
+    @property
+    def service(self) -> Any:
+        return self.package.nodes.host.service()
+
+    def node(self, name: str) -> Any:
+        return self.package.NODE_CLASS_MAPPINGS[name]
+
+    async def execute(self, name: str, client_id: str = "tab-1", **inputs: Any) -> Any:
+        """Run one node as ComfyUI's prompt worker does: another thread, a fresh loop."""
+        cls = self.node(name)
+        defaults = {
+            key: spec[1].get("default")
+            for key, spec in cls.INPUT_TYPES()["required"].items()
+            if isinstance(spec[1], dict) and "default" in spec[1]
+        }
+        kwargs = defaults | {"unique_id": "42"} | inputs
+        self.server.client_id = client_id
+
+        def worker() -> Any:
+            return asyncio.run(getattr(cls(), cls.FUNCTION)(**kwargs))
+
+        return await asyncio.to_thread(worker)
+
+
+def _load_package() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(PACKAGE, ROOT / "__init__.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACKAGE] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def host_modules(tmp_path: Path) -> Iterator[None]:
+    sys.path.insert(0, str(HOST))
+    try:
+        import folder_paths
+
+        folder_paths.user_directory = str(tmp_path / "user")
+        yield
+    finally:
+        sys.path.remove(str(HOST))
+        for name in [n for n in sys.modules if n.split(".")[0] in (PACKAGE, "server", "comfy")]:
+            del sys.modules[name]
+        sys.modules.pop("folder_paths", None)
+
+
+@pytest.fixture
+async def comfy(host_modules: None, tmp_path: Path) -> AsyncIterator[Comfy]:
+    import comfy.model_management
+    import comfy.utils
+    import server
+    from aiohttp import web
+
+    comfy.utils.updates.clear()
+    comfy.model_management.interrupt_processing = False
+    async with AsyncExitStack() as stack:
+        models = {"checkpoints": ["sd15.safetensors"]}
+        peers = {
+            n: await stack.enter_async_context(FakePeer(models=models))
+            for n in ("gen", "edit", "c")
+        }
+        folder = tmp_path / "user" / "default" / "dispatch"
+        folder.mkdir(parents=True)
+        config = {
+            "servers": {name: peer.url for name, peer in peers.items()},
+            "routes": {"generate": "gen", "edit": "edit", "pool": ["gen", "edit", "c"]},
+        }
+        (folder / "config.json").write_text(json.dumps(config))
+        prompt_server = server.PromptServer(asyncio.get_running_loop())
+        package = _load_package()
+        prompt_server.app.add_routes(prompt_server.routes)  # as ComfyUI's add_routes does
+        runner = web.AppRunner(prompt_server.app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        stack.push_async_callback(runner.cleanup)  # runs on_shutdown: closes the service
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        found = Comfy(package, prompt_server, base, peers, folder)
+        yield found
+
+
+def pixels(batch: Any, index: int = 0) -> bytes:
+    return bytes((batch[index] * 255).round().to(torch.uint8).flatten().tolist())
+
+
+async def test_node_returns_the_peers_images_as_a_tensor(comfy: Comfy) -> None:
+    comfy.service.templates.save("invert", workflows.invert(0x102030, width=16, height=8))
+    images, result = await comfy.execute(
+        "RemoteDispatch", template="invert", route="edit", server="(route's servers)"
+    )
+    assert images.dtype == torch.float32 and tuple(images.shape) == (1, 8, 16, 3)
+    summary = json.loads(result)
+    assert summary["server"] == "edit" and summary["images"] == 1
+    (file,) = summary["files"]
+    assert file["url"].startswith(comfy.peers["edit"].url + "/view?")
+    png = comfy.peers["edit"].files.get("output", file["subfolder"], file["filename"])
+    assert png is not None
+    assert pixels(images) == decode_png(png).pixels  # exactly the peer's PNG
+    assert pixels(images)[:3] == bytes((0xFF - 0x10, 0xFF - 0x20, 0xFF - 0x30))
+
+
+async def test_parameters_prompt_seed_and_overrides_reach_the_peer(comfy: Comfy) -> None:
+    comfy.service.templates.save("gen", workflows.txt2img(), parameters=None)
+    _, result = await comfy.execute(
+        "RemoteDispatch",
+        template="gen",
+        route="generate",
+        server="(route's servers)",
+        prompt="a lighthouse",
+        seed=1234,
+        overrides='{"Negative Prompt.text": "fog", "steps": 3}',
+    )
+    sent = comfy.peers["gen"].workflows_received[json.loads(result)["prompt_id"]]
+    assert sent["6"]["inputs"]["text"] == "a lighthouse"
+    assert sent["7"]["inputs"]["text"] == "fog"
+    assert sent["3"]["inputs"]["seed"] == 1234 and sent["3"]["inputs"]["steps"] == 3
+
+
+async def test_an_image_input_is_uploaded_into_the_image_parameter(comfy: Comfy) -> None:
+    comfy.service.templates.save("edit", workflows.load_invert())
+    source = torch.zeros((2, 4, 6, 3))
+    source[0, ..., 0] = 1.0  # red
+    source[1, ..., 2] = 1.0  # blue
+    images, result = await comfy.execute(
+        "RemoteDispatch", template="edit", route="edit", server="(route's servers)", image=source
+    )
+    assert tuple(images.shape) == (2, 4, 6, 3)  # one job per input image, in order
+    assert pixels(images, 0)[:3] == b"\x00\xff\xff" and pixels(images, 1)[:3] == b"\xff\xff\x00"
+    assert len(comfy.peers["edit"].uploads) == 2
+    assert len(json.loads(result)["jobs"]) == 2
+
+
+async def test_progress_drives_the_bar_and_the_progress_text(comfy: Comfy) -> None:
+    import comfy.utils as comfy_utils
+
+    comfy.peers["gen"].job_seconds = 0.6
+    comfy.service.templates.save("gen", workflows.txt2img(steps=6))
+    await comfy.execute("RemoteDispatch", template="gen", route="generate", server="gen")
+    values = [value for value, total, node in comfy_utils.updates if node == "42"]
+    assert values and values == sorted(values) and 0 < values[-1] <= 100
+    assert all(total == 100 for _, total, _ in comfy_utils.updates)
+    texts = comfy.server.progress_text
+    assert any(text.startswith("gen: node 3") and "/6" in text for text, _, _ in texts)
+    assert {sid for _, _, sid in texts} == {"tab-1"}  # the tab that queued it, not all
+
+
+async def test_a_local_interrupt_interrupts_the_prompt_on_the_peer(comfy: Comfy) -> None:
+    import comfy.model_management as mm
+
+    peer = comfy.peers["gen"]
+    peer.job_seconds = 30
+    comfy.service.templates.save("gen", workflows.txt2img(steps=50))
+    running = asyncio.create_task(
+        comfy.execute("RemoteDispatch", template="gen", route="generate", server="gen")
+    )
+    while not peer.prompts_received:  # noqa: ASYNC110 - waits for the fake
+        await asyncio.sleep(0.02)
+    mm.interrupt_current_processing()
+    with pytest.raises(mm.InterruptProcessingException):
+        await running
+    for _ in range(200):
+        if ("POST", "/interrupt") in peer.requests:
+            break
+        await asyncio.sleep(0.02)
+    assert ("POST", "/interrupt") in peer.requests
+    await asyncio.wait_for(peer.idle(), 5)
+
+
+async def test_a_peer_failure_becomes_the_nodes_error(comfy: Comfy) -> None:
+    comfy.peers["gen"].fail_nodes["KSampler"] = "CUDA out of memory"
+    comfy.service.templates.save("gen", workflows.txt2img())
+    with pytest.raises(Exception, match="CUDA out of memory") as caught:
+        await comfy.execute("RemoteDispatch", template="gen", route="generate", server="gen")
+    text = str(caught.value)
+    assert "node 3 (KSampler)" in text and "server 'gen'" in text
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"overrides": "{oops"}, "overrides: not valid JSON at line 1, column 2"),
+        ({"overrides": "[1]"}, "overrides must be a JSON object"),
+        ({"overrides": '{"99.text": "x"}'}, "no node '99'"),
+        ({"overrides": '{"style": "x"}'}, "has no parameter 'style'"),
+        ({"template": "nope"}, "no template 'nope'"),
+        ({"route": "nope"}, "unknown route 'nope'"),
+        ({"server": "nope"}, "unknown server 'nope'"),
+        ({"template": "(no template saved yet)"}, "save a workflow as a template"),
+    ],
+)
+async def test_bad_node_inputs_say_what_to_fix(
+    comfy: Comfy, inputs: dict[str, Any], message: str
+) -> None:
+    comfy.service.templates.save("invert", workflows.invert())
+    base = {"template": "invert", "route": "edit", "server": "(route's servers)"}
+    with pytest.raises(Exception, match=message.replace("(", r"\(").replace(")", r"\)")):
+        await comfy.execute("RemoteDispatch", **(base | inputs))
+
+
+async def test_images_of_different_sizes_are_reported_not_cropped(comfy: Comfy) -> None:
+    workflow = workflows.invert(width=16, height=8)
+    workflow["4"] = {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 4, "height": 4, "batch_size": 1, "color": 0},
+    }
+    workflow["5"] = {
+        "class_type": "SaveImage",
+        "inputs": {"images": ["4", 0], "filename_prefix": "b"},
+    }
+    comfy.service.templates.save("two", workflow)
+    mismatch = r"differ in size.*(16×8: .*4×4|4×4: .*16×8): .*output_node"
+    with pytest.raises(ValueError, match=mismatch):
+        await comfy.execute(
+            "RemoteDispatch", template="two", route="edit", server="(route's servers)"
+        )
+    images, _ = await comfy.execute(
+        "RemoteDispatch", template="two", route="edit", server="(route's servers)", output_node="5"
+    )
+    assert tuple(images.shape) == (1, 4, 4, 3)
+
+
+async def test_is_changed_follows_the_template_file(comfy: Comfy) -> None:
+    node = comfy.node("RemoteDispatch")
+    comfy.service.templates.save("t", workflows.invert())
+    first = node.IS_CHANGED(template="t", route="edit", seed=1)
+    assert node.IS_CHANGED(template="t", route="edit", seed=1) == first
+    comfy.service.templates.save("t", workflows.invert(color=0x00FF00))
+    assert node.IS_CHANGED(template="t", route="edit", seed=1) != first
+
+
+async def test_input_types_list_templates_routes_and_servers(comfy: Comfy) -> None:
+    node = comfy.node("RemoteDispatch")
+    assert node.INPUT_TYPES()["required"]["template"][0] == ["(no template saved yet)"]
+    comfy.service.templates.save("b", workflows.invert())
+    comfy.service.templates.save("a", workflows.invert())
+    required = node.INPUT_TYPES()["required"]
+    assert required["template"][0] == ["a", "b"]
+    assert required["route"][0] == ["generate", "edit", "pool"]
+    assert required["server"][0] == ["(route's servers)", "gen", "edit", "c"]
+    assert required["seed"][1]["control_after_generate"] is True
+
+
+async def test_fan_out_returns_every_servers_images_in_order_with_seeds(comfy: Comfy) -> None:
+    comfy.service.templates.save("gen", workflows.txt2img())
+    images, result = await comfy.execute(
+        "RemoteDispatchFanOut", template="gen", route="pool", servers="", on_error="fail", seed=10
+    )
+    summary = json.loads(result)
+    assert [job["server"] for job in summary["jobs"]] == ["gen", "edit", "c"]
+    assert summary["seeds"] == {"gen": 10, "edit": 11, "c": 12}
+    for index, job in enumerate(summary["jobs"]):
+        sent = comfy.peers[job["server"]].workflows_received[job["prompt_id"]]
+        assert sent["3"]["inputs"]["seed"] == 10 + index
+        first = job["files"][0]
+        png = comfy.peers[job["server"]].files.get("output", first["subfolder"], first["filename"])
+        assert png is not None
+        assert pixels(images, index) == decode_png(png).pixels
+    assert images.shape[0] == 3
+
+
+async def test_fan_out_partial_keeps_the_others_images(comfy: Comfy) -> None:
+    comfy.peers["edit"].fail_nodes["KSampler"] = "no such model"
+    comfy.service.templates.save("gen", workflows.txt2img())
+    inputs = {"template": "gen", "route": "pool", "servers": "c, edit, gen", "seed": 1}
+    with pytest.raises(Exception, match="no such model"):
+        await comfy.execute("RemoteDispatchFanOut", on_error="fail", **inputs)
+    images, result = await comfy.execute("RemoteDispatchFanOut", on_error="partial", **inputs)
+    summary = json.loads(result)
+    assert [job["server"] for job in summary["jobs"]] == ["c", "gen"]
+    assert (
+        summary["failed"][0]["server"] == "edit"
+        and "no such model" in summary["failed"][0]["error"]
+    )
+    assert images.shape[0] == 2
+
+
+async def test_routes_are_served_on_comfyuis_server_and_events_reach_the_ui(comfy: Comfy) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(comfy.base + "/dispatch/config") as response:
+            body = await response.json()
+    assert set(body["config"]["servers"]) == {"gen", "edit", "c"}
+    comfy.service.templates.save("t", workflows.invert())
+    await comfy.execute("RemoteDispatch", template="t", route="edit", server="(route's servers)")
+    await asyncio.sleep(0.05)  # send_sync hops through the loop
+    events = [event for event, _, _ in comfy.server.messages]
+    assert "dispatch.job" in events
+
+
+async def test_a_broken_config_is_reported_by_the_node_not_at_import(
+    host_modules: None, tmp_path: Path
+) -> None:
+    import server
+
+    folder = tmp_path / "user" / "default" / "dispatch"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{broken")
+    server.PromptServer(asyncio.get_running_loop())
+    package = _load_package()  # must not raise
+    service = package.nodes.host.service()
+    try:
+        assert "config.json.bad" in (service.config_error or "")
+        assert package.NODE_CLASS_MAPPINGS["RemoteDispatch"].INPUT_TYPES()["required"]["route"][
+            0
+        ] == ["(no route configured)"]
+    finally:
+        await service.close()
+
+
+def test_tensor_round_trip_through_png() -> None:
+    sys.path.insert(0, str(HOST))
+    try:
+        package = _load_package()
+        images = package.nodes.images
+        picture = Image.solid(5, 3, (0x33, 0x66, 0x99))
+        batch = images.to_batch([("a", encode_png(picture))])
+        assert pixels(batch) == picture.pixels
+        assert decode_png(images.to_png(batch[0])).pixels == picture.pixels
+        with pytest.raises(ValueError, match="x: not an image"):
+            images.to_batch([("x", b"not a png")])
+        assert tuple(images.to_batch([]).shape) == (0, 64, 64, 3)
+    finally:
+        sys.path.remove(str(HOST))
+        for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
+            del sys.modules[name]
