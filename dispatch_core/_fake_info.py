@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping
-from functools import cache
-from importlib import resources
 from typing import Any
+
+from .workflow import _shipped_object_info
 
 __all__ = ["FEATURES", "MAX_UPLOAD", "MODEL_FOLDERS", "object_info", "system_stats"]
 
@@ -46,15 +45,9 @@ _MODEL_INPUTS = {
 _GIB = 1024**3
 
 
-@cache
-def _shipped() -> dict[str, Any]:
-    text = resources.files("dispatch_core").joinpath("data/object_info_subset.json").read_text()
-    return dict(json.loads(text))
-
-
 def object_info(models: Mapping[str, list[str]], input_files: list[str]) -> dict[str, Any]:
     """The shipped object_info with the peer's model lists and input files in the combos."""
-    info = copy.deepcopy(_shipped())
+    info = copy.deepcopy(_shipped_object_info())
     for node in info.values():
         for section in (node.get("input") or {}).values():
             if isinstance(section, dict):

@@ -83,7 +83,9 @@ def load_workflow(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 @cache
 def _shipped_object_info() -> dict[str, Any]:
-    text = resources.files("dispatch_core").joinpath("data/object_info_subset.json").read_text()
+    # relative to this package: inside ComfyUI it is a subpackage, not `dispatch_core`
+    data = resources.files(__package__ or "dispatch_core") / "data" / "object_info_subset.json"
+    text = data.read_text()
     return dict(json.loads(text))
 
 

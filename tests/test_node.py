@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -371,3 +372,22 @@ def test_tensor_round_trip_through_png() -> None:
         sys.path.remove(str(HOST))
         for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
             del sys.modules[name]
+
+
+def test_the_package_runs_where_only_its_requirements_are_installed(tmp_path: Path) -> None:
+    """In ComfyUI, `dispatch_core` is reached through the package, never installed."""
+    script = f"""
+import importlib, importlib.util, sys
+sys.modules["dispatch_core"] = None  # any absolute import of it now fails
+spec = importlib.util.spec_from_file_location("ComfyUI-Dispatch", {str(ROOT / "__init__.py")!r})
+package = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = package
+spec.loader.exec_module(package)
+workflow = importlib.import_module("ComfyUI-Dispatch.dispatch_core.workflow")
+workflow.WorkflowBuilder({workflows.invert()!r}).set("1", "width", 3)  # reads shipped data
+print("ok")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "ok", done.stderr
