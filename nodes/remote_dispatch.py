@@ -157,6 +157,7 @@ class RemoteDispatch(_RemoteNode):
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
         batch = await asyncio.to_thread(to_batch, files)
+        progress.finished(results, len(files))
         summary = results[0].to_dict() if len(results) == 1 else {"jobs": []}
         if len(results) > 1:
             summary["jobs"] = [r.to_dict() for r in results]
@@ -244,6 +245,7 @@ class RemoteDispatchFanOut(_RemoteNode):
         if len(failures) == len(names):
             raise failures[0][1]
         batch = await asyncio.to_thread(to_batch, files)
+        progress.finished([o for o in outcomes if isinstance(o, DispatchResult)], len(files))
         summary = {
             "jobs": [o.to_dict() for o in outcomes if isinstance(o, DispatchResult)],
             "failed": [{"server": n, "error": str(e)} for n, e in failures],
@@ -326,11 +328,21 @@ class _ProgressRelay:
             fraction = min(done / progress.nodes_total, 1.0)
         else:
             fraction = progress.value / progress.max if progress.max else 0.0
-        step = f" {progress.value:g}/{progress.max:g}" if progress.max > 1 else ""
-        text = f"{progress.server}: node {progress.node or '?'}{step}"
+        if progress.node is None:
+            text = f"{progress.server}: {progress.nodes_done}/{progress.nodes_total} nodes done"
+        else:
+            text = f"{progress.server}: node {progress.node}, {progress.value:g}/{progress.max:g}"
         with self._lock:
             self._fractions[progress.prompt_id] = fraction
             self._text = text
+
+    def finished(self, results: Sequence[DispatchResult], images: int) -> None:
+        servers = ", ".join(dict.fromkeys(r.server for r in results))
+        seconds = max((r.timings.duration or 0.0) for r in results) if results else 0.0
+        if self._node_id is not None:
+            host.send_progress_text(
+                f"{servers}: {images} image(s) in {seconds:.1f} s", self._node_id
+            )
 
     def show(self) -> None:
         import comfy.utils

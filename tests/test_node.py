@@ -190,7 +190,8 @@ async def test_progress_drives_the_bar_and_the_progress_text(comfy: Comfy) -> No
     assert values and values == sorted(values) and 0 < values[-1] <= 100
     assert all(total == 100 for _, total, _ in comfy_utils.updates)
     texts = comfy.server.progress_text
-    assert any(text.startswith("gen: node 3") and "/6" in text for text, _, _ in texts)
+    assert any(text.startswith("gen: node 3, ") and "/6" in text for text, _, _ in texts)
+    assert texts[-1][0].startswith("gen: 1 image(s) in ")
     assert {sid for _, _, sid in texts} == {"tab-1"}  # the tab that queued it, not all
 
 
