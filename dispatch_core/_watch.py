@@ -53,6 +53,7 @@ class PromptWatch:
         self.last_frame_at = time.monotonic()
         if kind == "execution_start":
             self.started_at = time.time()
+            self._report(None, 0, max(self.nodes_total, 1))  # it runs: say so before any node
         elif kind == "execution_cached":
             self.cached_nodes.update(str(n) for n in data.get("nodes") or ())
         elif kind == "executed" and data.get("node") is not None:

@@ -51,7 +51,10 @@ class JobRecord:
             "duration": self.duration,
             "prompt_id": self.prompt_id,
             "error": self.error,
-            "files": [f.to_dict() | {"index": i} for i, f in enumerate(self.files)],
+            "files": [
+                f.to_dict() | {"index": i, "download": f"/dispatch/jobs/{self.id}/files/{i}"}
+                for i, f in enumerate(self.files)
+            ],
         }
 
 

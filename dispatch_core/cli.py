@@ -1,10 +1,11 @@
-"""`python -m dispatch_core run|status`: the engine from a shell, without ComfyUI's UI."""
+"""`python -m dispatch_core run|status|serve`: the engine from a shell, without ComfyUI."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +55,32 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("."), help="folder for the outputs")
     run.add_argument("--timeout", type=float, default=None, help="seconds (default: config)")
     run.set_defaults(handler=_run)
+
+    serve = commands.add_parser(
+        "serve", help="serve the /dispatch/* routes and the panel at /dispatch/ui/"
+    )
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="config file (default: config.json in ~/.config/comfyui-dispatch, made on first "
+        "start); templates live in a 'templates' folder beside it",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=8190)
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("DISPATCH_TOKEN"),
+        help="required from clients; needed to bind beyond loopback (default: $DISPATCH_TOKEN)",
+    )
+    serve.add_argument(
+        "--status-every",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often every server's status is checked for the panel (default: 5)",
+    )
+    serve.set_defaults(handler=_serve)
 
     status = commands.add_parser("status", help="show every server's state")
     _add_target(status)
@@ -105,6 +132,19 @@ async def _run(args: argparse.Namespace) -> int:
             print(text)
     took = result.timings.duration or 0.0
     print(f"done on {result.server} in {took:.1f} s (prompt {result.prompt_id})", file=sys.stderr)
+    return 0
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .standalone import serve  # the server's imports are only needed here
+
+    await serve(
+        config=args.config,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        status_every=args.status_every,
+    )
     return 0
 
 

@@ -35,6 +35,17 @@ __all__ = ["add_routes", "route_warnings"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_RUN_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "template": str,
+    "workflow": dict,
+    "values": dict,
+    "server": str,
+    "timeout": (int, float),
+    "output_node": str,
+}
+"""What `POST /dispatch/run` takes besides `route`, and the JSON type of each."""
+
+
 class _Problem(Exception):
     def __init__(self, status: int, message: str, field: str | None = None, **extra: Any):
         super().__init__(message)
@@ -304,6 +315,31 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
     async def get_status(request: web.Request) -> web.Response:
         refresh = request.query.get("refresh") in ("1", "true")
         return web.json_response({"servers": await service.status(refresh=refresh)})
+
+    @route("POST", "/dispatch/run")
+    async def run_job(request: web.Request) -> web.Response:
+        body = await _object(request)
+        job: dict[str, Any] = {}
+        route_name = body.get("route")
+        if not isinstance(route_name, str) or not route_name:
+            raise _Problem(400, "name the 'route' (the workflow type) to run it on", "route")
+        for key, kinds in _RUN_FIELDS.items():
+            if body.get(key) is not None:
+                if not isinstance(body[key], kinds):
+                    raise _Problem(400, f"'{key}' has the wrong type", key)
+                job[key] = body[key]
+        unknown = set(body) - set(_RUN_FIELDS) - {"route"}
+        if unknown:
+            raise _Problem(400, f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
+        if ("template" in job) == ("workflow" in job):
+            raise _Problem(400, "send either a 'template' name or a 'workflow'", "template")
+        if "server" not in job and route_name not in service.config.routes:
+            known = ", ".join(service.config.routes) or "none configured"
+            raise _Problem(400, f"unknown route {route_name!r} (routes: {known})", "route")
+        record = service.submit(route_name, **job)
+        return web.json_response(
+            {"id": record.id, "url": f"/dispatch/jobs/{record.id}"}, status=202
+        )
 
     @route("GET", "/dispatch/jobs")
     async def get_jobs(request: web.Request) -> web.Response:

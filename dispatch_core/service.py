@@ -50,12 +50,13 @@ class DispatchService:
         self,
         folder: str | Path,
         *,
+        config_path: str | Path | None = None,
         notify: Notify | None = None,
         status_interval: float = 5.0,
         journal: bool = True,
     ):
         self.folder = Path(folder)
-        self.config_path = self.folder / "config.json"
+        self.config_path = Path(config_path) if config_path else self.folder / "config.json"
         self.templates = TemplateStore(self.folder / "templates")
         self.activity = Activity(listener=self._job_changed)
         self.notify = notify
@@ -71,6 +72,7 @@ class DispatchService:
         self._editing = asyncio.Lock()
         self._monitor: asyncio.Task[None] | None = None
         self._status: dict[str, ServerStatus] = {}
+        self._background: set[asyncio.Task[Any]] = set()
         self._read_config()
 
     async def __aenter__(self) -> DispatchService:
@@ -100,6 +102,9 @@ class DispatchService:
         return self._dispatcher
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -214,12 +219,19 @@ class DispatchService:
         timeout: float | None = None,
         output_node: str | None = None,
         on_progress: ProgressCallback | None = None,
+        record: JobRecord | None = None,
     ) -> DispatchResult:
         """Run a saved template (or a workflow) with `values` set, and record the job."""
-        dispatcher = await self.ready()
-        chosen = self.load_template(template, workflow)
-        builder = chosen.builder(values)
-        record = self.activity.start(chosen.name, route, server)
+        try:
+            dispatcher = await self.ready()
+            chosen = self.load_template(template, workflow)
+            builder = chosen.builder(values)
+        except BaseException as error:
+            if record is not None:
+                self.activity.failed(record, error)
+            raise
+        if record is None:
+            record = self.activity.start(chosen.name, route, server)
 
         async def progress(report: Progress) -> None:
             self.activity.running(record, report.server, report.prompt_id)
@@ -242,6 +254,25 @@ class DispatchService:
             raise
         self.activity.finished(record, result)
         return result
+
+    def submit(self, route: str, **job: Any) -> JobRecord:
+        """Start `run(route, **job)` in the background; its record tells how it goes.
+
+        For callers that poll (`POST /dispatch/run`): the result stays reachable through
+        the record's files while the job is among the recent ones.
+        """
+        chosen = self.load_template(job.get("template"), job.get("workflow"))
+        chosen.builder(job.get("values"))  # a bad value is refused now, not in the background
+        record = self.activity.start(chosen.name, route, job.get("server"))
+
+        async def background() -> None:
+            with contextlib.suppress(Exception):  # the record holds the error
+                await self.run(route, record=record, **job)
+
+        task = asyncio.create_task(background(), name=f"dispatch-{record.id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return record
 
     async def fan_out(
         self,

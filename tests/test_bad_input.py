@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import workflows
 
 from dispatch_core import (
     BadResponse,
@@ -27,6 +26,8 @@ from dispatch_core import (
     load_config,
 )
 from dispatch_core.testing import FakePeer
+
+import workflows
 
 Case = Callable[[FakePeer, Path], Awaitable[object]]
 

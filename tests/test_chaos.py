@@ -13,11 +13,12 @@ import random
 from contextlib import AsyncExitStack
 
 import pytest
-import workflows
 
 from dispatch_core import Config, Dispatcher, DispatchResult, Job
 from dispatch_core._png import decode_png
 from dispatch_core.testing import FakePeer
+
+import workflows
 
 JOBS = 200
 JOB_TIMEOUT = 60.0

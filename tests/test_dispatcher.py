@@ -8,7 +8,6 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-import workflows
 
 from dispatch_core import (
     Config,
@@ -23,6 +22,8 @@ from dispatch_core import (
 )
 from dispatch_core._png import decode_png
 from dispatch_core.testing import FakePeer
+
+import workflows
 
 MODELS = {"checkpoints": ["sd15.safetensors"]}
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import workflows
 
 from dispatch_core import (
     BadResponse,
@@ -23,6 +22,8 @@ from dispatch_core import (
     PromptRejected,
 )
 from dispatch_core.testing import FakePeer
+
+import workflows
 
 
 @pytest.fixture

@@ -15,10 +15,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-import workflows
 
 from dispatch_core._png import Image, PNGError, decode_png, encode_png, read_png
 from dispatch_core.testing import FakePeer
+
+import workflows
 
 pytestmark = pytest.mark.timeout(10)
 MODELS = {"checkpoints": ["sd15.safetensors"], "upscale_models": ["2x-fake.pth"]}

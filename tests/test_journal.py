@@ -7,12 +7,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import workflows
 
 from dispatch_core import Config, Dispatcher, Job
 from dispatch_core._job import JobRun
 from dispatch_core.journal import Journal
 from dispatch_core.testing import FakePeer
+
+import workflows
 
 
 @pytest.fixture

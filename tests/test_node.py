@@ -22,10 +22,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-import workflows
 
 from dispatch_core._png import Image, decode_png, encode_png
 from dispatch_core.testing import FakePeer
+
+import workflows
 
 if os.environ.get("CI") and importlib.util.find_spec("torch") is None:
     pytest.fail("CI must run the node tests: install torch (the CPU build)")

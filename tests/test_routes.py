@@ -11,13 +11,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-import workflows
 from aiohttp import web
 
 from dispatch_core._png import decode_png
 from dispatch_core.routes import add_routes
 from dispatch_core.service import MASK, DispatchService
 from dispatch_core.testing import FakePeer
+
+import workflows
 
 
 @dataclass

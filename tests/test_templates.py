@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from workflows import invert, load_invert, txt2img
 
 from dispatch_core.errors import TemplateError, WorkflowError
 from dispatch_core.templates import TemplateStore, suggest_parameters
+
+from workflows import invert, load_invert, txt2img
 
 
 @pytest.fixture

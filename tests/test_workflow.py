@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import workflows
 
 from dispatch_core import WorkflowBuilder, WorkflowError
 from dispatch_core.workflow import ImageUpload, is_ui_format, load_workflow
+
+import workflows
 
 OBJECT_INFO: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "dispatch_core/data/object_info_subset.json").read_text()
