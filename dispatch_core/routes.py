@@ -14,6 +14,7 @@ import json
 import mimetypes
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -30,10 +31,12 @@ from .errors import (
 from .service import DispatchService
 from .templates import check_name
 
-__all__ = ["add_routes", "route_warnings"]
+__all__ = ["add_routes", "cross_origin", "route_warnings"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 _RUN_FIELDS: dict[str, type | tuple[type, ...]] = {
     "template": str,
@@ -70,6 +73,10 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
     def route(method: str, path: str) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             async def answer(request: web.Request) -> web.StreamResponse:
+                if request.method not in _SAFE_METHODS and cross_origin(request):
+                    # ComfyUI checks origins only on loopback; a page on another site must
+                    # never add a server that would receive this machine's workflows.
+                    return _error(403, "cross-origin request refused", "Origin")
                 try:
                     return await handler(request)
                 except _Problem as problem:
@@ -375,6 +382,14 @@ async def _object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _Problem(400, "the body must be a JSON object", "body")
     return body
+
+
+def cross_origin(request: web.Request) -> bool:
+    """A browser request from another site: its Origin names another host than it asked."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False  # not a browser, or a same-origin GET
+    return urlsplit(origin).netloc.lower() != request.host.lower()
 
 
 def _expected_version(request: web.Request) -> str | None:

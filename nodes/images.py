@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Sequence
 from typing import Any
+
+MAX_PIXELS = 128 * 1024 * 1024
+"""Larger images are refused before they are decoded: a peer's mistake, or a PNG bomb."""
 
 
 class ImageSizeMismatch(ValueError):
@@ -24,11 +28,18 @@ def to_batch(images: Sequence[tuple[str, bytes]]) -> Any:
     frames = []
     for label, data in images:
         try:
-            with Image.open(io.BytesIO(data)) as opened:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked here
+                opened = Image.open(io.BytesIO(data))
+            with opened:
+                if opened.width * opened.height > MAX_PIXELS:
+                    raise _TooLarge(f"{opened.width}×{opened.height} pixels is more than 128 MP")
                 picture = ImageOps.exif_transpose(opened) or opened
                 if picture.mode == "I":
                     picture = picture.point(lambda value: value * (1 / 255))
                 frames.append((label, np.asarray(picture.convert("RGB"), dtype=np.float32)))
+        except (_TooLarge, Image.DecompressionBombError) as error:
+            raise ValueError(f"{label}: too large, refused ({error})") from None
         except Exception as error:  # PIL raises many kinds for a broken file
             raise ValueError(f"{label}: not an image ComfyUI can read ({error})") from None
     if not frames:
@@ -43,6 +54,10 @@ def to_batch(images: Sequence[tuple[str, bytes]]) -> Any:
             "pick one output node with 'output_node', or resize them on the peer"
         )
     return torch.from_numpy(np.stack([array for _, array in frames]) / 255.0).float()
+
+
+class _TooLarge(ValueError):
+    pass
 
 
 def to_png(image: Any) -> bytes:

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -370,6 +371,13 @@ def test_tensor_round_trip_through_png() -> None:
         with pytest.raises(ValueError, match="x: not an image"):
             images.to_batch([("x", b"not a png")])
         assert tuple(images.to_batch([]).shape) == (0, 64, 64, 3)
+        huge = encode_png(Image.solid(1, 1, (0, 0, 0)))
+        header = (150_000).to_bytes(4, "big") + (1_000).to_bytes(4, "big") + huge[24:29]
+        crc = zlib.crc32(b"IHDR" + header).to_bytes(4, "big")
+        huge = huge[:16] + header + crc + huge[33:]  # a PNG that claims 150 MP
+        too_large = r"big: too large, refused \(150000×1000 pixels is more than 128 MP"
+        with pytest.raises(ValueError, match=too_large):
+            images.to_batch([("big", huge)])
     finally:
         sys.path.remove(str(HOST))
         for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:

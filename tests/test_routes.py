@@ -282,3 +282,13 @@ async def test_a_broken_config_file_is_kept_aside_and_reported(tmp_path: Path) -
     assert body["config"]["servers"] == {}
     assert (tmp_path / "config.json.bad").read_text().startswith('{"servers"')
     assert not (tmp_path / "config.json").exists()
+
+
+async def test_changes_from_another_site_are_refused(api: Api) -> None:
+    evil = {"Origin": "http://evil.example", "Content-Type": "application/json"}
+    body = {"name": "spy", "url": "http://evil.example:8188"}
+    status, answer = await api.call("POST", "/dispatch/servers", body, headers=evil)
+    assert status == 403 and answer["field"] == "Origin"
+    assert "spy" not in api.service.config.servers
+    status, _ = await api.call("GET", "/dispatch/config", headers=evil)
+    assert status == 200
