@@ -401,3 +401,17 @@ print("ok")
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+async def test_a_rerun_after_a_restart_attaches_instead_of_running_again(comfy: Comfy) -> None:
+    comfy.service.templates.save("invert", workflows.invert(0x445566))
+    inputs = {"template": "invert", "route": "edit", "server": "(route's servers)"}
+    first, first_result = await comfy.execute("RemoteDispatch", **inputs)
+    host = comfy.package.nodes.host
+    await host.service().close()  # ComfyUI stops; the journal stays on disk
+    host._service = None
+    again, again_result = await comfy.execute("RemoteDispatch", **inputs)
+    assert len(comfy.peers["edit"].prompts_received) == 1
+    assert json.loads(again_result)["prompt_id"] == json.loads(first_result)["prompt_id"]
+    assert pixels(again) == pixels(first)
+    assert (await host.service().ready()).counts["attached"] == 1
