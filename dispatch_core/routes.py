@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from .config import Config
 from .errors import (
     ConfigConflict,
     ConfigError,
@@ -31,7 +30,7 @@ from .errors import (
 from .service import DispatchService
 from .templates import check_name
 
-__all__ = ["add_routes", "cross_origin", "route_warnings"]
+__all__ = ["add_routes", "cross_origin"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,18 +52,6 @@ class _Problem(Exception):
     def __init__(self, status: int, message: str, field: str | None = None, **extra: Any):
         super().__init__(message)
         self.status, self.message, self.field, self.extra = status, message, field, extra
-
-
-def route_warnings(config: Config) -> list[str]:
-    """Routes that can send no job anywhere, or only to some of their servers."""
-    warnings = []
-    for route, names in config.routes.items():
-        disabled = [n for n in names if not config.servers[n].enabled]
-        if disabled and len(disabled) == len(names):
-            warnings.append(f"route {route!r}: every server is disabled ({', '.join(disabled)})")
-        elif disabled:
-            warnings.append(f"route {route!r}: server {', '.join(disabled)} is disabled")
-    return warnings
 
 
 def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
@@ -91,7 +78,6 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
 
     def config_answer(view: dict[str, Any] | None = None) -> web.Response:
         view = view or service.config_view()
-        view["warnings"] = route_warnings(service.config)
         return web.json_response(view, headers={"ETag": f'"{view["version"]}"'})
 
     async def edit(
@@ -233,7 +219,9 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
     @route("GET", "/dispatch/routes")
     async def get_routes(request: web.Request) -> web.Response:
         routes_now = {name: list(names) for name, names in service.config.routes.items()}
-        return web.json_response({"routes": routes_now, "warnings": route_warnings(service.config)})
+        return web.json_response(
+            {"routes": routes_now, "warnings": service.config_view()["warnings"]}
+        )
 
     @route("PUT", "/dispatch/routes/{route}")
     async def put_route(request: web.Request) -> web.Response:

@@ -128,6 +128,7 @@ class DispatchService:
             "config": data,
             "version": self.config_version,
             "error": self.config_error,
+            "warnings": _route_warnings(self.config),
             "path": str(self.config_path),
         }
 
@@ -390,6 +391,18 @@ class DispatchService:
                 self.notify(event, data)
             except Exception:
                 _log.exception("ComfyUI-Dispatch: could not send %s", event)
+
+
+def _route_warnings(config: Config) -> list[str]:
+    """Routes that can send no job anywhere, or only to some of their servers."""
+    warnings = []
+    for route, names in config.routes.items():
+        disabled = [n for n in names if not config.servers[n].enabled]
+        if disabled and len(disabled) == len(names):
+            warnings.append(f"route {route!r}: every server is disabled ({', '.join(disabled)})")
+        elif disabled:
+            warnings.append(f"route {route!r}: server {', '.join(disabled)} is disabled")
+    return warnings
 
 
 def _version(data: bytes) -> str:

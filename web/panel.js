@@ -181,7 +181,7 @@ export function createPanel(host) {
       render();
     },
     "dispatch.config": (detail) => {
-      applyConfig({ ...detail, warnings: detail.warnings || state.warnings });
+      applyConfig(detail);
       render();
     },
     "dispatch.templates": (detail) => {
