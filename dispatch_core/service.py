@@ -307,7 +307,8 @@ class DispatchService:
             jobs.append(
                 self.run(
                     "fan-out",
-                    workflow=chosen.workflow,
+                    template=template,
+                    workflow=workflow,
                     values=job_values,
                     server=server,
                     timeout=timeout,

@@ -311,6 +311,23 @@ async def test_fan_out_returns_every_servers_images_in_order_with_seeds(comfy: C
     assert images.shape[0] == 3
 
 
+async def test_fan_out_uses_the_templates_own_parameters(comfy: Comfy) -> None:
+    comfy.service.templates.save("gen", workflows.txt2img(), parameters={"look": "6.text"})
+    _, result = await comfy.execute(
+        "RemoteDispatchFanOut",
+        template="gen",
+        route="pool",
+        servers="gen, c",
+        on_error="fail",
+        overrides='{"look": "a storm"}',
+    )
+    for job in json.loads(result)["jobs"]:
+        sent = comfy.peers[job["server"]].workflows_received[job["prompt_id"]]
+        assert sent["6"]["inputs"]["text"] == "a storm"
+    labels = {record.label for record in comfy.service.activity.recent()}
+    assert labels == {"gen"}
+
+
 async def test_fan_out_partial_keeps_the_others_images(comfy: Comfy) -> None:
     comfy.peers["edit"].fail_nodes["KSampler"] = "no such model"
     comfy.service.templates.save("gen", workflows.txt2img())
