@@ -27,7 +27,7 @@ from .errors import (
     TemplateError,
     WorkflowError,
 )
-from .service import DispatchService
+from .service import MASK, DispatchService
 from .templates import check_name
 
 __all__ = ["add_routes", "cross_origin"]
@@ -166,7 +166,12 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
 
         def update(data: dict[str, Any]) -> None:
             server = data["servers"].pop(name)
+            stored = server.get("headers") or {}
             server.update(body)
+            if isinstance(body.get("headers"), dict):  # a masked value keeps what is stored
+                server["headers"] = {
+                    k: stored.get(k, v) if v == MASK else v for k, v in body["headers"].items()
+                }
             data["servers"][new_name] = server
             for route_name, names in data["routes"].items():
                 names = [names] if isinstance(names, str) else names

@@ -116,6 +116,18 @@ async def test_put_config_keeps_masked_secrets_and_checks_the_version(api: Api) 
     assert any(event == "dispatch.config" for event, _ in api.events)
 
 
+async def test_renaming_a_server_keeps_its_masked_secret(api: Api) -> None:
+    body = {"name": "gpu-a", "headers": {"Authorization": MASK, "X-Team": "blue"}}
+    status, answer = await api.call("PUT", "/dispatch/servers/a", body)
+    assert status == 200, answer
+    headers = api.service.config.servers["gpu-a"].headers
+    assert headers == {"Authorization": "Bearer s3cret", "X-Team": "blue"}
+    assert answer["config"]["servers"]["gpu-a"]["headers"] == {
+        "Authorization": MASK,
+        "X-Team": MASK,
+    }
+
+
 async def test_if_match_header_is_a_version_check_too(api: Api) -> None:
     status, _body = await api.call(
         "POST", "/dispatch/servers/b/disable", headers={"If-Match": '"stale"'}
