@@ -157,7 +157,11 @@ export function createPanel(host) {
     }
   }
 
+  // Events counted by kind: a load never overwrites what a newer event brought meanwhile.
+  const heard = { status: 0, config: 0, templates: 0, jobs: 0 };
+
   async function load() {
+    const before = { ...heard };
     try {
       const [view, status, templates, jobs] = await Promise.all([
         call("GET", "/dispatch/config"),
@@ -165,10 +169,10 @@ export function createPanel(host) {
         call("GET", "/dispatch/templates"),
         call("GET", "/dispatch/jobs?limit=" + KEEP_JOBS),
       ]);
-      applyConfig(view);
-      applyStatus(status.servers);
-      state.templates = templates;
-      state.jobs = jobs;
+      if (heard.config === before.config) applyConfig(view);
+      if (heard.status === before.status) applyStatus(status.servers);
+      if (heard.templates === before.templates) state.templates = templates;
+      if (heard.jobs === before.jobs) state.jobs = jobs;
     } catch (error) {
       state.message = { kind: "error", text: `Cannot reach the dispatcher: ${error.message}` };
     }
@@ -177,18 +181,22 @@ export function createPanel(host) {
 
   const listeners = {
     "dispatch.status": (detail) => {
+      heard.status += 1;
       applyStatus(detail.servers);
       render();
     },
     "dispatch.config": (detail) => {
+      heard.config += 1;
       applyConfig(detail);
       render();
     },
     "dispatch.templates": (detail) => {
+      heard.templates += 1;
       state.templates = detail.templates;
       render();
     },
     "dispatch.job": (job) => {
+      heard.jobs += 1;
       state.jobs = [job, ...state.jobs.filter((j) => j.id !== job.id)].slice(0, KEEP_JOBS);
       render();
     },
