@@ -6,13 +6,14 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from .inventory import model_folder
 from .workflow import _shipped_object_info
 
 __all__ = ["FEATURES", "MAX_UPLOAD", "MODEL_FOLDERS", "object_info", "system_stats"]
 
 MAX_UPLOAD = 100 * 1024 * 1024  # ComfyUI's default --max-upload-size
 FEATURES = {"supports_preview_metadata": True, "max_upload_size": MAX_UPLOAD}
-# The model folders a real /models lists, and which loader inputs read each of them.
+# The model folders a real /models lists.
 MODEL_FOLDERS = (
     "checkpoints",
     "configs",
@@ -33,15 +34,6 @@ MODEL_FOLDERS = (
     "photomaker",
     "classifiers",
 )
-_MODEL_INPUTS = {
-    "ckpt_name": "checkpoints",
-    "lora_name": "loras",
-    "model_name": "upscale_models",
-    "vae_name": "vae",
-    "unet_name": "diffusion_models",
-    "clip_name": "text_encoders",
-    "control_net_name": "controlnet",
-}
 _GIB = 1024**3
 
 
@@ -59,7 +51,7 @@ def object_info(models: Mapping[str, list[str]], input_files: list[str]) -> dict
 def _fill(name: str, config: Any, models: Mapping[str, list[str]], input_files: list[str]) -> None:
     if not isinstance(config, list) or not config:
         return
-    folder = _MODEL_INPUTS.get(name)
+    folder = model_folder(name)
     options = config[1] if len(config) > 1 and isinstance(config[1], dict) else {}
     if options.get("image_upload"):
         config[0] = list(input_files)

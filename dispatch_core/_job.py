@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._retry import with_retries
 from ._watch import ProgressCallback
 from .errors import DispatchError, WorkflowError
+from .inventory import needs_of
 from .journal import request_hash
 from .result import DispatchResult, OutputFile, Timings
 from .urls import view_url
@@ -52,6 +53,9 @@ class JobRun:
         self.queued_on: Sequence[Lane] = ()
         self.last_error: DispatchError | None = None
         """The failure of an earlier try, if this job is trying again."""
+        self.needs = needs_of(self.builder.view())
+        self.reason = ""
+        """Why the server was chosen, for the result."""
         self._waiting_for = "a free slot"
 
     @property
@@ -112,6 +116,7 @@ class JobRun:
             text=tuple(text),
             outputs=dict(outputs),
             timings=timings,
+            reason=self.reason,
         )
 
 

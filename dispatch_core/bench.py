@@ -59,7 +59,7 @@ def _tiny(seed: int = 0) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def _peers(count: int, job_seconds: float) -> AsyncIterator[list[str]]:
+async def _peers(count: int, job_seconds: float, *flags: str) -> AsyncIterator[list[str]]:
     """Fake peers in child processes; their URLs."""
     processes = []
     try:
@@ -72,6 +72,7 @@ async def _peers(count: int, job_seconds: float) -> AsyncIterator[list[str]]:
                 "0",
                 "--job-seconds",
                 str(job_seconds),
+                *flags,
                 stdout=asyncio.subprocess.PIPE,
             )
             processes.append(process)
@@ -195,6 +196,7 @@ async def _makespan(urls: Sequence[str], jobs: list[Job], **config: Any) -> floa
     async with Dispatcher(_config(urls, **config)) as dispatcher:
         for name in dispatcher.config.servers:
             await dispatcher.peer(name).start()
+        await dispatcher.refresh_inventory()  # a running dispatcher has it; read every 5 min
         began = time.perf_counter()
         results = await dispatcher.run_parallel(jobs)
         took = time.perf_counter() - began
@@ -261,6 +263,7 @@ async def row_loop_lag(queued: int, in_flight: int, peers: int = 5) -> Row:
             urls, server={"max_in_flight": in_flight // peers}, timeouts={"request": 2}
         )
         async with Dispatcher(config) as dispatcher:
+            await dispatcher.refresh_inventory()
             tracemalloc.start()
             base = tracemalloc.get_traced_memory()[0]
             tasks = [
@@ -292,6 +295,51 @@ async def row_loop_lag(queued: int, in_flight: int, peers: int = 5) -> Row:
         "—",
         "p99 < 20 ms",
         p99 < 20,
+    )
+
+
+async def _stream(dispatcher: Dispatcher, workflows: list[dict[str, Any]], going: int) -> None:
+    """Run every workflow on the pool, keeping `going` jobs outstanding, as a client does."""
+    outstanding = asyncio.Semaphore(going)
+
+    async def one(workflow: dict[str, Any]) -> None:
+        async with outstanding:
+            await dispatcher.run("pool", workflow)
+
+    await asyncio.gather(*(one(w) for w in workflows))
+
+
+async def row_affinity(jobs: int, seconds: float = 0.02) -> Row:
+    """Two peers with the same two checkpoints; a client keeps four jobs going, each asking
+    for one checkpoint or the other at random. Affinity against least-busy routing."""
+    checkpoints = ["a.safetensors", "b.safetensors"]
+    flags = [flag for name in checkpoints for flag in ("--checkpoint", name)]
+    chooser = random.Random(7)
+    picks = [chooser.choice(checkpoints) for _ in range(jobs)]
+
+    def workflow(index: int, checkpoint: str) -> dict[str, Any]:
+        loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}}
+        return {**_tiny(index), "9": loader}
+
+    found = {}
+    async with _peers(2, seconds, *flags) as urls:
+        for affinity in (True, False):
+            async with Dispatcher(_config(urls)) as dispatcher:
+                dispatcher.affinity = affinity
+                await dispatcher.refresh_inventory()
+                began = time.perf_counter()
+                await _stream(dispatcher, [workflow(i, c) for i, c in enumerate(picks)], 4)
+                took = time.perf_counter() - began
+                found[affinity] = (dispatcher.counts["model_switches"], took)
+    (ours, ours_s), (base, base_s) = found[True], found[False]
+    return Row(
+        f"model switches per {jobs} mixed jobs (2 checkpoints, 2 peers)",
+        f"affinity: {ours} switches, {ours_s:.2f} s",
+        f"least-busy: {base} switches, {base_s:.2f} s",
+        f"{ours / base:.2f}× the switches" if base else "—",
+        "≤ 0.5× the switches (the fake peers load a model for free: on a GPU each "
+        "switch costs 0.4–6 s)",
+        ours * 2 <= base,
     )
 
 
@@ -400,6 +448,7 @@ async def run(quick: bool) -> list[Row]:
         lambda: row_loop_lag(200 if q else 10_000, 20 if q else 500),
         lambda: asyncio.to_thread(row_fuzzy, 1_000 if q else 100_000, 20 if q else 200),
         lambda: row_images(64 if q else 1024, 2 if q else 10),
+        lambda: row_affinity(40 if q else 100),
     ]
     rows = []
     for step in steps:

@@ -28,6 +28,7 @@ from ._files import write_atomically
 from .errors import ConfigError
 
 __all__ = [
+    "AUTO",
     "CacheSettings",
     "Config",
     "ServerConfig",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+AUTO = "auto"
+"""A route of every enabled server."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,8 @@ class Config:
 
     servers: Mapping[str, ServerConfig] = field(default_factory=dict)
     routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """Workflow type → server names; more than one name makes a pool."""
+    """Workflow type → server names; more than one name makes a pool; `("auto",)` pools
+    every enabled server, and the dispatcher picks among those that have what it needs."""
     timeouts: Timeouts = field(default_factory=Timeouts)
     cache: CacheSettings = field(default_factory=CacheSettings)
 
@@ -186,6 +190,9 @@ class _Parser:
     def servers(self, value: Any) -> dict[str, ServerConfig]:
         if not isinstance(value, Mapping):
             raise self.fail("servers", f"expected an object of name → URL, got {_kind(value)}")
+        if AUTO in value:
+            message = f"{AUTO!r} means every server in a route: name this one otherwise"
+            raise self.fail(f"servers.{AUTO}", message)
         return {self.name("servers", n): self.server(n, v) for n, v in value.items()}
 
     def name(self, section: str, name: Any) -> str:
@@ -241,12 +248,15 @@ class _Parser:
     def routes(self, value: Any, servers: Mapping[str, ServerConfig]) -> dict[str, tuple[str, ...]]:
         if not isinstance(value, Mapping):
             raise self.fail("routes", f"expected an object of type → server(s), got {_kind(value)}")
-        routes = {}
+        routes: dict[str, tuple[str, ...]] = {}
         for name, target in value.items():
             key = f"routes.{self.name('routes', name)}"
             names = (target,) if isinstance(target, str) else target
             if not isinstance(names, (list, tuple)) or not names:
                 raise self.fail(key, "expected a server name or a non-empty list of server names")
+            if names == (AUTO,) or names == [AUTO]:
+                routes[name] = (AUTO,)
+                continue
             for server in names:
                 if server not in servers:
                     known = ", ".join(sorted(servers)) or "none configured"

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import dataclasses
 import itertools
+import random
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,14 +26,16 @@ from ._lanes import Lane, acquire
 from ._retry import backoff, counts_against_server, is_transient
 from ._watch import ProgressCallback, error_from_history
 from .cache import ResultCache
-from .config import Config
+from .config import AUTO, Config
 from .errors import (
     DispatcherClosed,
     DispatchError,
     DispatchTimeout,
     PromptLost,
     RoutingError,
+    WorkflowError,
 )
+from .inventory import Inventory
 from .journal import Journal
 from .peer import PeerClient
 from .result import DispatchResult
@@ -86,6 +89,15 @@ class Dispatcher:
         self._owns_session = session is None
         self._lanes = {name: Lane(server) for name, server in config.servers.items()}
         self._peers: dict[str, PeerClient] = {}
+        self.inventories: dict[str, Inventory] = {}
+        """Server → what it can run, from its /object_info (see `refresh_inventory`)."""
+        self.affinity = True
+        """Prefer the server that holds a job's models already; off, the least busy wins."""
+        self.switch_seconds = 3.0
+        """What loading other models is assumed to cost a GPU: a job waits up to about
+        this long for a busy server that holds its models, rather than use a free one."""
+        self.inventory_max_age = 300.0
+        """Seconds before a server's inventory is read again, when a pool job needs it."""
         self._retired: list[PeerClient] = []
         """Clients of servers whose URL changed, kept until the jobs on them are done."""
         self._jobs: set[asyncio.Task[Any]] = set()
@@ -181,6 +193,47 @@ class Dispatcher:
         else:
             await peer.close()
 
+    async def refresh_inventory(self, server: str | None = None) -> dict[str, Inventory]:
+        """Read what each server (or one) can run: node classes and model lists."""
+        names = [server] if server is not None else list(self._lanes)
+
+        async def read(name: str) -> None:
+            info = await self.peer(name).object_info()
+            self.inventories[name] = Inventory.from_object_info(info)
+
+        found = await asyncio.gather(*(read(n) for n in names), return_exceptions=True)
+        for failure in found:
+            if isinstance(failure, BaseException) and not isinstance(failure, DispatchError):
+                raise failure
+        return {n: self.inventories[n] for n in names if n in self.inventories}
+
+    async def calibrate(
+        self, server: str, workflow: Mapping[str, Any] | None = None, *, runs: int = 3
+    ) -> float:
+        """Time a small workflow on `server` (median of `runs`, after one warm-up): its speed
+        before any real job, used to weight a pool's choice; kept on the server's lane.
+
+        Each run gets new seeds (or, for the default workflow, a new colour), so that
+        neither ComfyUI's cache nor the journal answers in place of the GPU.
+        """
+        timings = []
+        for index in range(runs + (1 if runs > 1 else 0)):
+            builder = WorkflowBuilder(workflow or _calibration_workflow())
+            with contextlib.suppress(WorkflowError):  # a workflow without a seed is run as is
+                builder.randomize_seed()
+            began = time.monotonic()
+            await self.run("calibration", builder, server=server)
+            if index > 0 or runs == 1:  # the first run loads models: not the speed of a job
+                timings.append(time.monotonic() - began)
+        seconds = sorted(timings)[len(timings) // 2] if timings else 0.0
+        self._lanes[server].calibrated = seconds
+        return seconds
+
+    def set_calibration(self, server: str, seconds: float | None) -> None:
+        """A calibration measured before (saved by the caller), for a new dispatcher."""
+        if server in self._lanes:
+            self._lanes[server].calibrated = seconds
+
     def in_flight(self) -> dict[str, int]:
         return {name: lane.in_flight for name, lane in self._lanes.items()}
 
@@ -238,6 +291,8 @@ class Dispatcher:
         timeout = job.timeout if job.timeout is not None else self.config.timeouts.job
         try:
             async with asyncio.timeout(timeout):
+                if len(lanes) > 1:
+                    lanes = await self._able(run, lanes)
                 result = await self._from_journal(run, lanes)
                 if result is None:
                     result = await self._execute_with_retries(run, lanes)
@@ -306,7 +361,14 @@ class Dispatcher:
         names = " or ".join(repr(lane.name) for lane in lanes)
         run.waiting_for = f"a free slot on server {names}"
         run.queued_on = lanes
-        lane = await acquire(lanes)
+        models = run.needs.model_files
+        switch_cost = self.switch_seconds if self.affinity else 0.0
+        lane = await acquire(lanes, models, switch_cost)
+        run.reason = _reason(run, lane, lanes, models)
+        if models and lane.loaded and not models <= lane.loaded:
+            self.counts["model_switches"] += 1
+        if models:
+            lane.loaded = models
         peer = self.peer(lane.name)
         run.server = lane.name
         began = time.monotonic()
@@ -348,6 +410,35 @@ class Dispatcher:
         self.counts["completed"] += 1
         return run.result(peer, prompt_id, entry)
 
+    async def _able(self, run: JobRun, lanes: list[Lane]) -> list[Lane]:
+        """The lanes whose servers have every node class and model file the job names.
+
+        A server whose inventory cannot be read counts as able: the peer itself will say.
+        """
+        now = time.time()
+        stale = [
+            lane.name
+            for lane in lanes
+            if lane.name not in self.inventories
+            or now - self.inventories[lane.name].fetched_at > self.inventory_max_age
+        ]
+        if stale:
+            run.waiting_for = f"the inventory of {', '.join(stale)}"
+            await asyncio.gather(*(self.refresh_inventory(n) for n in stale))
+        lacking = {}
+        for lane in lanes:
+            inventory = self.inventories.get(lane.name)
+            missing = inventory.missing(run.needs) if inventory is not None else []
+            if missing:
+                lacking[lane.name] = missing
+        able = [lane for lane in lanes if lane.name not in lacking]
+        if not able:
+            where = "; ".join(f"{name} lacks {', '.join(m)}" for name, m in lacking.items())
+            raise RoutingError(
+                f"no server of route {run.job.workflow_type!r} can run this workflow: {where}"
+            )
+        return able
+
     async def _from_journal(self, run: JobRun, lanes: Sequence[Lane]) -> DispatchResult | None:
         """The result of the same request sent before, if its prompt is still known."""
         if self.journal is None:
@@ -386,6 +477,8 @@ class Dispatcher:
                 known = ", ".join(sorted(self.config.routes)) or "none configured"
                 raise RoutingError(f"unknown route {job.workflow_type!r} (known: {known})")
             names = self.config.routes[job.workflow_type]
+            if names == (AUTO,):
+                names = tuple(self._lanes)
         lanes = [self._lanes[name] for name in names if self._lanes[name].server.enabled]
         if not lanes and job.server is not None:
             raise RoutingError(f"server {job.server!r} is disabled; enable it or pick another")
@@ -463,6 +556,33 @@ class Dispatcher:
 
     def _known_servers(self) -> str:
         return ", ".join(sorted(self._lanes)) or "none configured"
+
+
+def _calibration_workflow() -> dict[str, Any]:
+    """Image work every ComfyUI has, no model needed: blur and invert a 1024² batch."""
+    color = random.randrange(0x1000000)
+    return {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 1024, "height": 1024, "batch_size": 2, "color": color},
+        },
+        "2": {
+            "class_type": "ImageBlur",
+            "inputs": {"image": ["1", 0], "blur_radius": 9, "sigma": 3.0},
+        },
+        "3": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }
+
+
+def _reason(run: JobRun, lane: Lane, lanes: Sequence[Lane], models: frozenset[str]) -> str:
+    if run.job.server is not None:
+        return f"the job named server {lane.name!r}"
+    if len(lanes) == 1:
+        return f"route {run.job.workflow_type!r} goes to {lane.name!r}"
+    if models and models <= lane.loaded:
+        return f"{lane.name!r} had {', '.join(sorted(models))} loaded already"
+    return f"{lane.name!r} was the first free of {len(lanes)} servers able to run it"
 
 
 def _int_or_none(value: Any) -> int | None:

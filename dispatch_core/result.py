@@ -99,6 +99,8 @@ class DispatchResult:
     outputs: dict[str, Any] = field(default_factory=dict)
     cached: bool = False
     timings: Timings = field(default_factory=lambda: Timings(queued=0.0))
+    reason: str = ""
+    """Why this server was chosen, in words."""
 
     @property
     def images(self) -> tuple[OutputFile, ...]:
@@ -117,6 +119,7 @@ class DispatchResult:
             "server": self.server,
             "prompt_id": self.prompt_id,
             "cached": self.cached,
+            "reason": self.reason,
             "files": [f.to_dict() for f in self.files],
             "text": list(self.text),
             "timings": {

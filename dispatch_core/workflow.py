@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import random
+import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -375,6 +376,10 @@ class WorkflowBuilder:
 
     def build(self) -> dict[str, Any]:
         return copy.deepcopy(self._nodes)
+
+    def view(self) -> Mapping[str, Any]:
+        """The workflow as it stands, read-only and not copied: for a look, not to send."""
+        return types.MappingProxyType(self._nodes)
 
     def with_uploaded(self, names: Mapping[str, str]) -> dict[str, Any]:
         """The built workflow with each upload's input set to the name the peer gave it.
