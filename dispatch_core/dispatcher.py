@@ -65,6 +65,12 @@ class ServerStatus:
     """Consecutive failures seen by jobs; a success resets it."""
     circuit_open: bool = False
     """Too many failures in a row: new jobs avoid this server until a probe succeeds."""
+    seconds_per_job: float | None = None
+    """Measured on recent jobs (a moving average)."""
+    calibrated_seconds: float | None = None
+    """Measured by `calibrate`, before any job."""
+    loaded_models: tuple[str, ...] = ()
+    """The model files of the last job that used any: what the GPU likely holds."""
 
 
 class Dispatcher:
@@ -533,6 +539,9 @@ class Dispatcher:
             in_flight=lane.in_flight,
             failures=lane.failures,
             circuit_open=lane.tripped,
+            seconds_per_job=_rounded(lane.seconds_per_job),
+            calibrated_seconds=_rounded(lane.calibrated),
+            loaded_models=tuple(sorted(lane.loaded)),
         )
         peer = self.peer(name)
         began = time.monotonic()
@@ -583,6 +592,10 @@ def _reason(run: JobRun, lane: Lane, lanes: Sequence[Lane], models: frozenset[st
     if models and models <= lane.loaded:
         return f"{lane.name!r} had {', '.join(sorted(models))} loaded already"
     return f"{lane.name!r} was the first free of {len(lanes)} servers able to run it"
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -213,6 +213,17 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
     async def test_server(request: web.Request) -> web.Response:
         return web.json_response(await service.test_server(server_named(request)))
 
+    @route("POST", "/dispatch/servers/{name}/calibrate")
+    async def calibrate_server(request: web.Request) -> web.Response:
+        name = server_named(request)
+        seconds = await service.calibrate(name)
+        return web.json_response({"server": name, "calibrated_seconds": round(seconds, 4)})
+
+    @route("GET", "/dispatch/inventory")
+    async def get_inventory(request: web.Request) -> web.Response:
+        refresh = request.query.get("refresh") in ("1", "true")
+        return web.json_response(await service.inventory(refresh=refresh))
+
     @route("POST", "/dispatch/servers/{name}/free")
     async def free_server(request: web.Request) -> web.Response:
         name = server_named(request)

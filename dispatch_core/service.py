@@ -26,7 +26,7 @@ from typing import Any
 from ._files import write_atomically
 from ._watch import ProgressCallback
 from .activity import Activity, JobRecord
-from .config import Config
+from .config import AUTO, Config
 from .dispatcher import Dispatcher, ServerStatus
 from .errors import ConfigConflict, ConfigError, DispatchError, RoutingError
 from .journal import Journal
@@ -95,6 +95,8 @@ class DispatchService:
                     await self._journal.__aenter__()
                 dispatcher = Dispatcher(self.config, journal=self._journal)
                 await dispatcher.__aenter__()
+                for server, seconds in self._calibrations().items():
+                    dispatcher.set_calibration(server, seconds)
                 self._dispatcher = dispatcher
                 if self.status_interval > 0:
                     watch = self._watch_status()
@@ -367,6 +369,38 @@ class DispatchService:
         self._status[name] = found
         return dataclasses.asdict(found)
 
+    async def inventory(self, *, refresh: bool = False) -> dict[str, Any]:
+        """Each server's node class count and model lists (read again with `refresh`)."""
+        dispatcher = await self.ready()
+        if refresh or set(dispatcher.inventories) != set(self.config.servers):
+            await dispatcher.refresh_inventory()
+        return {
+            name: inventory.to_dict()
+            for name, inventory in dispatcher.inventories.items()
+            if name in self.config.servers
+        }
+
+    async def calibrate(self, name: str, runs: int = 3) -> float:
+        """Time the calibration workflow on a server; kept in `calibration.json`."""
+        dispatcher = await self.ready()
+        seconds = await dispatcher.calibrate(name, runs=runs)
+        saved = self._calibrations()
+        saved[name] = round(seconds, 4)
+        text = (json.dumps(saved, indent=2) + "\n").encode()
+        await asyncio.to_thread(write_atomically, self.folder / "calibration.json", text)
+        await self.test_server(name)
+        self._emit("dispatch.status", {"servers": await self.status()})
+        return seconds
+
+    def _calibrations(self) -> dict[str, float]:
+        try:
+            saved = json.loads((self.folder / "calibration.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(saved, dict):
+            return {}
+        return {str(k): float(v) for k, v in saved.items() if isinstance(v, (int, float))}
+
     async def free(self, name: str) -> None:
         """Ask the server to unload its models and free VRAM (`POST /free`)."""
         dispatcher = await self.ready()
@@ -377,6 +411,7 @@ class DispatchService:
         while True:
             try:
                 now = await self.status(refresh=True)
+                await self._refresh_old_inventories()
             except Exception:  # never let the watch die: the next round may work
                 _log.exception("ComfyUI-Dispatch: status check failed")
             else:
@@ -385,6 +420,16 @@ class DispatchService:
                     self._emit("dispatch.status", {"servers": now})
                     seen = changed
             await asyncio.sleep(self.status_interval)
+
+    async def _refresh_old_inventories(self) -> None:
+        dispatcher = await self.ready()
+        old = [
+            name
+            for name, inventory in dispatcher.inventories.items()
+            if time.time() - inventory.fetched_at > dispatcher.inventory_max_age
+        ]
+        for name in old:
+            await dispatcher.refresh_inventory(name)
 
     def _emit(self, event: str, data: dict[str, Any]) -> None:
         if self.notify is not None:
@@ -398,6 +443,10 @@ def _route_warnings(config: Config) -> list[str]:
     """Routes that can send no job anywhere, or only to some of their servers."""
     warnings = []
     for route, names in config.routes.items():
+        if names == (AUTO,):
+            if config.servers and not any(s.enabled for s in config.servers.values()):
+                warnings.append(f"route {route!r}: every server is disabled")
+            continue
         disabled = [n for n in names if not config.servers[n].enabled]
         if disabled and len(disabled) == len(names):
             warnings.append(f"route {route!r}: every server is disabled ({', '.join(disabled)})")

@@ -304,3 +304,24 @@ async def test_changes_from_another_site_are_refused(api: Api) -> None:
     assert "spy" not in api.service.config.servers
     status, _ = await api.call("GET", "/dispatch/config", headers=evil)
     assert status == 200
+
+
+async def test_inventory_calibration_and_an_auto_route(api: Api) -> None:
+    status, inventory = await api.call("GET", "/dispatch/inventory?refresh=1")
+    assert status == 200
+    assert set(inventory) == {"a", "b"} and inventory["a"]["node_classes"] > 10
+    assert "checkpoints" in inventory["a"]["models"]
+    status, body = await api.call("POST", "/dispatch/servers/b/calibrate")
+    assert status == 200 and body["calibrated_seconds"] > 0
+    saved = json.loads((api.service.folder / "calibration.json").read_text())
+    assert saved == {"b": body["calibrated_seconds"]}
+    status, servers = await api.call("GET", "/dispatch/status")
+    found = {s["name"]: s for s in servers["servers"]}
+    assert found["b"]["calibrated_seconds"] == pytest.approx(body["calibrated_seconds"], abs=1e-3)
+    status, body = await api.call("PUT", "/dispatch/routes/any", {"servers": "auto"})
+    assert status == 200 and body["config"]["routes"]["any"] == "auto"
+    api.service.templates.save("inv", workflows.invert())
+    result = await api.service.run("any", template="inv")
+    assert result.server in ("a", "b") and "able to run it" in result.reason
+    status, body = await api.call("POST", "/dispatch/servers/zz/calibrate")
+    assert status == 404

@@ -88,6 +88,8 @@ export function createPanel(host) {
     editing: null, // server name being edited, or "" for a new one
     openTemplate: null, // {name, detail, rows: [[parameter, targets]]}
     renaming: null, // template name being renamed
+    inventory: null, // server → {node_classes, models: {folder: [files]}}, read when asked
+    showModels: new Set(), // servers whose model lists are open
     message: null, // {kind, text}
   };
   let root = null;
@@ -287,6 +289,10 @@ export function createPanel(host) {
     } else if (status && status.error && server.enabled) {
       metrics.push(status.error);
     }
+    const speed = [];
+    if (status && typeof status.seconds_per_job === "number") speed.push(`${seconds(status.seconds_per_job)}/job`);
+    if (status && typeof status.calibrated_seconds === "number") speed.push(`calibrated ${seconds(status.calibrated_seconds)}`);
+    if (status && status.loaded_models && status.loaded_models.length) speed.push(`holds ${status.loaded_models.join(", ")}`);
     const path = `/dispatch/servers/${encodeURIComponent(name)}`;
     return h(
       "li",
@@ -300,11 +306,17 @@ export function createPanel(host) {
       ),
       h("div", { className: "dp-url" }, server.url),
       metrics.length ? h("div", { className: "dp-metrics" }, metrics.join(" · ")) : null,
+      speed.length ? h("div", { className: "dp-metrics" }, speed.join(" · ")) : null,
       h(
         "div",
         { className: "dp-actions" },
         button("Test", () => testServer(name), { iconName: "pi-bolt" }),
         button("Free VRAM", () => attempt(() => call("POST", `${path}/free`), `Asked ${name} to free its VRAM`), { iconName: "pi-eraser" }),
+        button(state.showModels.has(name) ? "Hide models" : "Models", () => toggleModels(name), { iconName: "pi-box" }),
+        button("Calibrate", async () => {
+          const found = await attempt(() => call("POST", `${path}/calibrate`));
+          if (found) say("ok", `${name}: ${seconds(found.calibrated_seconds)} per calibration job`);
+        }, { iconName: "pi-stopwatch", title: "Time a small workflow here, to weight this server in a pool" }),
         button(server.enabled ? "Disable" : "Enable", () => attempt(() => call("POST", `${path}/${server.enabled ? "disable" : "enable"}`)), {
           iconName: server.enabled ? "pi-pause" : "pi-play",
         }),
@@ -316,7 +328,36 @@ export function createPanel(host) {
           if (await host.confirm(`Remove server ${name}?`)) await attempt(() => call("DELETE", path), `Removed ${name}`);
         }, { iconName: "pi-trash", kind: "danger" }),
       ),
+      state.showModels.has(name) ? modelList(name) : null,
       state.editing === name ? serverForm(name) : null,
+    );
+  }
+
+  async function toggleModels(name) {
+    if (state.showModels.has(name)) {
+      state.showModels.delete(name);
+      return render();
+    }
+    if (!state.inventory || !state.inventory[name]) {
+      const found = await attempt(() => call("GET", "/dispatch/inventory?refresh=1"));
+      if (!found) return;
+      state.inventory = found;
+    }
+    state.showModels.add(name);
+    render();
+  }
+
+  function modelList(name) {
+    const inventory = state.inventory && state.inventory[name];
+    if (!inventory) return h("p", { className: "dp-empty" }, "Could not read this server's models.");
+    const folders = Object.entries(inventory.models);
+    return h(
+      "div",
+      { className: "dp-detail", "data-models": name },
+      h("div", { className: "dp-muted" }, `${inventory.node_classes} node classes`),
+      folders.length
+        ? folders.map(([folder, files]) => h("div", {}, h("h4", {}, `${folder} (${files.length})`), h("ul", { className: "dp-nodes" }, files.map((f) => h("li", {}, f)))))
+        : h("p", { className: "dp-empty" }, "No model files."),
     );
   }
 
@@ -378,7 +419,7 @@ export function createPanel(host) {
   function routesSection() {
     const routes = Object.entries(state.config.routes).map(([route, servers]) => [route, Array.isArray(servers) ? servers : [servers]]);
     const name = field("new-route:name", { placeholder: "workflow type, e.g. generate", "aria-label": "New route name" });
-    const servers = field("new-route:servers", { placeholder: "server, or several: a, b", "aria-label": "New route servers" });
+    const servers = field("new-route:servers", { placeholder: "server, several (a, b), or auto", "aria-label": "New route servers" });
     const add = async (event) => {
       event.preventDefault();
       const route = name.value.trim();
