@@ -29,6 +29,7 @@ from .errors import (
 )
 from .service import MASK, DispatchService
 from .templates import check_name
+from .workers import WorkerError
 
 __all__ = ["add_routes", "cross_origin"]
 
@@ -320,6 +321,42 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
         service.notify_templates()
         return web.json_response({"deleted": name})
 
+    # -- managed workers ------------------------------------------------------------------
+
+    @route("GET", "/dispatch/workers")
+    async def list_workers(request: web.Request) -> web.Response:
+        return web.json_response(service.worker_list())
+
+    @route("POST", "/dispatch/workers")
+    async def add_worker(request: web.Request) -> web.Response:
+        body = await _object(request)
+        name = body.pop("name", None)
+        worker = await service.start_worker(name, body)
+        return web.json_response(worker, status=201)
+
+    @route("POST", "/dispatch/workers/{name}/{action:start|stop}")
+    async def start_or_stop_worker(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if request.match_info["action"] == "start":
+            return web.json_response(await service.start_worker(name))
+        await service.stop_worker(name)
+        return web.json_response({"stopped": name})
+
+    @route("DELETE", "/dispatch/workers/{name}")
+    async def remove_worker(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        await service.stop_worker(name, forget=True)
+        return web.json_response({"removed": name})
+
+    @route("GET", "/dispatch/workers/{name}/log")
+    async def worker_log(request: web.Request) -> web.Response:
+        try:
+            lines = int(request.query.get("lines", "200"))
+        except ValueError:
+            raise _Problem(400, "'lines' must be a whole number", "lines") from None
+        text = service.workers.log(request.match_info["name"], lines)
+        return web.json_response({"name": request.match_info["name"], "log": text})
+
     # -- status and jobs ----------------------------------------------------------------
 
     @route("GET", "/dispatch/status")
@@ -418,6 +455,9 @@ def _from_dispatch_error(error: DispatchError) -> web.Response:
         return _error(status, str(error), error.node or "name")
     if isinstance(error, WorkflowError):
         return _error(400, str(error), error.node or "workflow")
+    if isinstance(error, WorkerError):
+        missing = str(error).startswith(("no worker", "no saved worker", "no log"))
+        return _error(404 if missing else 400, str(error), "worker")
     if isinstance(error, RoutingError):
         return _error(
             404 if "unknown" in str(error) or "no file" in str(error) else 400, str(error)

@@ -32,6 +32,7 @@ from .errors import ConfigConflict, ConfigError, DispatchError, RoutingError
 from .journal import Journal
 from .result import DispatchResult, Progress
 from .templates import Template, TemplateStore, suggest_parameters
+from .workers import WorkerError, WorkerManager, WorkerSpec
 
 __all__ = ["MASK", "DispatchService"]
 
@@ -54,6 +55,8 @@ class DispatchService:
         notify: Notify | None = None,
         status_interval: float = 5.0,
         journal: bool = True,
+        comfyui: str | Path | None = None,
+        worker_command: Sequence[str] | None = None,
     ):
         self.folder = Path(folder)
         self.config_path = Path(config_path) if config_path else self.folder / "config.json"
@@ -73,6 +76,9 @@ class DispatchService:
         self._monitor: asyncio.Task[None] | None = None
         self._status: dict[str, ServerStatus] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.comfyui = str(comfyui) if comfyui else ""
+        """The ComfyUI folder workers run by default (inside ComfyUI: its own)."""
+        self.workers = WorkerManager(self.folder / "workers", command=worker_command)
         self._read_config()
 
     async def __aenter__(self) -> DispatchService:
@@ -104,6 +110,7 @@ class DispatchService:
         return self._dispatcher
 
     async def close(self) -> None:
+        await self.workers.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -400,6 +407,87 @@ class DispatchService:
         if not isinstance(saved, dict):
             return {}
         return {str(k): float(v) for k, v in saved.items() if isinstance(v, (int, float))}
+
+    # -- managed workers ------------------------------------------------------------------
+
+    def worker_list(self) -> list[dict[str, Any]]:
+        """Every saved worker, with its process state when started."""
+        listing = []
+        for name, spec in self._worker_specs().items():
+            started = self.workers.workers.get(name)
+            state = started.to_dict() if started else {"name": name, **spec, "state": "stopped"}
+            listing.append(state)
+        return listing
+
+    async def start_worker(
+        self, name: str, spec: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Start a worker (a new one from `spec`, or a saved one) and make it a server."""
+        saved = self._worker_specs()
+        if spec is None:
+            if name not in saved:
+                raise WorkerError(f"no saved worker {name!r}: give its port and GPU")
+            spec = saved[name]
+        data = {"comfyui": self.comfyui, **spec}
+        checked = WorkerSpec.from_dict(name, data)
+        server = self.config.servers.get(name)
+        url = f"http://127.0.0.1:{checked.port}"
+        if server is not None and server.url != url:
+            raise WorkerError(f"a server named {name!r} exists with another URL ({server.url})")
+        worker = await self.workers.start(checked)
+        saved[name] = checked.to_dict()
+        await self._save_worker_specs(saved)
+
+        def add(config: dict[str, Any]) -> None:
+            entry = config["servers"].setdefault(name, {"url": url})
+            entry["enabled"] = True
+
+        await self.edit_config(add)
+
+        async def announce() -> None:
+            with contextlib.suppress(DispatchError):
+                await self.workers.wait_ready(name)
+            await self.test_server(name)
+            self._emit("dispatch.status", {"servers": await self.status()})
+
+        task = asyncio.create_task(announce(), name=f"worker-ready-{name}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return worker.to_dict()
+
+    async def stop_worker(self, name: str, *, forget: bool = False) -> None:
+        """Stop a worker and disable its server; with `forget`, drop its saved spec too."""
+        if name in self.workers.workers:
+            await self.workers.stop(name)
+            if forget:
+                self.workers.forget(name)
+        elif name not in self._worker_specs():
+            raise WorkerError(f"no worker {name!r}")
+        if forget:
+            saved = self._worker_specs()
+            saved.pop(name, None)
+            await self._save_worker_specs(saved)
+        if name in self.config.servers:
+
+            def disable(config: dict[str, Any]) -> None:
+                config["servers"][name]["enabled"] = False
+
+            await self.edit_config(disable)
+
+    def _worker_specs(self) -> dict[str, dict[str, Any]]:
+        try:
+            saved = json.loads((self.folder / "workers.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return (
+            {str(k): v for k, v in saved.items() if isinstance(v, dict)}
+            if isinstance(saved, dict)
+            else {}
+        )
+
+    async def _save_worker_specs(self, specs: Mapping[str, Any]) -> None:
+        text = (json.dumps(specs, indent=2) + "\n").encode()
+        await asyncio.to_thread(write_atomically, self.folder / "workers.json", text)
 
     async def free(self, name: str) -> None:
         """Ask the server to unload its models and free VRAM (`POST /free`)."""

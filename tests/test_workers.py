@@ -1,0 +1,195 @@
+"""Managed local workers, with fake ComfyUI peers as the worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from dispatch_core.routes import add_routes
+from dispatch_core.service import DispatchService
+from dispatch_core.workers import WorkerError, WorkerManager, WorkerSpec
+
+import workflows
+
+FAKE = [sys.executable, "-m", "dispatch_core.testing", "--port", "{port}", "--job-seconds", "0"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead too: it only waits for its parent to read its status
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split()[2] == "Z")
+
+
+async def test_start_wait_stop_and_log(tmp_path: Path) -> None:
+    async with WorkerManager(tmp_path, command=FAKE) as manager:
+        spec = WorkerSpec("gpu1", free_port(), gpu="1")
+        worker = await manager.start(spec)
+        await manager.wait_ready("gpu1", timeout=20)
+        assert worker.state == "running"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(worker.url + "/system_stats") as response:
+                assert response.status == 200
+        assert "fake ComfyUI peer on" in manager.log("gpu1")
+        with pytest.raises(WorkerError, match="running already"):
+            await manager.start(spec)
+        with pytest.raises(WorkerError, match=f"port {spec.port} is taken by worker gpu1"):
+            await manager.start(WorkerSpec("other", spec.port))
+        await manager.stop("gpu1")
+        assert worker.state == "stopped" and not alive(worker.process.pid)
+
+
+async def test_the_gpu_reaches_the_worker(tmp_path: Path) -> None:
+    show = [sys.executable, "-c", "import os; print('GPU=' + os.environ['CUDA_VISIBLE_DEVICES'])"]
+    async with WorkerManager(tmp_path, command=show) as manager:
+        worker = await manager.start(WorkerSpec("w", free_port(), gpu="0,1"))
+        await worker.process.wait()
+        assert manager.log("w") == "GPU=0,1"
+        assert worker.state == "exited"
+        with pytest.raises(WorkerError, match="exited with code 0"):
+            await manager.wait_ready("w")
+
+
+def test_a_comfyui_worker_gets_folders_of_its_own(tmp_path: Path) -> None:
+    (tmp_path / "ComfyUI").mkdir()
+    (tmp_path / "ComfyUI" / "main.py").write_text("")
+    manager = WorkerManager(tmp_path / "workers")
+    argv, cwd = manager.command(
+        WorkerSpec("a", 8200, comfyui=str(tmp_path / "ComfyUI"), args=("--lowvram",))
+    )
+    assert cwd == tmp_path / "ComfyUI"
+    assert argv[1:6] == ["main.py", "--listen", "127.0.0.1", "--port", "8200"]
+    for flag in ("--input-directory", "--output-directory", "--temp-directory", "--user-directory"):
+        assert str(tmp_path / "workers" / "a") in argv[argv.index(flag) + 1]
+    assert argv[-1] == "--lowvram"
+    with pytest.raises(WorkerError, match="no ComfyUI in"):
+        manager.command(WorkerSpec("b", 8201, comfyui=str(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("../x", {"port": 8200}, "worker name"),
+        ("a", {"port": 80}, "'port' must be a number from 1024"),
+        ("a", {"port": "8200"}, "'port' must be a number"),
+        ("a", {"port": 8200, "gpu": "cuda:0"}, "'gpu' must be a GPU index"),
+        ("a", {"port": 8200, "args": ["-c", "x"]}, "'args' must be a list of ComfyUI flags"),
+        ("a", {"port": 8200, "args": "--lowvram"}, "'args' must be a list"),
+        ("a", [], "expected an object"),
+    ],
+)
+def test_bad_worker_specs_name_the_field(name: str, data: object, message: str) -> None:
+    with pytest.raises(WorkerError, match=message):
+        WorkerSpec.from_dict(name, data)
+
+
+def test_workers_die_with_a_dispatcher_killed_outright(tmp_path: Path) -> None:
+    """The parent-death signal: no orphan even after SIGKILL, where no cleanup code runs."""
+    port = free_port()
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from dispatch_core.workers import WorkerManager, WorkerSpec
+
+        async def main():
+            manager = WorkerManager({str(tmp_path)!r}, command={FAKE!r})
+            worker = await manager.start(WorkerSpec("w", {port}))
+            await manager.wait_ready("w", timeout=20)
+            print(worker.process.pid, flush=True)
+            await asyncio.sleep(60)
+
+        asyncio.run(main())
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert alive(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(child)
+
+
+async def test_workers_through_the_routes_become_servers(tmp_path: Path) -> None:
+    service = DispatchService(tmp_path, status_interval=0, worker_command=FAKE)
+    routes = web.RouteTableDef()
+    add_routes(routes, service)
+    app = web.Application()
+    app.add_routes(routes)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    port = free_port()
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def call(method: str, path: str, body: object = None) -> tuple[int, dict]:
+                async with session.request(method, base + path, json=body) as response:
+                    return response.status, await response.json()
+
+            status, worker = await call(
+                "POST", "/dispatch/workers", {"name": "gpu1", "port": port, "gpu": "1"}
+            )
+            assert status == 201, worker
+            assert worker["state"] == "running" and worker["url"] == f"http://127.0.0.1:{port}"
+            assert service.config.servers["gpu1"].url == worker["url"]
+            await service.workers.wait_ready("gpu1", timeout=20)
+            service.templates.save("inv", workflows.invert())
+            result = await service.run("x", template="inv", server="gpu1")
+            assert result.server == "gpu1"
+            status, listing = await call("GET", "/dispatch/workers")
+            assert [w["name"] for w in listing] == ["gpu1"] and listing[0]["gpu"] == "1"
+            status, log = await call("GET", "/dispatch/workers/gpu1/log?lines=5")
+            assert "fake ComfyUI peer on" in log["log"]
+            status, _ = await call("POST", "/dispatch/workers/gpu1/stop")
+            assert status == 200 and not service.config.servers["gpu1"].enabled
+            assert service.worker_list()[0]["state"] == "stopped"
+            status, _ = await call("POST", "/dispatch/workers/gpu1/start")
+            assert status == 200 and service.config.servers["gpu1"].enabled
+            saved = json.loads((tmp_path / "workers.json").read_text())
+            assert saved["gpu1"]["port"] == port
+            status, body = await call("POST", "/dispatch/workers", {"name": "bad", "port": 1})
+            assert status == 400 and "port" in body["error"]
+            status, body = await call("POST", "/dispatch/workers/nope/stop")
+            assert status == 404
+            status, _ = await call("DELETE", "/dispatch/workers/gpu1")
+            assert status == 200 and service.worker_list() == []
+            pid = worker["pid"]
+    finally:
+        await runner.cleanup()
+        await service.close()
+    assert not alive(pid)
+
+
+async def test_closing_the_service_stops_its_workers(tmp_path: Path) -> None:
+    async with DispatchService(tmp_path, status_interval=0, worker_command=FAKE) as service:
+        worker = await service.start_worker("w", {"port": free_port()})
+    await asyncio.sleep(0)
+    assert not alive(worker["pid"])
