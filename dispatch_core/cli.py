@@ -80,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often every server's status is checked for the panel (default: 5)",
     )
+    serve.add_argument(
+        "--comfyui",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="the ComfyUI checkout that managed workers run (main.py in it)",
+    )
     serve.set_defaults(handler=_serve)
 
     status = commands.add_parser("status", help="show every server's state")
@@ -144,6 +151,7 @@ async def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         token=args.token,
         status_every=args.status_every,
+        comfyui=args.comfyui,
     )
     return 0
 

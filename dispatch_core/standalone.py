@@ -175,6 +175,7 @@ async def serve(
     port: int = 8190,
     token: str | None = None,
     status_every: float = 5.0,
+    comfyui: Path | None = None,
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run until cancelled (Ctrl-C)."""
@@ -186,7 +187,9 @@ async def serve(
     folder = config.parent if config is not None else default_folder()
     if config is None and not (folder / "config.json").exists():
         print(await _first_config(folder), file=sys.stderr)
-    service = DispatchService(folder, config_path=config, status_interval=status_every)
+    service = DispatchService(
+        folder, config_path=config, status_interval=status_every, comfyui=comfyui
+    )
     if service.config_error:
         print(f"warning: {service.config_error}", file=sys.stderr)
     app = create_app(service, token=token)

@@ -42,8 +42,11 @@ def service() -> DispatchService:
     global _service
     if _service is None:
         server = _prompt_server()
+        import folder_paths
+
         notify = server.send_sync if server is not None else None
-        _service = DispatchService(data_folder(), notify=notify)
+        comfyui = getattr(folder_paths, "base_path", None)  # workers run this same ComfyUI
+        _service = DispatchService(data_folder(), notify=notify, comfyui=comfyui)
     return _service
 
 

@@ -90,6 +90,8 @@ export function createPanel(host) {
     renaming: null, // template name being renamed
     inventory: null, // server → {node_classes, models: {folder: [files]}}, read when asked
     showModels: new Set(), // servers whose model lists are open
+    workers: [],
+    workerLog: null, // {name, text}
     message: null, // {kind, text}
   };
   let root = null;
@@ -165,12 +167,14 @@ export function createPanel(host) {
   async function load() {
     const before = { ...heard };
     try {
-      const [view, status, templates, jobs] = await Promise.all([
+      const [view, status, templates, jobs, workers] = await Promise.all([
         call("GET", "/dispatch/config"),
         call("GET", "/dispatch/status"),
         call("GET", "/dispatch/templates"),
         call("GET", "/dispatch/jobs?limit=" + KEEP_JOBS),
+        call("GET", "/dispatch/workers"),
       ]);
+      state.workers = workers;
       if (heard.config === before.config) applyConfig(view);
       if (heard.status === before.status) applyStatus(status.servers);
       if (heard.templates === before.templates) state.templates = templates;
@@ -614,6 +618,90 @@ export function createPanel(host) {
     );
   }
 
+  // -- managed workers -------------------------------------------------------------------
+
+  async function refreshWorkers() {
+    try {
+      state.workers = await call("GET", "/dispatch/workers");
+    } catch {
+      // shown on the next load
+    }
+    render();
+  }
+
+  async function showLog(name) {
+    if (state.workerLog && state.workerLog.name === name) {
+      state.workerLog = null;
+      return render();
+    }
+    const found = await attempt(() => call("GET", `/dispatch/workers/${encodeURIComponent(name)}/log?lines=200`));
+    if (found) {
+      state.workerLog = { name, text: found.log };
+      render();
+    }
+  }
+
+  function workerRow(worker) {
+    const path = `/dispatch/workers/${encodeURIComponent(worker.name)}`;
+    const running = worker.state === "running";
+    return h(
+      "li",
+      { className: `dp-worker dp-worker-${worker.state}`, "data-worker": worker.name },
+      h("div", { className: "dp-line" }, h("strong", {}, worker.name), h("span", { className: "dp-state" }, worker.state)),
+      h("div", { className: "dp-muted" }, [`port ${worker.port}`, worker.gpu !== null && worker.gpu !== undefined ? `GPU ${worker.gpu}` : "GPU as ComfyUI picks", ...(worker.args || [])].join(" · ")),
+      h(
+        "div",
+        { className: "dp-actions" },
+        running
+          ? button("Stop", async () => {
+              await attempt(() => call("POST", `${path}/stop`), `Stopped ${worker.name}`);
+              await refreshWorkers();
+            }, { iconName: "pi-stop" })
+          : button("Start", async () => {
+              await attempt(() => call("POST", `${path}/start`), `Started ${worker.name}`);
+              await refreshWorkers();
+            }, { iconName: "pi-play" }),
+        button(state.workerLog && state.workerLog.name === worker.name ? "Hide log" : "Log", () => showLog(worker.name), { iconName: "pi-file" }),
+        button("Remove", async () => {
+          if (!(await host.confirm(`Stop and remove worker ${worker.name}?`))) return;
+          await attempt(() => call("DELETE", path), `Removed ${worker.name}`);
+          await refreshWorkers();
+        }, { iconName: "pi-trash", kind: "danger" }),
+      ),
+      state.workerLog && state.workerLog.name === worker.name ? h("pre", { className: "dp-log", tabindex: 0 }, state.workerLog.text || "(empty)") : null,
+    );
+  }
+
+  function workersSection() {
+    const fields = {
+      name: field("worker:name", { placeholder: "name", "aria-label": "Worker name" }),
+      port: field("worker:port", { placeholder: "port", type: "number", min: 1024, max: 65535, "aria-label": "Worker port" }),
+      gpu: field("worker:gpu", { placeholder: "GPU", "aria-label": "Worker GPU" }),
+      args: field("worker:args", { placeholder: "flags, e.g. --lowvram", "aria-label": "Worker flags" }),
+    };
+    const start = async (event) => {
+      event.preventDefault();
+      const body = {
+        name: fields.name.value.trim(),
+        port: Number(fields.port.value),
+        gpu: fields.gpu.value.trim() || null,
+        args: fields.args.value.split(/\s+/).filter(Boolean),
+      };
+      const answer = await attempt(() => call("POST", "/dispatch/workers", body), `Started ${body.name}`);
+      if (answer) {
+        forget("worker:");
+        await refreshWorkers();
+      }
+    };
+    return section(
+      "Workers",
+      [],
+      h("p", { className: "dp-muted" }, "ComfyUI processes started here, one per GPU; each becomes a server."),
+      state.workers.length ? h("ul", { className: "dp-list" }, state.workers.map(workerRow)) : null,
+      h("form", { className: "dp-form dp-inline", onsubmit: start, "aria-label": "Start a worker" }, fields.name, fields.port, fields.gpu, fields.args, h("button", { type: "submit", className: "dp-button" }, "Start worker")),
+    );
+  }
+
   // -- jobs ------------------------------------------------------------------------------
 
   function jobRow(job) {
@@ -659,7 +747,7 @@ export function createPanel(host) {
     const selection = key && typeof focused.selectionStart === "number" ? [focused.selectionStart, focused.selectionEnd] : null;
     const banner = state.configError ? h("p", { className: "dp-banner dp-error", role: "alert" }, state.configError) : null;
     const message = state.message ? h("p", { className: `dp-message dp-${state.message.kind}`, role: state.message.kind === "error" ? "alert" : "status" }, state.message.text) : null;
-    root.replaceChildren(banner || "", message || "", serversSection(), routesSection(), templatesSection(), jobsSection());
+    root.replaceChildren(banner || "", message || "", serversSection(), routesSection(), templatesSection(), workersSection(), jobsSection());
     if (key) {
       const again = root.querySelector(`[data-key="${CSS.escape(key)}"]`);
       if (again) {

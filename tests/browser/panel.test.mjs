@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, test } from "node:test";
@@ -41,6 +42,16 @@ function start(args, pattern) {
     child.stdout.on("data", read);
     child.stderr.on("data", read);
     child.on("exit", (code) => reject(new Error(`${args.join(" ")} exited (${code}):\n${seen}`)));
+  });
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
   });
 }
 
@@ -87,7 +98,10 @@ before(async () => {
   };
   writeFileSync(join(folder, "config.json"), JSON.stringify(config));
   const served = await start(
-    ["-m", "dispatch_core", "serve", "--config", join(folder, "config.json"), "--port", "0", "--status-every", "0.5"],
+    [
+      "-m", "dispatch_core", "serve", "--config", join(folder, "config.json"), "--port", "0",
+      "--status-every", "0.5", "--comfyui", join(ROOT, "tests", "browser", "fake-comfyui"),
+    ],
     /panel on (http:\/\/\S+?)\/dispatch\/ui\//,
   );
   base = served.url;
@@ -191,6 +205,29 @@ test("three servers in different states, at 320 px, dark and light", async () =>
     await page.screenshot({ path: join(SHOTS, `panel-${colorScheme}.png`), fullPage: true });
     await page.close();
   }
+});
+
+test("a managed worker started from the panel becomes a server, shows its log, stops", async () => {
+  const page = await openPanel();
+  const form = page.getByRole("form", { name: "Start a worker" });
+  await form.getByLabel("Worker name").fill("local-gpu1");
+  await form.getByLabel("Worker port").fill(String(await freePort()));
+  await form.getByLabel("Worker GPU").fill("1");
+  await form.getByRole("button", { name: "Start worker" }).click();
+  const worker = page.locator('li[data-worker="local-gpu1"]');
+  await worker.locator(".dp-state", { hasText: "running" }).waitFor();
+  await server(page, "local-gpu1", "online").waitFor({ timeout: 20000 });
+  await worker.getByRole("button", { name: "Log" }).click();
+  await worker.locator("pre", { hasText: "fake ComfyUI peer on" }).waitFor();
+  await page.screenshot({ path: join(SHOTS, "worker.png"), fullPage: true });
+  await worker.getByRole("button", { name: "Stop" }).click();
+  await worker.locator(".dp-state", { hasText: "stopped" }).waitFor();
+  await server(page, "local-gpu1", "disabled").waitFor();
+  const listing = await api("GET", "/dispatch/workers");
+  assert.equal(listing[0].gpu, "1");
+  await api("DELETE", "/dispatch/workers/local-gpu1");
+  await api("DELETE", "/dispatch/servers/local-gpu1");
+  await page.close();
 });
 
 test("keyboard: every control is reachable with Tab", async () => {
