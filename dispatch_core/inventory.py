@@ -30,6 +30,11 @@ MODEL_INPUTS = {
 _NUMBERED = re.compile(r"^(.*?)\d+$")
 
 
+def is_loader(class_type: str) -> bool:
+    """Loaders read model files; other nodes' `model_name` (API nodes) names a service."""
+    return any(word in class_type for word in ("Loader", "Lora", "Checkpoint"))
+
+
 def model_folder(input_name: str) -> str | None:
     """The model folder an input names a file of, or None for any other input."""
     if input_name in MODEL_INPUTS:
@@ -61,7 +66,7 @@ def needs_of(workflow: Mapping[str, Any]) -> Needs:
             continue
         kind = node["class_type"]
         classes.setdefault(kind, str(node_id))
-        for name, value in (node.get("inputs") or {}).items():
+        for name, value in (node.get("inputs") or {}).items() if is_loader(kind) else ():
             if isinstance(value, str) and model_folder(name) is not None:
                 models.setdefault((kind, name, value), str(node_id))
     return Needs(classes, models)
@@ -80,7 +85,7 @@ class Inventory:
     def from_object_info(cls, info: Mapping[str, Any]) -> Inventory:
         choices = {}
         for kind, spec in info.items():
-            sections = spec.get("input") if isinstance(spec, Mapping) else None
+            sections = spec.get("input") if isinstance(spec, Mapping) and is_loader(kind) else None
             for section in ("required", "optional"):
                 for name, entry in ((sections or {}).get(section) or {}).items():
                     options = _combo_options(entry)

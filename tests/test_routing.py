@@ -164,3 +164,25 @@ async def test_a_server_named_auto_is_refused() -> None:
 
     with pytest.raises(ConfigError, match=r"servers\.auto: 'auto' means every server"):
         Config.from_dict({"servers": {"auto": "http://h:1"}, "routes": {}})
+
+
+def test_only_loaders_name_model_files() -> None:
+    workflow = txt2img("sdxl.safetensors")
+    workflow["20"] = {
+        "class_type": "KlingImageGenerationNode",
+        "inputs": {"model_name": "kling-v2"},
+    }
+    assert needs_of(workflow).model_files == {"sdxl.safetensors"}
+    info = {
+        "UpscaleModelLoader": {"input": {"required": {"model_name": [["4x.pth"], {}]}}},
+        "KlingImageGenerationNode": {"input": {"required": {"model_name": [["kling-v2"], {}]}}},
+    }
+    assert Inventory.from_object_info(info).models() == {"upscale_models": ["4x.pth"]}
+
+
+def test_inventory_of_a_real_comfyuis_object_info() -> None:
+    from dispatch_core.workflow import _shipped_object_info
+
+    inventory = Inventory.from_object_info(_shipped_object_info())  # recorded from 0.3.64
+    assert {"CheckpointLoaderSimple", "KSampler", "SaveImage"} <= inventory.node_classes
+    assert "checkpoints" in inventory.models()
