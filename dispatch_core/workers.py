@@ -174,7 +174,8 @@ class WorkerManager:
         env = dict(os.environ)
         if spec.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = spec.gpu
-        self.folder.mkdir(parents=True, exist_ok=True)
+        for sub in ("input", "output", "user"):  # ComfyUI refuses a --user-directory not there
+            (self.folder / spec.name / sub).mkdir(parents=True, exist_ok=True)
         log_path = self.folder / f"{spec.name}.log"
         log = await asyncio.to_thread(log_path.open, "wb")
         with log:  # the child keeps its own copy of the handle

@@ -48,6 +48,12 @@ async def test_start_wait_stop_and_log(tmp_path: Path) -> None:
         worker = await manager.start(spec)
         await manager.wait_ready("gpu1", timeout=20)
         assert worker.state == "running"
+        for sub in (
+            "input",
+            "output",
+            "user",
+        ):  # a real ComfyUI exits if --user-directory is not there
+            assert (tmp_path / "gpu1" / sub).is_dir()
         async with aiohttp.ClientSession() as session:
             async with session.get(worker.url + "/system_stats") as response:
                 assert response.status == 200
