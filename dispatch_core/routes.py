@@ -350,11 +350,7 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
 
     @route("GET", "/dispatch/workers/{name}/log")
     async def worker_log(request: web.Request) -> web.Response:
-        try:
-            lines = int(request.query.get("lines", "200"))
-        except ValueError:
-            raise _Problem(400, "'lines' must be a whole number", "lines") from None
-        text = service.workers.log(request.match_info["name"], lines)
+        text = service.workers.log(request.match_info["name"], _whole(request, "lines", 200))
         return web.json_response({"name": request.match_info["name"], "log": text})
 
     # -- status and jobs ----------------------------------------------------------------
@@ -391,10 +387,7 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
 
     @route("GET", "/dispatch/jobs")
     async def get_jobs(request: web.Request) -> web.Response:
-        try:
-            limit = int(request.query.get("limit", "50"))
-        except ValueError:
-            raise _Problem(400, "'limit' must be a whole number", "limit") from None
+        limit = _whole(request, "limit", 50)
         return web.json_response([r.to_dict() for r in service.activity.recent(limit)])
 
     @route("GET", "/dispatch/jobs/{id}")
@@ -431,6 +424,13 @@ def cross_origin(request: web.Request) -> bool:
     if not origin:
         return False  # not a browser, or a same-origin GET
     return urlsplit(origin).netloc.lower() != request.host.lower()
+
+
+def _whole(request: web.Request, key: str, default: int) -> int:
+    try:
+        return int(request.query.get(key, str(default)))
+    except ValueError:
+        raise _Problem(400, f"'{key}' must be a whole number", key) from None
 
 
 def _expected_version(request: web.Request) -> str | None:

@@ -11,10 +11,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+from local_http import serve_routes
 
 from dispatch_core._png import decode_png
-from dispatch_core.routes import add_routes
 from dispatch_core.service import MASK, DispatchService
 from dispatch_core.testing import FakePeer
 
@@ -45,19 +44,6 @@ class Api:
                 return response.status, raw
 
 
-async def serve(service: DispatchService) -> tuple[web.AppRunner, str]:
-    routes = web.RouteTableDef()
-    add_routes(routes, service)
-    app = web.Application()
-    app.add_routes(routes)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async with AsyncExitStack() as stack:
@@ -77,7 +63,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
             folder, notify=lambda e, d: events.append((e, d)), status_interval=0
         )
         await stack.enter_async_context(service)
-        runner, base = await serve(service)
+        runner, base = await serve_routes(service)
         stack.push_async_callback(runner.cleanup)
         session = await stack.enter_async_context(aiohttp.ClientSession())
         yield Api(base, session, service, peers, events)
@@ -283,7 +269,7 @@ async def test_a_broken_config_file_is_kept_aside_and_reported(tmp_path: Path) -
     (tmp_path / "config.json").write_text('{"servers": {"a": "http://h:1"},}')
     service = DispatchService(tmp_path, status_interval=0, journal=False)
     async with service:
-        runner, base = await serve(service)
+        runner, base = await serve_routes(service)
         try:
             async with aiohttp.ClientSession() as session:
                 async with session.get(base + "/dispatch/config") as response:

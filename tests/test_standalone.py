@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from local_http import start
 
 from dispatch_core._png import decode_png
 from dispatch_core.service import DispatchService
@@ -20,13 +21,6 @@ from dispatch_core.standalone import _first_config, create_app
 from dispatch_core.testing import FakePeer
 
 import workflows
-
-
-async def start(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
 @pytest.fixture

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
+from local_http import serve_routes
 
-from dispatch_core.routes import add_routes
 from dispatch_core.service import DispatchService
 from dispatch_core.workers import WorkerError, WorkerManager, WorkerSpec
 
@@ -144,14 +143,7 @@ def test_workers_die_with_a_dispatcher_killed_outright(tmp_path: Path) -> None:
 
 async def test_workers_through_the_routes_become_servers(tmp_path: Path) -> None:
     service = DispatchService(tmp_path, status_interval=0, worker_command=FAKE)
-    routes = web.RouteTableDef()
-    add_routes(routes, service)
-    app = web.Application()
-    app.add_routes(routes)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    runner, base = await serve_routes(service)
     port = free_port()
     try:
         async with aiohttp.ClientSession() as session:
