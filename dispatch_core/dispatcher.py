@@ -44,6 +44,10 @@ from .workflow import WorkflowBuilder
 __all__ = ["Dispatcher", "Job", "ServerStatus"]
 
 _UPLOAD_SUBFOLDER = "dispatch"
+_INVENTORY_WAIT = 5.0
+"""Longest a pool job waits for the servers' inventories before going on without them."""
+_INVENTORY_RETRY = 30.0
+"""Seconds before the inventory of a server that could not be read is asked again."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,9 @@ class Dispatcher:
         this long for a busy server that holds its models, rather than use a free one."""
         self.inventory_max_age = 300.0
         """Seconds before a server's inventory is read again, when a pool job needs it."""
+        self._inventory_reads: dict[str, asyncio.Task[None]] = {}
+        self._inventory_failed: dict[str, float] = {}
+        """Server → when reading its inventory last failed: not tried again for a while."""
         self._retired: list[PeerClient] = []
         """Clients of servers whose URL changed, kept until the jobs on them are done."""
         self._jobs: set[asyncio.Task[Any]] = set()
@@ -133,6 +140,9 @@ class Dispatcher:
             for task in list(self._cleanups):
                 task.cancel()
             await asyncio.gather(*self._cleanups, return_exceptions=True)
+        for task in self._inventory_reads.values():
+            task.cancel()
+        await asyncio.gather(*self._inventory_reads.values(), return_exceptions=True)
         await asyncio.gather(*(peer.close() for peer in [*self._peers.values(), *self._retired]))
         self._peers.clear()
         self._retired.clear()
@@ -200,18 +210,35 @@ class Dispatcher:
             await peer.close()
 
     async def refresh_inventory(self, server: str | None = None) -> dict[str, Inventory]:
-        """Read what each server (or one) can run: node classes and model lists."""
+        """Read what each server (or one) can run: node classes and model lists.
+
+        Jobs that ask at once share one read per server; a server that cannot be read is
+        left out (and its jobs judged by the peer itself).
+        """
         names = [server] if server is not None else list(self._lanes)
-
-        async def read(name: str) -> None:
-            info = await self.peer(name).object_info()
-            self.inventories[name] = Inventory.from_object_info(info)
-
-        found = await asyncio.gather(*(read(n) for n in names), return_exceptions=True)
+        reads = [asyncio.shield(self._inventory_read(name)) for name in names]
+        found = await asyncio.gather(*reads, return_exceptions=True)
         for failure in found:
             if isinstance(failure, BaseException) and not isinstance(failure, DispatchError):
                 raise failure
         return {n: self.inventories[n] for n in names if n in self.inventories}
+
+    def _inventory_read(self, name: str) -> asyncio.Task[None]:
+        task = self._inventory_reads.get(name)
+        if task is None or task.done():
+            task = asyncio.create_task(self._read_inventory(name), name=f"inventory:{name}")
+            task.add_done_callback(_retrieve)  # a failure is recorded, not an error to log
+            self._inventory_reads[name] = task
+        return task
+
+    async def _read_inventory(self, name: str) -> None:
+        try:
+            info = await self.peer(name).object_info()
+        except DispatchError:
+            self._inventory_failed[name] = time.time()
+            raise
+        self.inventories[name] = Inventory.from_object_info(info)
+        self._inventory_failed.pop(name, None)
 
     async def calibrate(
         self, server: str, workflow: Mapping[str, Any] | None = None, *, runs: int = 3
@@ -425,12 +452,18 @@ class Dispatcher:
         stale = [
             lane.name
             for lane in lanes
-            if lane.name not in self.inventories
-            or now - self.inventories[lane.name].fetched_at > self.inventory_max_age
+            if (
+                lane.name not in self.inventories
+                or now - self.inventories[lane.name].fetched_at > self.inventory_max_age
+            )
+            and now - self._inventory_failed.get(lane.name, 0.0) > _INVENTORY_RETRY
         ]
         if stale:
+            # A hung server must not hold every pool job up: past a few seconds, judge it
+            # unknown (able) while its read goes on for the next jobs.
             run.waiting_for = f"the inventory of {', '.join(stale)}"
-            await asyncio.gather(*(self.refresh_inventory(n) for n in stale))
+            reads = [asyncio.shield(self._inventory_read(name)) for name in stale]
+            await asyncio.wait(reads, timeout=min(_INVENTORY_WAIT, self.config.timeouts.request))
         lacking = {}
         for lane in lanes:
             inventory = self.inventories.get(lane.name)
@@ -565,6 +598,11 @@ class Dispatcher:
 
     def _known_servers(self) -> str:
         return ", ".join(sorted(self._lanes)) or "none configured"
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _calibration_workflow() -> dict[str, Any]:

@@ -323,17 +323,20 @@ class _ProgressRelay:
         self._bar: Any = None
 
     def report(self, progress: Progress) -> None:
-        if progress.nodes_total:
-            done = progress.nodes_done + (progress.value / progress.max if progress.max else 0)
-            fraction = min(done / progress.nodes_total, 1.0)
+        step = progress.value / progress.max if progress.max else 0.0
+        if progress.node is None:  # a whole-prompt report: nodes done of nodes to run
+            fraction = step
+        elif progress.nodes_total:  # a step of one node, among the nodes to run
+            fraction = (progress.nodes_done + step) / progress.nodes_total
         else:
-            fraction = progress.value / progress.max if progress.max else 0.0
+            fraction = step
         if progress.node is None:
             text = f"{progress.server}: {progress.nodes_done}/{progress.nodes_total} nodes done"
         else:
             text = f"{progress.server}: node {progress.node}, {progress.value:g}/{progress.max:g}"
-        with self._lock:
-            self._fractions[progress.prompt_id] = fraction
+        with self._lock:  # a bar never goes back
+            earlier = self._fractions.get(progress.prompt_id, 0.0)
+            self._fractions[progress.prompt_id] = max(earlier, min(fraction, 1.0))
             self._text = text
 
     def finished(self, results: Sequence[DispatchResult], images: int) -> None:
