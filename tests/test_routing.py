@@ -4,6 +4,7 @@ what no server can run, affinity across a mixed job stream, calibration."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -186,3 +187,16 @@ def test_inventory_of_a_real_comfyuis_object_info() -> None:
     inventory = Inventory.from_object_info(_shipped_object_info())  # recorded from 0.3.64
     assert {"CheckpointLoaderSimple", "KSampler", "SaveImage"} <= inventory.node_classes
     assert "checkpoints" in inventory.models()
+
+
+async def test_a_hung_servers_inventory_does_not_hold_pool_jobs(
+    peers: dict[str, FakePeer],
+) -> None:
+    peers["sd"].hang = True  # accepts, never answers
+    config = pool(peers)
+    config = dataclasses.replace(config, timeouts=dataclasses.replace(config.timeouts, request=1))
+    async with Dispatcher(config) as dispatcher:
+        result = await dispatcher.run("gen", txt2img("sdxl.safetensors"))
+        assert result.server == "xl"
+        assert "sd" not in dispatcher.inventories  # its read was still going on
+        peers["sd"].hang = False
