@@ -70,7 +70,7 @@ async function api(method, path, body) {
   return data;
 }
 
-async function openPanel({ width = 320, colorScheme = "dark" } = {}) {
+async function openPanel({ width = 300, colorScheme = "dark" } = {}) {
   const page = await browser.newPage({ viewport: { width, height: 1000 }, colorScheme });
   page.errors = [];
   page.dialogs = [];
@@ -193,7 +193,7 @@ test("names from users and peers are shown as text, never run", async () => {
   await fetch(`${base}/dispatch/servers/${encodeURIComponent(XSS)}`, { method: "DELETE" });
 });
 
-test("three servers in different states, at 320 px, dark and light", async () => {
+test("three servers in different states, at 300 px, dark and light", async () => {
   await api("PUT", "/dispatch/templates/invert", { workflow: INVERT, overwrite: true });
   await api("POST", "/dispatch/run", { route: "slow", template: "invert" }); // gpu-c: busy
   for (const colorScheme of ["dark", "light"]) {
