@@ -43,5 +43,6 @@ def test_panel_in_a_real_browser() -> None:
         text=True,
         timeout=280,
     )
-    print(done.stdout)
+    screenshots.mkdir(parents=True, exist_ok=True)
+    (screenshots / "node-test.log").write_text(done.stdout + done.stderr)  # for a CI failure
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-4000:]

@@ -123,7 +123,7 @@ test("a server added turns online, and offline when its peer stops", async () =>
   await form.getByLabel("Name").fill("gpu-b");
   await form.getByLabel("URL").fill(peers.b.url);
   await form.getByRole("button", { name: "Add server" }).click();
-  await server(page, "gpu-b", "online").waitFor({ timeout: 10000 });
+  await server(page, "gpu-b", "online").waitFor({ timeout: 20000 });
   await page.screenshot({ path: join(SHOTS, "server-added.png"), fullPage: true });
   peers.b.child.kill();
   await server(page, "gpu-b", "offline").waitFor({ timeout: 15000 });
@@ -200,7 +200,7 @@ test("three servers in different states, at 300 px, dark and light", async () =>
     const page = await openPanel({ colorScheme });
     await server(page, "gpu-a", "online").waitFor();
     await server(page, "gpu-b", "offline").waitFor();
-    await server(page, "gpu-c", "busy").waitFor({ timeout: 10000 });
+    await server(page, "gpu-c", "busy").waitFor({ timeout: 20000 });
     await server(page, "laptop", "disabled").waitFor();
     await page.screenshot({ path: join(SHOTS, `panel-${colorScheme}.png`), fullPage: true });
     await page.close();
@@ -233,7 +233,7 @@ test("a managed worker started from the panel becomes a server, shows its log, s
 test("keyboard: every control is reachable with Tab", async () => {
   const page = await openPanel();
   const reached = new Set();
-  for (let i = 0; i < 60; i += 1) {
+  for (let i = 0; i < 150; i += 1) {
     await page.keyboard.press("Tab");
     reached.add(await page.evaluate(() => document.activeElement?.textContent?.trim() || document.activeElement?.getAttribute("aria-label")));
   }
