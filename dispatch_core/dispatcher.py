@@ -201,6 +201,9 @@ class Dispatcher:
             await self._retire(name, self._lanes.pop(name))
 
     async def _retire(self, name: str, lane: Lane) -> None:
+        """Forget what we knew of a server that moved or left; close its client when idle."""
+        self.inventories.pop(name, None)
+        lane.loaded, lane.calibrated, lane.seconds_per_job = frozenset(), None, None
         peer = self._peers.pop(name, None)
         if peer is None:
             return
@@ -462,7 +465,7 @@ class Dispatcher:
             # A hung server must not hold every pool job up: past a few seconds, judge it
             # unknown (able) while its read goes on for the next jobs.
             run.waiting_for = f"the inventory of {', '.join(stale)}"
-            reads = [asyncio.shield(self._inventory_read(name)) for name in stale]
+            reads = [self._inventory_read(name) for name in stale]  # wait never cancels them
             await asyncio.wait(reads, timeout=min(_INVENTORY_WAIT, self.config.timeouts.request))
         lacking = {}
         for lane in lanes:
