@@ -19,7 +19,7 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -279,9 +279,7 @@ class DispatchService:
             with contextlib.suppress(Exception):  # the record holds the error
                 await self.run(route, record=record, **job)
 
-        task = asyncio.create_task(background(), name=f"dispatch-{record.id}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(background(), f"dispatch-{record.id}")
         return record
 
     async def fan_out(
@@ -393,20 +391,14 @@ class DispatchService:
         seconds = await dispatcher.calibrate(name, runs=runs)
         saved = self._calibrations()
         saved[name] = round(seconds, 4)
-        text = (json.dumps(saved, indent=2) + "\n").encode()
-        await asyncio.to_thread(write_atomically, self.folder / "calibration.json", text)
+        await self._save_json("calibration.json", saved)
         await self.test_server(name)
         self._emit("dispatch.status", {"servers": await self.status()})
         return seconds
 
     def _calibrations(self) -> dict[str, float]:
-        try:
-            saved = json.loads((self.folder / "calibration.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(saved, dict):
-            return {}
-        return {str(k): float(v) for k, v in saved.items() if isinstance(v, (int, float))}
+        saved = self._load_json("calibration.json")
+        return {k: float(v) for k, v in saved.items() if isinstance(v, (int, float))}
 
     # -- managed workers ------------------------------------------------------------------
 
@@ -450,9 +442,7 @@ class DispatchService:
             await self.test_server(name)
             self._emit("dispatch.status", {"servers": await self.status()})
 
-        task = asyncio.create_task(announce(), name=f"worker-ready-{name}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(announce(), f"worker-ready-{name}")
         return worker.to_dict()
 
     async def stop_worker(self, name: str, *, forget: bool = False) -> None:
@@ -475,19 +465,28 @@ class DispatchService:
             await self.edit_config(disable)
 
     def _worker_specs(self) -> dict[str, dict[str, Any]]:
-        try:
-            saved = json.loads((self.folder / "workers.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return (
-            {str(k): v for k, v in saved.items() if isinstance(v, dict)}
-            if isinstance(saved, dict)
-            else {}
-        )
+        return {k: v for k, v in self._load_json("workers.json").items() if isinstance(v, dict)}
 
     async def _save_worker_specs(self, specs: Mapping[str, Any]) -> None:
-        text = (json.dumps(specs, indent=2) + "\n").encode()
-        await asyncio.to_thread(write_atomically, self.folder / "workers.json", text)
+        await self._save_json("workers.json", specs)
+
+    def _load_json(self, name: str) -> dict[str, Any]:
+        """A small state file of the folder; missing or unreadable, it counts as empty."""
+        try:
+            saved = json.loads((self.folder / name).read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): v for k, v in saved.items()} if isinstance(saved, dict) else {}
+
+    async def _save_json(self, name: str, data: Mapping[str, Any]) -> None:
+        text = (json.dumps(data, indent=2) + "\n").encode()
+        await asyncio.to_thread(write_atomically, self.folder / name, text)
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` beside the caller; cancelled when the service closes."""
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def free(self, name: str) -> None:
         """Ask the server to unload its models and free VRAM (`POST /free`)."""
