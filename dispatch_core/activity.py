@@ -88,7 +88,7 @@ class Activity:
         self._changed(record)
 
     def failed(self, record: JobRecord, error: BaseException) -> None:
-        cancelled = not isinstance(error, (DispatchError, Exception))
+        cancelled = not isinstance(error, Exception)  # CancelledError, KeyboardInterrupt
         record.state = "cancelled" if cancelled else "failed"
         record.error = "cancelled" if cancelled else str(error)
         if isinstance(error, DispatchError):

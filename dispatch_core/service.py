@@ -310,7 +310,7 @@ class DispatchService:
         for index, server in enumerate(servers):
             job_values = dict(values or {})
             if seed is not None:
-                job_values["seed"] = seed + index
+                job_values["seed"] = (seed + index) % 2**64  # ComfyUI's seeds are 64-bit
             jobs.append(
                 self.run(
                     "fan-out",
