@@ -34,7 +34,7 @@ from .result import DispatchResult, Progress
 from .templates import Template, TemplateStore, suggest_parameters
 from .workers import WorkerError, WorkerManager, WorkerSpec
 
-__all__ = ["MASK", "DispatchService"]
+__all__ = ["MASK", "DispatchService", "fan_out_seeds"]
 
 MASK = "********"
 """Shown instead of every header value; sent back unchanged, it keeps the stored value."""
@@ -222,7 +222,7 @@ class DispatchService:
         self,
         route: str,
         *,
-        template: str | None = None,
+        template: str | Template | None = None,
         workflow: Mapping[str, Any] | None = None,
         values: Mapping[str, Any] | None = None,
         server: str | None = None,
@@ -277,7 +277,7 @@ class DispatchService:
 
         async def background() -> None:
             with contextlib.suppress(Exception):  # the record holds the error
-                await self.run(route, record=record, **job)
+                await self.run(route, record=record, **(job | {"template": chosen}))
 
         self._in_background(background(), f"dispatch-{record.id}")
         return record
@@ -286,7 +286,7 @@ class DispatchService:
         self,
         servers: Sequence[str],
         *,
-        template: str | None = None,
+        template: str | Template | None = None,
         workflow: Mapping[str, Any] | None = None,
         values: Mapping[str, Any] | None = None,
         seed: int | None = None,
@@ -306,39 +306,48 @@ class DispatchService:
                 f"template {chosen.name!r} has no 'seed' parameter to vary per server; "
                 "add one (NODE.INPUT of the sampler's seed) or leave the seed out"
             )
-        jobs = []
-        for index, server in enumerate(servers):
-            job_values = dict(values or {})
-            if seed is not None:
-                job_values["seed"] = (seed + index) % 2**64  # ComfyUI's seeds are 64-bit
-            jobs.append(
-                self.run(
-                    "fan-out",
-                    template=template,
-                    workflow=workflow,
-                    values=job_values,
-                    server=server,
-                    timeout=timeout,
-                    output_node=output_node,
-                    on_progress=on_progress,
-                )
-            )
+        seeds = fan_out_seeds(seed, servers)
+        jobs = [
+            {
+                "template": chosen,
+                "values": dict(values or {}) | ({"seed": seeds[server]} if seeds else {}),
+                "server": server,
+                "timeout": timeout,
+                "output_node": output_node,
+                "on_progress": on_progress,
+            }
+            for server in servers
+        ]
+        return await self.run_many("fan-out", jobs, partial=partial)
+
+    async def run_many(
+        self, route: str, jobs: Sequence[Mapping[str, Any]], *, partial: bool = False
+    ) -> list[DispatchResult | DispatchError]:
+        """Run jobs at once (each the keyword arguments of `run`); results in order.
+
+        Without `partial`, the first failure cancels the others and is raised; with it, a
+        job's DispatchError takes its place in the list.
+        """
+        runs = [self.run(route, **job) for job in jobs]
         if partial:
-            found = await asyncio.gather(*jobs, return_exceptions=True)
+            found = await asyncio.gather(*runs, return_exceptions=True)
             for item in found:
                 if not isinstance(item, (DispatchResult, DispatchError)):
                     raise item  # not a peer's failure: a bug or a cancellation
             return [item for item in found if isinstance(item, (DispatchResult, DispatchError))]
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(job) for job in jobs]
+                tasks = [group.create_task(run) for run in runs]
         except BaseExceptionGroup as failures:
             raise failures.exceptions[0] from None
         return [task.result() for task in tasks]
 
     def load_template(
-        self, template: str | None, workflow: Mapping[str, Any] | None = None
+        self, template: str | Template | None, workflow: Mapping[str, Any] | None = None
     ) -> Template:
+        """A template by name (read from the folder), as given, or made of a bare workflow."""
+        if isinstance(template, Template):
+            return template
         if template is not None:
             return self.templates.load(template)
         if workflow is None:
@@ -524,6 +533,13 @@ class DispatchService:
                 self.notify(event, data)
             except Exception:
                 _log.exception("ComfyUI-Dispatch: could not send %s", event)
+
+
+def fan_out_seeds(seed: int | None, servers: Sequence[str]) -> dict[str, int]:
+    """Server *i* of a fan-out gets `seed + i`, wrapped at 2^64 as ComfyUI's seeds are."""
+    if seed is None:
+        return {}
+    return {server: (seed + index) % 2**64 for index, server in enumerate(servers)}
 
 
 def _route_warnings(config: Config) -> list[str]:

@@ -15,6 +15,8 @@ from typing import Any
 
 from ..dispatch_core.errors import DispatchError, RoutingError, WorkflowError
 from ..dispatch_core.result import DispatchResult, Progress
+from ..dispatch_core.service import DispatchService, fan_out_seeds
+from ..dispatch_core.templates import Template
 from . import host
 from .images import to_batch, to_png
 
@@ -127,35 +129,30 @@ class RemoteDispatch(_RemoteNode):
         unique_id: str | None = None,
     ) -> tuple[Any, str]:
         service = host.service()
-        values = _values(service, template, route, overrides, prompt, seed)
+        chosen, values = _values(service, template, route, overrides, prompt, seed)
         uploads: list[bytes | None] = [None]
         if image is not None:
             uploads = [to_png(image[i]) for i in range(image.shape[0])]
         progress = _ProgressRelay(unique_id, len(uploads))
+        jobs = [
+            {
+                "template": chosen,
+                "values": values | ({"image": png} if png is not None else {}),
+                "server": None if server == _ROUTE_DEFAULT else server,
+                "timeout": timeout or None,
+                "output_node": output_node.strip() or None,
+                "on_progress": progress.report,
+            }
+            for png in uploads
+        ]
 
         async def work() -> tuple[list[DispatchResult], list[tuple[str, bytes]]]:
-            async with asyncio.TaskGroup() as group:
-                jobs = [
-                    group.create_task(
-                        service.run(
-                            route,
-                            template=template,
-                            values=values | ({"image": png} if png is not None else {}),
-                            server=None if server == _ROUTE_DEFAULT else server,
-                            timeout=timeout or None,
-                            output_node=output_node.strip() or None,
-                            on_progress=progress.report,
-                        )
-                    )
-                    for png in uploads
-                ]
-            results = [job.result() for job in jobs]
+            results = [
+                r for r in await service.run_many(route, jobs) if isinstance(r, DispatchResult)
+            ]
             return results, await _read_images(results)
 
-        try:
-            results, files = await host.on_server_loop(work, on_tick=progress.show)
-        except BaseExceptionGroup as group:
-            raise group.exceptions[0] from None
+        results, files = await host.on_server_loop(work, on_tick=progress.show)
         batch = await asyncio.to_thread(to_batch, files)
         progress.finished(results, len(files))
         summary = results[0].to_dict() if len(results) == 1 else {"jobs": []}
@@ -213,19 +210,19 @@ class RemoteDispatchFanOut(_RemoteNode):
         unique_id: str | None = None,
     ) -> tuple[Any, str]:
         service = host.service()
-        values = _values(service, template, route, overrides, prompt, None)
+        chosen, values = _values(service, template, route, overrides, prompt, None)
         names = _fan_out_servers(service, route, servers)
         if image is not None:
             if image.shape[0] != 1:
                 raise WorkflowError("fan-out sends one image to every server: give it a batch of 1")
             values["image"] = to_png(image[0])
-        varied_seed = seed if "seed" in service.templates.load(template).parameters else None
+        varied_seed = seed if "seed" in chosen.parameters else None
         progress = _ProgressRelay(unique_id, len(names))
 
         async def work() -> tuple[list[DispatchResult | DispatchError], list[tuple[str, bytes]]]:
             outcomes = await service.fan_out(
                 names,
-                template=template,
+                template=chosen,
                 values=values,
                 seed=varied_seed,
                 partial=on_error == "partial",
@@ -249,18 +246,21 @@ class RemoteDispatchFanOut(_RemoteNode):
         summary = {
             "jobs": [o.to_dict() for o in outcomes if isinstance(o, DispatchResult)],
             "failed": [{"server": n, "error": str(e)} for n, e in failures],
-            "seeds": {n: varied_seed + i for i, n in enumerate(names)}
-            if varied_seed is not None
-            else {},
+            "seeds": fan_out_seeds(varied_seed, names),
             "images": len(files),
         }
         return batch, json.dumps(summary, indent=2)
 
 
 def _values(
-    service: Any, template: str, route: str, overrides: str, prompt: str | None, seed: int | None
-) -> dict[str, Any]:
-    """The template's values from the node's inputs; explicit overrides win."""
+    service: DispatchService,
+    template: str,
+    route: str,
+    overrides: str,
+    prompt: str | None,
+    seed: int | None,
+) -> tuple[Template, dict[str, Any]]:
+    """The template, read once, and its values from the node's inputs; overrides win."""
     if template == _NO_TEMPLATE:
         raise WorkflowError(
             "no template is saved yet: open the Dispatch panel and save a workflow as a template"
@@ -278,15 +278,15 @@ def _values(
     if not isinstance(parsed, Mapping):
         raise WorkflowError('overrides must be a JSON object, such as {"6.text": "a cat"}')
     values: dict[str, Any] = {}
-    parameters = service.templates.load(template).parameters
-    if seed is not None and "seed" in parameters:
+    chosen = service.templates.load(template)
+    if seed is not None and "seed" in chosen.parameters:
         values["seed"] = seed
     if prompt is not None:
         values["prompt"] = prompt
-    return values | dict(parsed)
+    return chosen, values | dict(parsed)
 
 
-def _fan_out_servers(service: Any, route: str, servers: str) -> list[str]:
+def _fan_out_servers(service: DispatchService, route: str, servers: str) -> list[str]:
     names = [name.strip() for name in servers.split(",") if name.strip()]
     if not names:
         config = service.config
