@@ -278,7 +278,9 @@ class Dispatcher:
         if self._closed or self._session is None:
             raise DispatcherClosed("the dispatcher is not open: use `async with Dispatcher(...)`")
         if server not in self._lanes:
-            raise RoutingError(f"unknown server {server!r} (known: {self._known_servers()})")
+            raise RoutingError(
+                f"unknown server {server!r} (known: {self._known_servers()})", missing=True
+            )
         if server not in self._peers:
             self._peers[server] = PeerClient(
                 self.config.servers[server], self._session, timeouts=self.config.timeouts
@@ -511,13 +513,16 @@ class Dispatcher:
         if job.server is not None:
             if job.server not in self._lanes:
                 raise RoutingError(
-                    f"unknown server {job.server!r} (known: {self._known_servers()})"
+                    f"unknown server {job.server!r} (known: {self._known_servers()})",
+                    missing=True,
                 )
             names: Sequence[str] = (job.server,)
         else:
             if job.workflow_type not in self.config.routes:
                 known = ", ".join(sorted(self.config.routes)) or "none configured"
-                raise RoutingError(f"unknown route {job.workflow_type!r} (known: {known})")
+                raise RoutingError(
+                    f"unknown route {job.workflow_type!r} (known: {known})", missing=True
+                )
             names = self.config.routes[job.workflow_type]
             if names == (AUTO,):
                 names = tuple(self._lanes)
@@ -566,7 +571,9 @@ class Dispatcher:
         """One server's state, asked now: reachable, latency, queue, VRAM, version."""
         lane = self._lanes.get(name)
         if lane is None:
-            raise RoutingError(f"unknown server {name!r} (known: {self._known_servers()})")
+            raise RoutingError(
+                f"unknown server {name!r} (known: {self._known_servers()})", missing=True
+            )
         base = ServerStatus(
             name=name,
             url=lane.server.url,

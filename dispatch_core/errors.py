@@ -52,11 +52,20 @@ __all__ = [
 class DispatchError(Exception):
     """Base of every error raised by dispatch_core."""
 
-    def __init__(self, message: str, *, server: str | None = None, prompt_id: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        server: str | None = None,
+        prompt_id: str | None = None,
+        missing: bool = False,
+    ):
         super().__init__(message)
         self.message = message
         self.server = server
         self.prompt_id = prompt_id
+        self.missing = missing
+        """The server, route, template, worker or file named does not exist (a 404)."""
 
     def __str__(self) -> str:
         where = []
@@ -104,9 +113,17 @@ class WorkflowError(InputError):
 class TemplateError(WorkflowError):
     """A saved template is missing, misnamed or unreadable. `template` names it."""
 
-    def __init__(self, message: str, *, template: str | None = None, node: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        template: str | None = None,
+        node: str | None = None,
+        missing: bool = False,
+    ):
         super().__init__(message, node=node)
         self.template = template
+        self.missing = missing
 
 
 class RoutingError(InputError):

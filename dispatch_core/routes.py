@@ -23,7 +23,6 @@ from .errors import (
     ConfigError,
     DispatchError,
     InputError,
-    RoutingError,
     TemplateError,
     WorkflowError,
 )
@@ -450,18 +449,13 @@ def _from_dispatch_error(error: DispatchError) -> web.Response:
         return _error(409, str(error), "version", current_version=error.current_version)
     if isinstance(error, ConfigError):
         return _error(400, error.message, error.key)
+    status = 404 if error.missing else 400
     if isinstance(error, TemplateError):
-        status = 404 if str(error).startswith("no template") else 400
         return _error(status, str(error), error.node or "name")
     if isinstance(error, WorkflowError):
-        return _error(400, str(error), error.node or "workflow")
+        return _error(status, str(error), error.node or "workflow")
     if isinstance(error, WorkerError):
-        missing = str(error).startswith(("no worker", "no saved worker", "no log"))
-        return _error(404 if missing else 400, str(error), "worker")
-    if isinstance(error, RoutingError):
-        return _error(
-            404 if "unknown" in str(error) or "no file" in str(error) else 400, str(error)
-        )
+        return _error(status, str(error), "worker")
     if isinstance(error, InputError):
-        return _error(400, str(error))
+        return _error(status, str(error))
     return _error(502, str(error), server=error.server)

@@ -358,7 +358,7 @@ class DispatchService:
         """An output file of a recent job, fetched from the server that made it."""
         record = self.activity.get(job_id)
         if record is None or not 0 <= index < len(record.files):
-            raise RoutingError(f"no file {index} of job {job_id!r}")
+            raise RoutingError(f"no file {index} of job {job_id!r}", missing=True)
         output = record.files[index]
         return await output.read(), output.filename
 
@@ -427,7 +427,7 @@ class DispatchService:
         saved = self._worker_specs()
         if spec is None:
             if name not in saved:
-                raise WorkerError(f"no saved worker {name!r}: give its port and GPU")
+                raise WorkerError(f"no saved worker {name!r}: give its port and GPU", missing=True)
             spec = saved[name]
         data = {"comfyui": self.comfyui, **spec}
         checked = WorkerSpec.from_dict(name, data)
@@ -461,7 +461,7 @@ class DispatchService:
             if forget:
                 self.workers.forget(name)
         elif name not in self._worker_specs():
-            raise WorkerError(f"no worker {name!r}")
+            raise WorkerError(f"no worker {name!r}", missing=True)
         if forget:
             saved = self._worker_specs()
             saved.pop(name, None)

@@ -177,7 +177,9 @@ class TemplateStore:
         except FileNotFoundError:
             known = ", ".join(self.names()) or "none saved"
             raise TemplateError(
-                f"no template {name!r} in {self.folder} (templates: {known})", template=name
+                f"no template {name!r} in {self.folder} (templates: {known})",
+                template=name,
+                missing=True,
             ) from None
         except OSError as error:
             raise TemplateError(f"{path}: cannot read: {error.strerror}", template=name) from None
@@ -223,7 +225,7 @@ class TemplateStore:
     def rename(self, old: str, new: str) -> Template:
         source, target = self.path(old), self.path(new)
         if not source.exists():
-            raise TemplateError(f"no template {old!r}", template=old)
+            raise TemplateError(f"no template {old!r}", template=old, missing=True)
         if target.exists() and source != target:
             raise TemplateError(f"a template named {new!r} exists already", template=new)
         os.replace(source, target)
@@ -233,7 +235,7 @@ class TemplateStore:
         try:
             self.path(name).unlink()
         except FileNotFoundError:
-            raise TemplateError(f"no template {name!r}", template=name) from None
+            raise TemplateError(f"no template {name!r}", template=name, missing=True) from None
 
 
 def check_name(name: Any) -> str:

@@ -234,7 +234,7 @@ class WorkerManager:
         try:
             text = path.read_text(errors="replace")
         except FileNotFoundError:
-            raise WorkerError(f"no log for worker {name}") from None
+            raise WorkerError(f"no log for worker {name}", missing=True) from None
         return "\n".join(text.splitlines()[-lines:])
 
     def forget(self, name: str) -> None:
@@ -250,5 +250,5 @@ class WorkerManager:
     def _worker(self, name: str) -> Worker:
         if name not in self.workers:
             known = ", ".join(self.workers) or "none started"
-            raise WorkerError(f"no worker {name!r} (workers: {known})")
+            raise WorkerError(f"no worker {name!r} (workers: {known})", missing=True)
         return self.workers[name]
