@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import itertools
 import random
+import statistics
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -252,16 +253,19 @@ class Dispatcher:
         Each run gets new seeds (or, for the default workflow, a new colour), so that
         neither ComfyUI's cache nor the journal answers in place of the GPU.
         """
+        if runs < 1:
+            raise ValueError("calibrate needs at least one run")
+        warm_up = 1 if runs > 1 else 0  # the first run loads models: not the speed of a job
         timings = []
-        for index in range(runs + (1 if runs > 1 else 0)):
+        for index in range(warm_up + runs):
             builder = WorkflowBuilder(workflow or _calibration_workflow())
             with contextlib.suppress(WorkflowError):  # a workflow without a seed is run as is
                 builder.randomize_seed()
             began = time.monotonic()
             await self.run("calibration", builder, server=server)
-            if index > 0 or runs == 1:  # the first run loads models: not the speed of a job
+            if index >= warm_up:
                 timings.append(time.monotonic() - began)
-        seconds = sorted(timings)[len(timings) // 2] if timings else 0.0
+        seconds = statistics.median(timings)
         self._lanes[server].calibrated = seconds
         return seconds
 
