@@ -401,8 +401,7 @@ class DispatchService:
         saved = self._calibrations()
         saved[name] = round(seconds, 4)
         await self._save_json("calibration.json", saved)
-        await self.test_server(name)
-        self._emit("dispatch.status", {"servers": await self.status()})
+        await self._announce(name)
         return seconds
 
     def _calibrations(self) -> dict[str, float]:
@@ -448,8 +447,7 @@ class DispatchService:
         async def announce() -> None:
             with contextlib.suppress(DispatchError):
                 await self.workers.wait_ready(name)
-            await self.test_server(name)
-            self._emit("dispatch.status", {"servers": await self.status()})
+            await self._announce(name)
 
         self._in_background(announce(), f"worker-ready-{name}")
         return worker.to_dict()
@@ -501,6 +499,11 @@ class DispatchService:
         """Ask the server to unload its models and free VRAM (`POST /free`)."""
         dispatcher = await self.ready()
         await dispatcher.peer(name).free()
+
+    async def _announce(self, name: str) -> None:
+        """Ask one server now and tell the panels, rather than wait for the next watch."""
+        await self.test_server(name)
+        self._emit("dispatch.status", {"servers": await self.status()})
 
     async def _watch_status(self) -> None:
         seen: list[dict[str, Any]] | None = None
