@@ -46,8 +46,11 @@ def loads_bounded(raw: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         raise JSONLimitError(f"nested deeper than {max_depth} levels") from None
     except JSONLimitError:
         raise
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise JSONLimitError(f"not valid JSON: {error}") from None
+    except json.JSONDecodeError as error:
+        where = f"line {error.lineno}, column {error.colno}"
+        raise JSONLimitError(f"not valid JSON at {where}: {error.msg}") from None
+    except UnicodeDecodeError:
+        raise JSONLimitError("not UTF-8 text") from None
     _check(value, max_depth)
     return value
 

@@ -1,21 +1,27 @@
-"""Recent jobs, newest first, for the panel's job list and the `/dispatch/jobs` routes."""
+"""Jobs, newest first, for the panel's job list and the `/dispatch/jobs` routes.
+
+Unfinished jobs are always kept; of finished ones, the newest `keep`. With a `JobTable`,
+every record is on disk before its change is announced, and survives a restart.
+"""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._job_table import JobTable, lost_message
 from .errors import DispatchError
 from .result import DispatchResult, OutputFile
 
 __all__ = ["Activity", "JobRecord"]
 
 JobListener = Callable[["JobRecord"], None]
+TERMINAL_STATES = frozenset({"done", "failed", "cancelled"})
 
 
 @dataclass
@@ -39,6 +45,34 @@ class JobRecord:
     def duration(self) -> float | None:
         return None if self.finished_at is None else self.finished_at - self.queued_at
 
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobRecord:
+        """A record as `to_dict` wrote it (read back from the job table)."""
+
+        def text(key: str) -> str | None:
+            return str(data[key]) if data.get(key) is not None else None
+
+        def number(key: str) -> float | None:
+            value = data.get(key)
+            return float(value) if isinstance(value, (int, float)) else None
+
+        return cls(
+            id=str(data["id"]),
+            label=text("label") or "",
+            route=text("route") or "",
+            server=text("server"),
+            state=text("state") or "failed",
+            queued_at=number("queued_at") or 0.0,
+            finished_at=number("finished_at"),
+            prompt_id=text("prompt_id"),
+            error=text("error"),
+            files=tuple(_output_file(f) for f in data.get("files") or () if isinstance(f, dict)),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -58,23 +92,63 @@ class JobRecord:
         }
 
 
-class Activity:
-    """The last `keep` jobs; every change is passed to the listener (the panel's event)."""
+def _output_file(data: dict[str, Any]) -> OutputFile:
+    def text(key: str) -> str:
+        return str(data.get(key) or "")
 
-    def __init__(self, keep: int = 200, listener: JobListener | None = None):
+    return OutputFile(
+        filename=text("filename"),
+        subfolder=text("subfolder"),
+        type=text("type"),
+        url=text("url"),
+        server=text("server"),
+        node_id=text("node_id"),
+    )
+
+
+class Activity:
+    """Unfinished jobs and the last `keep` finished ones; every change is written to the
+    table (when there is one), then passed to the listener (the panel's event)."""
+
+    def __init__(
+        self,
+        keep: int = 200,
+        listener: JobListener | None = None,
+        table: JobTable | None = None,
+    ):
         self._records: collections.OrderedDict[str, JobRecord] = collections.OrderedDict()
         self._keep = keep
-        self._ids = itertools.count(1)
+        self._table = table
         self.listener = listener
+        if table is not None:
+            self._restore(table)
+
+    def _restore(self, table: JobTable) -> None:
+        """Read the table; a job it holds unfinished did not end under this process."""
+        for data in table.load(self._keep):
+            record = JobRecord.from_dict(data)
+            if not record.terminal:
+                record.state, record.error = "failed", lost_message(data)
+                record.finished_at = record.finished_at or time.time()
+                table.put(record.to_dict(), terminal=True)
+            self._records[record.id] = record
 
     def start(self, label: str, route: str, server: str | None = None) -> JobRecord:
-        record = JobRecord(id=f"j{next(self._ids)}-{int(time.time())}", label=label, route=route)
+        record = JobRecord(id=f"j{uuid.uuid4().hex[:16]}", label=label, route=route)
         record.server = server
         self._records[record.id] = record
-        while len(self._records) > self._keep:
-            self._records.popitem(last=False)
         self._changed(record)
+        self._evict()
         return record
+
+    def _evict(self) -> None:
+        """Finished records beyond `keep` go, oldest first; unfinished ones never do."""
+        finished = [key for key, record in self._records.items() if record.terminal]
+        gone = finished[: max(0, len(finished) - self._keep)]
+        for key in gone:
+            del self._records[key]
+        if gone and self._table is not None:
+            self._table.remove(gone)
 
     def running(self, record: JobRecord, server: str, prompt_id: str) -> None:
         if record.state == "queued" or record.prompt_id != prompt_id:
@@ -103,6 +177,13 @@ class Activity:
     def recent(self, limit: int = 50) -> list[JobRecord]:
         return list(reversed(self._records.values()))[:limit]
 
+    def close(self) -> None:
+        if self._table is not None:
+            self._table.close()
+            self._table = None
+
     def _changed(self, record: JobRecord) -> None:
+        if self._table is not None:
+            self._table.put(record.to_dict(), terminal=record.terminal)
         if self.listener is not None:
             self.listener(record)

@@ -74,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
         help="required from clients; needed to bind beyond loopback (default: $DISPATCH_TOKEN)",
     )
     serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name browsers may reach this server by, besides its IP addresses and "
+        "this machine's name (repeatable; also $DISPATCH_ALLOWED_HOSTS, comma-separated)",
+    )
+    serve.add_argument(
         "--status-every",
         type=float,
         default=5.0,
@@ -152,6 +160,7 @@ async def _serve(args: argparse.Namespace) -> int:
         token=args.token,
         status_every=args.status_every,
         comfyui=args.comfyui,
+        allow_hosts=tuple(args.allow_host),
     )
     return 0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,13 @@ __all__ = [
 T = TypeVar("T")
 AUTO = "auto"
 """A route of every enabled server."""
+MAX_NAME = 64
+"""Longest server or route name: it is a path segment of the routes and a label."""
+_NAME_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\?#%]")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+_MAX_HEADER_VALUE = 8192
+_MAX_NUMBER = 1e9
+"""Above any sensible timeout, weight or count: refuses 1e308 and the like."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +205,13 @@ class _Parser:
 
     def name(self, section: str, name: Any) -> str:
         if not isinstance(name, str) or not name.strip():
-            raise self.fail(section, f"a name must be a non-empty string, got {name!r}")
+            raise self.fail(section, f"a name must be a non-empty string, got {_kind(name)}")
+        if len(name) > MAX_NAME or name != name.strip() or _NAME_FORBIDDEN.search(name):
+            raise self.fail(
+                section,
+                f"name {name[:MAX_NAME]!r}: use up to {MAX_NAME} characters, without "
+                "control characters, / \\ ? # % or spaces at either end",
+            )
         return name
 
     def server(self, name: str, value: Any) -> ServerConfig:
@@ -231,6 +245,13 @@ class _Parser:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
             raise self.fail(key, f"{value!r} has an invalid port") from None
+        if parts.username is not None or parts.password is not None:
+            raise self.fail(
+                key,
+                "a server URL cannot hold a user name or password (it would be shown and "
+                'logged): give them as a header instead, "headers": {"Authorization": '
+                '"Basic <base64 of user:password>"}',
+            )
         if parts.query or parts.fragment:
             raise self.fail(key, f"{value!r}: a server URL takes no query or fragment")
         return value.strip().rstrip("/")
@@ -241,8 +262,12 @@ class _Parser:
         for name, header in value.items():
             if not isinstance(header, str) or not isinstance(name, str) or not name:
                 raise self.fail(f"{key}.{name}", "header names and values must be strings")
-            if "\n" in header or "\r" in header:
-                raise self.fail(f"{key}.{name}", "a header value cannot contain a line break")
+            if not _HEADER_NAME.fullmatch(name):
+                raise self.fail(key, f"header name {name[:100]!r}: use letters, digits and -")
+            if len(header) > _MAX_HEADER_VALUE or any(c in header for c in "\r\n\0"):
+                raise self.fail(
+                    f"{key}.{name}", "a header value is one line (no line break) of at most 8192 characters"
+                )
         return dict(value)
 
     def routes(self, value: Any, servers: Mapping[str, ServerConfig]) -> dict[str, tuple[str, ...]]:
@@ -252,7 +277,11 @@ class _Parser:
         for name, target in value.items():
             key = f"routes.{self.name('routes', name)}"
             names = (target,) if isinstance(target, str) else target
-            if not isinstance(names, (list, tuple)) or not names:
+            if (
+                not isinstance(names, (list, tuple))
+                or not names
+                or not all(isinstance(n, str) for n in names)
+            ):
                 raise self.fail(key, "expected a server name or a non-empty list of server names")
             if names == (AUTO,) or names == [AUTO]:
                 routes[name] = (AUTO,)
@@ -315,8 +344,8 @@ class _Parser:
             raise self.fail(key, f"expected a number, got {_kind(value)}")
         if kind is int and not float(value).is_integer():
             raise self.fail(key, f"expected a whole number, got {value!r}")
-        if not math.isfinite(value):
-            raise self.fail(key, f"expected a finite number, got {value!r}")
+        if not math.isfinite(value) or abs(value) > _MAX_NUMBER:
+            raise self.fail(key, f"expected a number up to {_MAX_NUMBER:g}, got {value!r}")
         if value < minimum or (strict and value == minimum):
             bound = "greater than" if strict else "at least"
             raise self.fail(key, f"must be {bound} {minimum:g}, got {value!r}")

@@ -10,14 +10,16 @@ never sent back, only masked. The routes only ever contact configured servers.
 
 from __future__ import annotations
 
-import json
-import mimetypes
+import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from ._guard import HostPolicy, refusal
+from ._json import JSONLimitError, loads_bounded
+from ._serve_file import stream_output
 from .errors import (
     ConfigConflict,
     ConfigError,
@@ -30,12 +32,12 @@ from .service import MASK, DispatchService
 from .templates import check_name
 from .workers import WorkerError
 
-__all__ = ["add_routes", "cross_origin"]
+__all__ = ["add_routes"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+_log = logging.getLogger(__name__)
+_MAX_TIMEOUT = 7 * 86400.0
+"""A week: longer than any job, short enough to refuse a mistake."""
 
 _RUN_FIELDS: dict[str, type | tuple[type, ...]] = {
     "template": str,
@@ -54,22 +56,33 @@ class _Problem(Exception):
         self.status, self.message, self.field, self.extra = status, message, field, extra
 
 
-def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
-    """Register every `/dispatch/*` route on `routes`, served by `service`."""
+def add_routes(
+    routes: web.RouteTableDef, service: DispatchService, *, policy: HostPolicy | None = None
+) -> None:
+    """Register every `/dispatch/*` route on `routes`, served by `service`.
+
+    `policy` says which Host names the server answers (see `_guard`); without one, only
+    loopback names, as for a server bound to loopback.
+    """
+    policy = policy or HostPolicy()
 
     def route(method: str, path: str) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             async def answer(request: web.Request) -> web.StreamResponse:
-                if request.method not in _SAFE_METHODS and cross_origin(request):
-                    # ComfyUI checks origins only on loopback; a page on another site must
-                    # never add a server that would receive this machine's workflows.
-                    return _error(403, "cross-origin request refused", "Origin")
+                # ComfyUI checks origins only on loopback and never the Host: a page on
+                # another site must never add a server that would receive our workflows.
+                refused = refusal(request, policy)
+                if refused is not None:
+                    return _error(refused.status, refused.message, refused.field)
                 try:
                     return await handler(request)
                 except _Problem as problem:
                     return _error(problem.status, problem.message, problem.field, **problem.extra)
                 except DispatchError as error:
                     return _from_dispatch_error(error)
+                except Exception:  # a bug: say so without details, keep them in the log
+                    _log.exception("ComfyUI-Dispatch: %s %s failed", request.method, path)
+                    return _error(500, "internal error in ComfyUI-Dispatch; see its log")
 
             routes.route(method, path)(answer)
             return handler
@@ -81,9 +94,11 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
         return web.json_response(view, headers={"ETag": f'"{view["version"]}"'})
 
     async def edit(
-        request: web.Request, change: Callable[[dict[str, Any]], None], version: Any = None
+        request: web.Request,
+        change: Callable[[dict[str, Any]], None],
+        body: dict[str, Any] | None = None,
     ) -> web.Response:
-        expected = _expected_version(request) or (version if isinstance(version, str) else None)
+        expected = _expected_version(request, body)
         view = await service.edit_config(change, expected_version=expected)
         return config_answer(view)
 
@@ -103,15 +118,18 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
     @route("PUT", "/dispatch/config")
     async def put_config(request: web.Request) -> web.Response:
         body = await _object(request)
-        new = body.get("config", body)
+        new = body["config"] if "config" in body else _without(body, "version")
         if not isinstance(new, dict):
             raise _Problem(400, "'config' must be an object", "config")
+        if "config" in body and set(body) - {"config", "version"}:
+            unknown = sorted(set(body) - {"config", "version"})[0]
+            raise _Problem(400, f"unknown field {unknown!r} beside 'config'", unknown)
 
         def replace(data: dict[str, Any]) -> None:
             data.clear()
             data.update(new)
 
-        return await edit(request, replace, body.get("version"))
+        return await edit(request, replace, body)
 
     @route("PUT", "/dispatch/settings")
     async def put_settings(request: web.Request) -> web.Response:
@@ -127,7 +145,7 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
                         raise _Problem(400, f"'{section}' must be an object", section)
                     data[section].update(body[section])
 
-        return await edit(request, merge)
+        return await edit(request, merge, body)
 
     # -- servers ------------------------------------------------------------------------
 
@@ -144,12 +162,12 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
             raise _Problem(400, "give the server a name", "name")
         if name in service.config.servers:
             raise _Problem(409, f"a server named {name!r} exists already", "name")
-        body.pop("version", None)
+        server = _without(body, "version")
 
         def add(data: dict[str, Any]) -> None:
-            data["servers"][name] = body
+            data["servers"][name] = server
 
-        answer = await edit(request, add)
+        answer = await edit(request, add, body)
         answer.set_status(201)
         return answer
 
@@ -157,8 +175,8 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
     async def update_server(request: web.Request) -> web.Response:
         name = server_named(request)
         body = await _object(request)
-        body.pop("version", None)
-        new_name = body.pop("name", name)
+        changes = _without(body, "version", "name")
+        new_name = body.get("name", name)
         if not isinstance(new_name, str) or not new_name.strip():
             raise _Problem(400, "a server name must be text", "name")
         if new_name != name and new_name in service.config.servers:
@@ -166,18 +184,14 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
 
         def update(data: dict[str, Any]) -> None:
             server = data["servers"].pop(name)
-            stored = server.get("headers") or {}
-            server.update(body)
-            if isinstance(body.get("headers"), dict):  # a masked value keeps what is stored
-                server["headers"] = {
-                    k: stored.get(k, v) if v == MASK else v for k, v in body["headers"].items()
-                }
+            server["headers"] = _headers_after(server, changes, name)
+            server.update(_without(changes, "headers"))
             data["servers"][new_name] = server
             for route_name, names in data["routes"].items():
                 names = [names] if isinstance(names, str) else names
                 data["routes"][route_name] = [new_name if n == name else n for n in names]
 
-        return await edit(request, update)
+        return await edit(request, update, body)
 
     @route("DELETE", "/dispatch/servers/{name}")
     async def remove_server(request: web.Request) -> web.Response:
@@ -197,7 +211,7 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
                 names = [names] if isinstance(names, str) else names
                 data["routes"][route_name] = [n for n in names if n != name]
 
-        return await edit(request, remove)
+        return await edit(request, remove, await _optional_object(request))
 
     @route("POST", "/dispatch/servers/{name}/{switch:enable|disable}")
     async def switch_server(request: web.Request) -> web.Response:
@@ -207,7 +221,7 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
         def change(data: dict[str, Any]) -> None:
             data["servers"][name]["enabled"] = enabled
 
-        return await edit(request, change)
+        return await edit(request, change, await _optional_object(request))
 
     @route("POST", "/dispatch/servers/{name}/test")
     async def test_server(request: web.Request) -> web.Response:
@@ -246,13 +260,17 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
         servers = body.get("servers")
         if isinstance(servers, str):
             servers = [servers]
-        if not isinstance(servers, list) or not servers:
+        if (
+            not isinstance(servers, list)
+            or not servers
+            or not all(isinstance(s, str) for s in servers)
+        ):
             raise _Problem(400, "'servers' must name one server or a list of them", "servers")
 
         def put(data: dict[str, Any]) -> None:
             data["routes"][name] = servers
 
-        return await edit(request, put)
+        return await edit(request, put, body)
 
     @route("DELETE", "/dispatch/routes/{route}")
     async def delete_route(request: web.Request) -> web.Response:
@@ -263,7 +281,7 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
         def delete(data: dict[str, Any]) -> None:
             del data["routes"][name]
 
-        return await edit(request, delete)
+        return await edit(request, delete, await _optional_object(request))
 
     # -- templates ----------------------------------------------------------------------
 
@@ -283,6 +301,18 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
         template = service.templates.load(template_named(request))
         return web.json_response(template.summary() | template.to_dict())
 
+    def template_version(request: web.Request, name: str, body: Any = None) -> None:
+        """A template's version is its fingerprint: an edit made on an older read is refused."""
+        expected = _expected_version(request, body)
+        current = service.templates.fingerprint(name)
+        if expected is not None and expected != current:
+            raise _Problem(
+                409,
+                f"template {name!r} changed since you read it; reload it and try again",
+                "version",
+                current_version=current,
+            )
+
     @route("PUT", "/dispatch/templates/{name}")
     async def save_template(request: web.Request) -> web.Response:
         name = check_name(request.match_info["name"])
@@ -291,11 +321,16 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
         if workflow is None:
             raise _Problem(400, "send the API-format workflow as 'workflow'", "workflow")
         description = body.get("description", "")
-        if not isinstance(description, str):
-            raise _Problem(400, "'description' must be text", "description")
+        if not isinstance(description, str) or len(description) > 10_000:
+            raise _Problem(
+                400, "'description' must be text of at most 10,000 characters", "description"
+            )
         overwrite = body.get("overwrite", False)
-        if overwrite is not True and name in service.templates.names():
+        if not isinstance(overwrite, bool):
+            raise _Problem(400, "'overwrite' must be true or false", "overwrite")
+        if not overwrite and name in service.templates.names():
             raise _Problem(409, f"a template named {name!r} exists already", "name")
+        template_version(request, name, body)
         template = service.templates.save(
             name, workflow, parameters=body.get("parameters"), description=description
         )
@@ -306,6 +341,7 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
     async def rename_template(request: web.Request) -> web.Response:
         name = template_named(request)
         body = await _object(request)
+        template_version(request, name, body)
         new = check_name(body.get("name"))
         if new != name and new in service.templates.names():
             raise _Problem(409, f"a template named {new!r} exists already", "name")
@@ -316,6 +352,7 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
     @route("DELETE", "/dispatch/templates/{name}")
     async def delete_template(request: web.Request) -> web.Response:
         name = template_named(request)
+        template_version(request, name, await _optional_object(request))
         service.templates.delete(name)
         service.notify_templates()
         return web.json_response({"deleted": name})
@@ -368,9 +405,12 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
             raise _Problem(400, "name the 'route' (the workflow type) to run it on", "route")
         for key, kinds in _RUN_FIELDS.items():
             if body.get(key) is not None:
-                if not isinstance(body[key], kinds):
+                if not isinstance(body[key], kinds) or isinstance(body[key], bool):
                     raise _Problem(400, f"'{key}' has the wrong type", key)
                 job[key] = body[key]
+        timeout = job.get("timeout")
+        if timeout is not None and not (0 < timeout <= _MAX_TIMEOUT and math.isfinite(timeout)):
+            raise _Problem(400, "'timeout' is seconds, more than 0 and at most a week", "timeout")
         unknown = set(body) - set(_RUN_FIELDS) - {"route"}
         if unknown:
             raise _Problem(400, f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
@@ -386,57 +426,84 @@ def add_routes(routes: web.RouteTableDef, service: DispatchService) -> None:
 
     @route("GET", "/dispatch/jobs")
     async def get_jobs(request: web.Request) -> web.Response:
-        limit = _whole(request, "limit", 50)
+        limit = _whole(request, "limit", 50, maximum=1000)
         return web.json_response([r.to_dict() for r in service.activity.recent(limit)])
 
     @route("GET", "/dispatch/jobs/{id}")
     async def get_job(request: web.Request) -> web.Response:
-        record = service.activity.get(request.match_info["id"])
+        job_id = request.match_info["id"]
+        record = service.activity.get(job_id)
         if record is None:
-            raise _Problem(404, f"no recent job {request.match_info['id']!r}", "id")
+            raise _Problem(404, f"no job {job_id[:100]!r}", "id")
         return web.json_response(record.to_dict())
 
     @route("GET", "/dispatch/jobs/{id}/files/{index}")
-    async def get_job_file(request: web.Request) -> web.Response:
-        try:
-            index = int(request.match_info["index"])
-        except ValueError:
-            raise _Problem(400, "the file index must be a whole number", "index") from None
-        data, filename = await service.file(request.match_info["id"], index)
-        kind = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        return web.Response(body=data, content_type=kind)
+    async def get_job_file(request: web.Request) -> web.StreamResponse:
+        index = _whole_text(request.match_info["index"], "index", maximum=100_000)
+        opened, filename = await service.open_file(request.match_info["id"], index)
+        return await stream_output(request, opened, filename)
 
 
 async def _object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object within `_json`'s bounds, or a 400 naming the place."""
     try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise _Problem(400, f"the body is not valid JSON: {error}", "body") from None
+        body = loads_bounded(await request.read())
+    except JSONLimitError as error:
+        where = error.where or "body"
+        raise _Problem(400, f"the body is not usable JSON: {error}", where) from None
     if not isinstance(body, dict):
         raise _Problem(400, "the body must be a JSON object", "body")
     return body
 
 
-def cross_origin(request: web.Request) -> bool:
-    """A browser request from another site: its Origin names another host than it asked."""
-    origin = request.headers.get("Origin")
-    if not origin:
-        return False  # not a browser, or a same-origin GET
-    return urlsplit(origin).netloc.lower() != request.host.lower()
+async def _optional_object(request: web.Request) -> dict[str, Any] | None:
+    """The body of a request that may have none (DELETE, enable): None when empty."""
+    return await _object(request) if await request.read() else None
 
 
-def _whole(request: web.Request, key: str, default: int) -> int:
-    try:
-        return int(request.query.get(key, str(default)))
-    except ValueError:
-        raise _Problem(400, f"'{key}' must be a whole number", key) from None
+def _whole(request: web.Request, key: str, default: int, *, maximum: int = 10_000) -> int:
+    return _whole_text(request.query.get(key, str(default)), key, maximum=maximum)
 
 
-def _expected_version(request: web.Request) -> str | None:
+def _whole_text(text: str, key: str, *, maximum: int) -> int:
+    if not text.isdigit() or len(text) > 9 or int(text) > maximum:
+        raise _Problem(400, f"'{key}' must be a whole number from 0 to {maximum}", key)
+    return int(text)
+
+
+def _expected_version(request: web.Request, body: Any = None) -> str | None:
+    """The version the caller read: `If-Match`, else the body's `version`; checked for type."""
     match = request.headers.get("If-Match")
     if match:
         return match.strip().strip('"')
-    return None
+    version = body.get("version") if isinstance(body, dict) else None
+    if version is not None and not isinstance(version, str):
+        raise _Problem(400, "'version' must be the text the config was read with", "version")
+    return version
+
+
+def _without(body: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in keys}
+
+
+def _headers_after(stored: dict[str, Any], changes: dict[str, Any], name: str) -> dict[str, Any]:
+    """A server's headers after an edit. A masked value keeps what is stored, but only
+    while the URL stays: the headers were meant for that host, not for a new one."""
+    moved = "url" in changes and changes["url"] != stored.get("url")
+    given = changes.get("headers")
+    if given is None:
+        return {} if moved else dict(stored.get("headers") or {})
+    if not isinstance(given, dict):
+        return given  # the config's own check names the mistake
+    kept = stored.get("headers") or {}
+    headers = {}
+    for header, value in given.items():
+        if value == MASK and (moved or header not in kept):
+            why = "the URL changed" if moved else "no value is stored for it"
+            message = f"{why}: send the header's value, not the mask"
+            raise _Problem(400, message, f"servers.{name}.headers.{header}")
+        headers[header] = kept[header] if value == MASK else value
+    return headers
 
 
 def _error(status: int, message: str, field: str | None = None, **extra: Any) -> web.Response:

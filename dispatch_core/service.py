@@ -20,10 +20,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 from ._files import write_atomically
+from ._job_table import JobTable
+from ._json import JSONLimitError, loads_bounded
+from ._serve_file import Download
 from ._watch import ProgressCallback
 from .activity import Activity, JobRecord
 from .config import AUTO, Config
@@ -33,6 +37,7 @@ from .journal import Journal
 from .result import DispatchResult, Progress
 from .templates import Template, TemplateStore, suggest_parameters
 from .workers import WorkerError, WorkerManager, WorkerSpec
+from .workflow import WorkflowBuilder
 
 __all__ = ["MASK", "DispatchService", "fan_out_seeds"]
 
@@ -61,7 +66,9 @@ class DispatchService:
         self.folder = Path(folder)
         self.config_path = Path(config_path) if config_path else self.folder / "config.json"
         self.templates = TemplateStore(self.folder / "templates")
-        self.activity = Activity(listener=self._job_changed)
+        self.activity = Activity(
+            listener=self._job_changed, table=JobTable(self.folder / "jobs.sqlite")
+        )
         self.notify = notify
         self.status_interval = status_interval
         self.config = Config()
@@ -125,6 +132,7 @@ class DispatchService:
         if self._journal is not None:
             await self._journal.close()
             self._journal = None
+        self.activity.close()
 
     # -- config -------------------------------------------------------------------------
 
@@ -179,11 +187,14 @@ class DispatchService:
             if not isinstance(headers, dict):
                 continue
             stored = self.config.servers.get(name)
+            moved = stored is not None and server.get("url") != stored.url
             for header, value in headers.items():
                 if value != MASK:
                     continue
+                key = f"servers.{name}.headers.{header}"
+                if moved:  # the value was meant for the old host, not for the new one
+                    raise ConfigError("the URL changed: send the header's value again", key=key)
                 if stored is None or header not in stored.headers:
-                    key = f"servers.{name}.headers.{header}"
                     raise ConfigError("send the header's value, not the mask", key=key)
                 headers[header] = stored.headers[header]
 
@@ -196,14 +207,11 @@ class DispatchService:
             self.config_error = f"{self.config_path}: cannot read: {error.strerror}"
             return
         try:
-            self.config = Config.from_dict(json.loads(raw), path=str(self.config_path))
+            self.config = Config.from_dict(loads_bounded(raw), path=str(self.config_path))
             self.config_version = _version(raw)
             return
-        except json.JSONDecodeError as error:
-            problem = (
-                f"{self.config_path}: not valid JSON at line {error.lineno}, "
-                f"column {error.colno}: {error.msg}"
-            )
+        except JSONLimitError as error:
+            problem = f"{self.config_path}: {error}"
         except ConfigError as error:
             problem = str(error)
         kept = self.config_path.with_name(self.config_path.name + ".bad")
@@ -236,6 +244,7 @@ class DispatchService:
             dispatcher = await self.ready()
             chosen = self.load_template(template, workflow)
             builder = chosen.builder(values)
+            _check_output_node(builder, output_node)
         except BaseException as error:
             if record is not None:
                 self.activity.failed(record, error)
@@ -272,7 +281,8 @@ class DispatchService:
         the record's files while the job is among the recent ones.
         """
         chosen = self.load_template(job.get("template"), job.get("workflow"))
-        chosen.builder(job.get("values"))  # a bad value is refused now, not in the background
+        builder = chosen.builder(job.get("values"))  # bad values are refused now, not later
+        _check_output_node(builder, job.get("output_node"))
         record = self.activity.start(chosen.name, route, job.get("server"))
 
         async def background() -> None:
@@ -354,13 +364,24 @@ class DispatchService:
             raise RoutingError("name a template or send a workflow")
         return Template("workflow", workflow, suggest_parameters(workflow))
 
-    async def file(self, job_id: str, index: int) -> tuple[bytes, str]:
-        """An output file of a recent job, fetched from the server that made it."""
+    async def open_file(
+        self, job_id: str, index: int
+    ) -> tuple[AbstractAsyncContextManager[Download], str]:
+        """An output file of a job, to stream from the server that made it, and its name.
+
+        Only that server is asked, under the name it gave: the file is that server's own.
+        """
         record = self.activity.get(job_id)
         if record is None or not 0 <= index < len(record.files):
-            raise RoutingError(f"no file {index} of job {job_id!r}", missing=True)
+            raise RoutingError(f"no file {index} of job {job_id[:100]!r}", missing=True)
         output = record.files[index]
-        return await output.read(), output.filename
+        if output.server not in self.config.servers:
+            raise RoutingError(
+                f"server {output.server!r}, which made this file, is no longer configured",
+                missing=True,
+            )
+        peer = (await self.ready()).peer(output.server)
+        return peer.open_view(output.filename, output.subfolder, output.type), output.filename
 
     def notify_templates(self) -> None:
         """Tell the panels that templates were saved, renamed or deleted."""
@@ -559,6 +580,12 @@ def _route_warnings(config: Config) -> list[str]:
         elif disabled:
             warnings.append(f"route {route!r}: server {', '.join(disabled)} is disabled")
     return warnings
+
+
+def _check_output_node(builder: WorkflowBuilder, output_node: str | None) -> None:
+    """A named output node must exist, so a typo is refused before anything runs."""
+    if output_node is not None:
+        builder.resolve(output_node)
 
 
 def _version(data: bytes) -> str:

@@ -5,15 +5,17 @@ servers in the panel at `/dispatch/ui/`. Events reach the panel over `/dispatch/
 ComfyUI's `{"type", "data"}` shape, so the same panel code serves both.
 
 Bound to anything but loopback, it requires a token (`--token` or `DISPATCH_TOKEN`), sent
-as `Authorization: Bearer …` or `?token=…`; requests that change state from another
-origin are refused, as ComfyUI refuses them.
+as `Authorization: Bearer …`, or once to `POST /dispatch/session`, which answers with an
+HttpOnly cookie for the panel, its images and its events: the token never travels in a
+URL, where logs and histories would keep it. Every request must name this machine in its
+Host and come from this origin (see `_guard`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
-import ipaddress
 import json
 import os
 import sys
@@ -25,7 +27,8 @@ import aiohttp
 from aiohttp import web
 
 from ._files import write_atomically
-from .routes import add_routes, cross_origin
+from ._guard import HostPolicy, refusal
+from .routes import add_routes
 from .service import DispatchService
 
 __all__ = ["create_app", "default_folder", "serve"]
@@ -35,6 +38,7 @@ _PANEL = Path(__file__).resolve().parent.parent / "web"
 _MAX_BODY = 64 * 1024 * 1024
 """Large enough for a workflow with an embedded image, small enough to refuse a mistake."""
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_SESSION_COOKIE = "dispatch_session"
 
 
 def default_folder() -> Path:
@@ -76,15 +80,20 @@ def _ignore_result(task: asyncio.Future[Any]) -> None:
         task.exception()  # a panel that went away: nothing to do
 
 
-def create_app(service: DispatchService, *, token: str | None = None) -> web.Application:
-    """The standalone app: routes, panel and events, guarded by origin and token."""
+def create_app(
+    service: DispatchService, *, token: str | None = None, policy: HostPolicy | None = None
+) -> web.Application:
+    """The standalone app: routes, panel and events, guarded by Host, origin and token."""
+    policy = policy or HostPolicy()
+    token = _checked_token(token)
     hub = _EventHub()
     service.notify = hub.notify
-    app = web.Application(client_max_size=_MAX_BODY, middlewares=[_guard(token)])
+    app = web.Application(client_max_size=_MAX_BODY, middlewares=[_guard(token, policy)])
     routes = web.RouteTableDef()
-    add_routes(routes, service)
+    add_routes(routes, service, policy=policy)
     app.add_routes(routes)
     app.router.add_get("/dispatch/ws", hub.handler)
+    app.router.add_post("/dispatch/session", _session(token))
     app.router.add_get("/", _redirect_to_panel)
     app.router.add_get("/dispatch/ui", _redirect_to_panel)
     app.router.add_get("/dispatch/ui/", _panel_page)
@@ -114,38 +123,71 @@ async def _panel_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(page)
 
 
-def _guard(token: str | None) -> Any:
+def _checked_token(token: str | None) -> str | None:
+    """A blank token would let every request pass: refused, never taken as no token."""
+    if token is not None and not token.strip():
+        raise SystemExit(
+            "error: the token is empty (--token '' or DISPATCH_TOKEN=): give a real one, "
+            "such as the output of: python -c 'import secrets; print(secrets.token_urlsafe())'"
+        )
+    return token.strip() if token is not None else None
+
+
+def _guard(token: str | None, policy: HostPolicy) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        refused = refusal(request, policy)  # every path: the panel's page and files too
+        if refused is not None:
+            body = {"error": refused.message, "field": refused.field}
+            return web.json_response(body, status=refused.status)
         path = request.path
-        if path.startswith("/dispatch/") and not path.startswith("/dispatch/ui"):
-            if path == "/dispatch/ws" and cross_origin(request):  # the routes check the rest
-                return web.json_response(
-                    {"error": "cross-origin request refused", "field": "Origin"}, status=403
-                )
-            if token is not None and not _has_token(request, token):
-                message = "this server needs its token: Authorization: Bearer <token>"
-                return web.json_response({"error": message, "field": "token"}, status=401)
+        guarded = path.startswith("/dispatch/") and not path.startswith("/dispatch/ui")
+        if guarded and path != "/dispatch/session" and token is not None:
+            if not _has_token(request, token):
+                return _unauthorized(request)
         return await handler(request)
 
     return guard
 
 
+def _unauthorized(request: web.Request) -> web.Response:
+    message = "this server needs its token: Authorization: Bearer <token>"
+    if "token" in request.query:
+        message = "a token in a URL is not accepted (URLs are logged): " + message
+    return web.json_response({"error": message, "field": "token"}, status=401)
+
+
 def _has_token(request: web.Request, token: str) -> bool:
-    sent = request.query.get("token", "")
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        sent = header.removeprefix("Bearer ").strip()
-    return hmac.compare_digest(sent.encode(), token.encode())
+        return hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), token.encode())
+    cookie = request.cookies.get(_SESSION_COOKIE, "")
+    return hmac.compare_digest(cookie.encode(), _session_value(token).encode())
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _session_value(token: str) -> str:
+    """What the cookie holds: derived from the token, so the cookie never holds the token."""
+    return hmac.new(token.encode(), b"comfyui-dispatch session", hashlib.sha256).hexdigest()
+
+
+def _session(token: str | None) -> _Handler:
+    async def session(request: web.Request) -> web.StreamResponse:
+        """Trade the token (as a Bearer header) for the panel's cookie."""
+        if token is not None and not _has_token(request, token):
+            return _unauthorized(request)
+        response = web.json_response({"session": token is not None})
+        if token is not None:
+            response.set_cookie(
+                _SESSION_COOKIE,
+                _session_value(token),
+                path="/dispatch",
+                httponly=True,
+                samesite="Strict",
+                secure=request.secure,
+            )
+        return response
+
+    return session
 
 
 async def _first_config(folder: Path) -> str:
@@ -176,10 +218,13 @@ async def serve(
     token: str | None = None,
     status_every: float = 5.0,
     comfyui: Path | None = None,
+    allow_hosts: tuple[str, ...] = (),
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run until cancelled (Ctrl-C)."""
-    if token is None and not _is_loopback(host):
+    token = _checked_token(token)
+    policy = HostPolicy.for_listen(host, allow_hosts)
+    if token is None and not policy.loopback_only:
         raise SystemExit(
             f"error: serving on {host} opens the dispatcher to the network: give it a token "
             "with --token or DISPATCH_TOKEN, or bind to 127.0.0.1"
@@ -192,7 +237,7 @@ async def serve(
     )
     if service.config_error:
         print(f"warning: {service.config_error}", file=sys.stderr)
-    app = create_app(service, token=token)
+    app = create_app(service, token=token, policy=policy)
     runner = web.AppRunner(app)
     await runner.setup()
     try:

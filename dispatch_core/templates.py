@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ._files import write_atomically
+from ._json import JSONLimitError, loads_bounded
 from .errors import TemplateError, WorkflowError
 from .workflow import WorkflowBuilder, is_ui_format
 
@@ -146,7 +147,7 @@ class TemplateStore:
         if not self.folder.is_dir():
             return []
         return sorted(
-            (p.stem for p in self.folder.glob("*.json") if _NAME.fullmatch(p.stem)),
+            (p.stem for p in self.folder.glob("*.json") if _is_name(p.stem)),
             key=str.lower,
         )
 
@@ -186,14 +187,11 @@ class TemplateStore:
         if len(raw) > _MAX_TEMPLATE_BYTES:
             raise TemplateError(f"{path}: larger than 8 MiB; is it a workflow?", template=name)
         try:
-            data = json.loads(raw.decode("utf-8-sig"))
+            data = loads_bounded(raw.decode("utf-8-sig"))
         except UnicodeDecodeError:
             raise TemplateError(f"{path}: not UTF-8 text", template=name) from None
-        except json.JSONDecodeError as error:
-            raise TemplateError(
-                f"{path}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}",
-                template=name,
-            ) from None
+        except JSONLimitError as error:
+            raise TemplateError(f"{path}: {error}", template=name) from None
         fingerprint = hashlib.sha256(raw).hexdigest()
         try:
             return _parse(name, data, fingerprint)
@@ -218,8 +216,13 @@ class TemplateStore:
         template = _parse(name, data, "")
         if not overwrite and path.exists():
             raise TemplateError(f"a template named {name!r} exists already", template=name)
-        text = json.dumps(template.to_dict(), indent=2, ensure_ascii=False) + "\n"
-        write_atomically(path, text.encode())
+        text = (json.dumps(template.to_dict(), indent=2, ensure_ascii=False) + "\n").encode()
+        if len(text) > _MAX_TEMPLATE_BYTES:  # refused before the old file is touched
+            raise TemplateError(
+                f"template {name!r} is larger than 8 MiB as saved; is an image embedded?",
+                template=name,
+            )
+        write_atomically(path, text)
         return self.load(name)
 
     def rename(self, old: str, new: str) -> Template:
@@ -239,16 +242,24 @@ class TemplateStore:
 
 
 def check_name(name: Any) -> str:
-    """A template name that is a plain file name: letters, digits, space, `_ . ( ) + -`."""
+    """A template name that is a plain file name: letters, digits, space, `_ . ( ) + -`.
+
+    One `.json` at the end is the file's own suffix and is dropped; a name that still ends
+    in `.json` is refused, so that every name maps to one file and back.
+    """
     if isinstance(name, str) and name.lower().endswith(".json"):
         name = name[:-5]
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+    if not isinstance(name, str) or not _is_name(name):
         raise TemplateError(
             f"bad template name {name!r}: use 1 to 80 letters, digits, spaces or _ . ( ) + -, "
             "starting with a letter or digit",
             template=str(name),
         )
     return name
+
+
+def _is_name(name: str) -> bool:
+    return bool(_NAME.fullmatch(name)) and ".." not in name and not name.lower().endswith(".json")
 
 
 def _parse(name: str, data: Any, fingerprint: str) -> Template:

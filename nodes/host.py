@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..dispatch_core._guard import HostPolicy
 from ..dispatch_core.routes import add_routes
 from ..dispatch_core.service import DispatchService
 
@@ -56,7 +57,7 @@ def install() -> None:
     if server is None:
         return  # imported by a tool or a test, not by ComfyUI: nothing to hook into
     try:
-        add_routes(server.routes, service())
+        add_routes(server.routes, service(), policy=host_policy())
     except Exception:  # a broken install must not take ComfyUI down with it
         _log.exception("ComfyUI-Dispatch: could not register the /dispatch routes")
         return
@@ -66,6 +67,17 @@ def install() -> None:
             await _service.close()
 
     server.app.on_shutdown.append(close)
+
+
+def host_policy() -> HostPolicy:
+    """The Host names our routes answer, from the address ComfyUI listens on (`--listen`)."""
+    try:
+        from comfy.cli_args import args
+
+        listen = str(args.listen)
+    except Exception:  # an older or unusual ComfyUI: answer loopback names only
+        listen = "127.0.0.1"
+    return HostPolicy.for_listen(listen)
 
 
 def client_id() -> str | None:

@@ -9,6 +9,9 @@ from typing import Any
 
 MAX_PIXELS = 128 * 1024 * 1024
 """Larger images are refused before they are decoded: a peer's mistake, or a PNG bomb."""
+MAX_BATCH_PIXELS = 2 * MAX_PIXELS
+"""All images of one answer together (about 3 GB as float32): many small files of huge
+dimensions are refused as one large one is."""
 
 
 class ImageSizeMismatch(ValueError):
@@ -25,15 +28,11 @@ def to_batch(images: Sequence[tuple[str, bytes]]) -> Any:
     import torch
     from PIL import Image, ImageOps
 
+    _check_total(images)
     frames = []
     for label, data in images:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked here
-                opened = Image.open(io.BytesIO(data))
-            with opened:
-                if opened.width * opened.height > MAX_PIXELS:
-                    raise _TooLarge(f"{opened.width}×{opened.height} pixels is more than 128 MP")
+            with _open(data) as opened:
                 picture = ImageOps.exif_transpose(opened) or opened
                 if picture.mode == "I":
                     picture = picture.point(lambda value: value * (1 / 255))
@@ -58,6 +57,40 @@ def to_batch(images: Sequence[tuple[str, bytes]]) -> Any:
 
 class _TooLarge(ValueError):
     pass
+
+
+def _open(data: bytes) -> Any:
+    """An image opened lazily (nothing decoded yet), refused over MAX_PIXELS."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked here
+        opened = Image.open(io.BytesIO(data))
+    if opened.width * opened.height > MAX_PIXELS:
+        opened.close()
+        raise _TooLarge(f"{opened.width}×{opened.height} pixels is more than 128 MP")
+    return opened
+
+
+def _check_total(images: Sequence[tuple[str, bytes]]) -> None:
+    """Refuse before decoding any image when all of them together are too many pixels."""
+    from PIL import Image
+
+    total = 0
+    for label, data in images:
+        try:
+            with _open(data) as opened:
+                total += opened.width * opened.height
+        except (_TooLarge, Image.DecompressionBombError) as error:
+            raise ValueError(f"{label}: too large, refused ({error})") from None
+        except Exception:
+            continue  # not an image: the decoding pass names it
+    if total > MAX_BATCH_PIXELS:
+        raise ValueError(
+            f"{len(images)} images of {total / 2**20:.0f} MP together are more than "
+            f"{MAX_BATCH_PIXELS // 2**20} MP: refused before decoding; pick one output "
+            "node with 'output_node', or make smaller images on the peer"
+        )
 
 
 def to_png(image: Any) -> bytes:

@@ -134,10 +134,20 @@ async def test_a_token_guards_every_route_but_the_panel_page(
             async with session.get(base + "/dispatch/config", headers=bearer) as response:
                 assert response.status == 200
             async with session.get(base + "/dispatch/config?token=s3cret") as response:
-                assert response.status == 200
-            async with session.get(base + "/dispatch/config?token=wrong") as response:
-                assert response.status == 401
+                assert response.status == 401  # a token never travels in a URL
+                assert "URL" in (await response.json())["error"]
             async with session.get(base + "/dispatch/ui/") as response:
+                assert response.status == 200
+        jar = aiohttp.CookieJar(unsafe=True)  # keeps cookies of an IP address, as browsers do
+        async with aiohttp.ClientSession(cookie_jar=jar) as browser:  # the panel: a cookie
+            async with browser.post(base + "/dispatch/session") as response:
+                assert response.status == 401
+            async with browser.post(base + "/dispatch/session", headers=bearer) as response:
+                assert response.status == 200
+                cookie = response.headers["Set-Cookie"]
+                assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+                assert "s3cret" not in cookie
+            async with browser.get(base + "/dispatch/config") as response:
                 assert response.status == 200
     finally:
         await runner.cleanup()

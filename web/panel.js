@@ -109,11 +109,18 @@ export function createPanel(host) {
     for (const key of [...drafts.keys()]) if (key.startsWith(prefix)) drafts.delete(key);
   }
 
+  // Edits of the config carry the version they were made on: a change made meanwhile (in
+  // another tab, or by a file edit) is refused instead of being overwritten.
+  const CONFIG_EDIT = /^\/dispatch\/(config|settings|routes\/[^/]+|servers(\/[^/]+(\/(enable|disable))?)?)$/;
+
   async function call(method, path, body) {
     const init = { method, headers: {} };
     if (body !== undefined) {
       init.body = JSON.stringify(body);
       init.headers["Content-Type"] = "application/json";
+    }
+    if (method !== "GET" && state.version && CONFIG_EDIT.test(path)) {
+      init.headers["If-Match"] = `"${state.version}"`;
     }
     const response = await host.fetch(path, init);
     const text = await response.text();
@@ -125,7 +132,9 @@ export function createPanel(host) {
     }
     if (!response.ok) {
       const field = data && data.field ? ` (${data.field})` : "";
-      throw new Error(`${(data && data.error) || response.statusText}${field}`);
+      const error = new Error(`${(data && data.error) || response.statusText}${field}`);
+      error.field = data && data.field;
+      throw error;
     }
     return data;
   }
@@ -157,6 +166,7 @@ export function createPanel(host) {
       return answer;
     } catch (error) {
       say("error", error.message);
+      if (error.field === "version") load(); // show what changed; the user applies it again
       return null;
     }
   }
