@@ -133,12 +133,18 @@ test("a server added turns online, and offline when its peer stops", async () =>
   await page.close();
 });
 
-test("a route edited in the panel is saved", async () => {
+test("a route edited in the panel is saved, with the version it was made on", async () => {
   const page = await openPanel();
+  const versions = [];
+  page.on("request", (request) => {
+    if (request.method() === "PUT") versions.push(request.headers()["if-match"]);
+  });
+  const { version } = await api("GET", "/dispatch/config");
   const input = page.getByLabel("Servers of route generate");
   await input.fill("gpu-a, gpu-c");
   await page.locator('li[data-route="generate"]').getByRole("button", { name: "Save" }).click();
   await page.getByText("Saved route generate").waitFor();
+  assert.equal(versions[0], `"${version}"`);
   const { config } = await api("GET", "/dispatch/config");
   assert.deepEqual(config.routes.generate, ["gpu-a", "gpu-c"]);
   await input.fill("gpu-a, nowhere");
@@ -147,6 +153,33 @@ test("a route edited in the panel is saved", async () => {
   assert.deepEqual((await api("GET", "/dispatch/config")).config.routes.generate, ["gpu-a", "gpu-c"]);
   await api("PUT", "/dispatch/routes/generate", { servers: ["gpu-a"] });
   await page.close();
+});
+
+test("with a token, the panel asks once and keeps a cookie, never a URL", async () => {
+  const TOKEN = "panel-token-7f3a";
+  const folder = mkdtempSync(join(tmpdir(), "dispatch-token-"));
+  writeFileSync(join(folder, "config.json"), JSON.stringify({ servers: { "gpu-a": peers.a.url } }));
+  const guarded = await start(
+    ["-m", "dispatch_core", "serve", "--config", join(folder, "config.json"), "--port", "0", "--token", TOKEN],
+    /panel on (http:\/\/\S+?)\/dispatch\/ui\//,
+  );
+  const page = await browser.newPage();
+  const urls = [];
+  const prompts = [];
+  page.on("request", (request) => urls.push(request.url()));
+  page.on("dialog", async (dialog) => {
+    prompts.push(dialog.message());
+    await dialog.accept(TOKEN);
+  });
+  await page.goto(`${guarded.url}/dispatch/ui/`);
+  await page.locator('li[data-server="gpu-a"]').waitFor({ timeout: 20000 });
+  assert.equal(prompts.length, 1);
+  assert.ok(urls.every((url) => !url.includes(TOKEN)), urls.join("\n"));
+  const cookies = await page.context().cookies();
+  const session = cookies.find((cookie) => cookie.name === "dispatch_session");
+  assert.ok(session && session.httpOnly && !session.value.includes(TOKEN));
+  await page.close();
+  guarded.child.kill();
 });
 
 test("a template is saved from an API-format file, with its parameters shown", async () => {
