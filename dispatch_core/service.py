@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._files import write_atomically
+from ._files import remove_stale_temp_files, write_atomically
 from ._watch import ProgressCallback
 from .activity import Activity, JobRecord
 from .config import AUTO, Config
@@ -81,6 +81,7 @@ class DispatchService:
         self.workers = WorkerManager(
             self.folder / "workers", comfyui=comfyui, command=worker_command
         )
+        self._remove_stale_temp_files()
         self._read_config()
 
     async def __aenter__(self) -> DispatchService:
@@ -127,6 +128,15 @@ class DispatchService:
         if self._journal is not None:
             await self._journal.close()
             self._journal = None
+
+    def _remove_stale_temp_files(self) -> None:
+        """A process killed mid-write leaves its temp file: of the config, with its tokens."""
+        ours = {self.config_path.name, "workers.json", "calibration.json"}
+        removed = remove_stale_temp_files(self.folder, ours)
+        removed += remove_stale_temp_files(self.config_path.parent, {self.config_path.name})
+        removed += remove_stale_temp_files(self.templates.folder)
+        for path in removed:
+            _log.info("ComfyUI-Dispatch: removed %s, left by an interrupted write", path)
 
     # -- config -------------------------------------------------------------------------
 
