@@ -266,7 +266,8 @@ class _Parser:
                 raise self.fail(key, f"header name {name[:100]!r}: use letters, digits and -")
             if len(header) > _MAX_HEADER_VALUE or any(c in header for c in "\r\n\0"):
                 raise self.fail(
-                    f"{key}.{name}", "a header value is one line (no line break) of at most 8192 characters"
+                    f"{key}.{name}",
+                    "a header value is one line (no line break) of at most 8192 characters",
                 )
         return dict(value)
 

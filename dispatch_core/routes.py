@@ -10,6 +10,7 @@ never sent back, only masked. The routes only ever contact configured servers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -386,8 +387,9 @@ def add_routes(
 
     @route("GET", "/dispatch/workers/{name}/log")
     async def worker_log(request: web.Request) -> web.Response:
-        text = service.workers.log(request.match_info["name"], _whole(request, "lines", 200))
-        return web.json_response({"name": request.match_info["name"], "log": text})
+        name = request.match_info["name"]
+        text = await asyncio.to_thread(service.worker_log, name, _whole(request, "lines", 200))
+        return web.json_response({"name": name, "log": text})
 
     # -- status and jobs ----------------------------------------------------------------
 
@@ -522,7 +524,7 @@ def _from_dispatch_error(error: DispatchError) -> web.Response:
     if isinstance(error, WorkflowError):
         return _error(status, str(error), error.node or "workflow")
     if isinstance(error, WorkerError):
-        return _error(status, str(error), "worker")
+        return _error(status, str(error), error.field or "worker")
     if isinstance(error, InputError):
         return _error(status, str(error))
     return _error(502, str(error), server=error.server)

@@ -24,7 +24,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from ._files import write_atomically
+from ._files import remove_stale_temp_files, write_atomically
 from ._job_table import JobTable
 from ._json import JSONLimitError, loads_bounded
 from ._serve_file import Download
@@ -36,7 +36,7 @@ from .errors import ConfigConflict, ConfigError, DispatchError, RoutingError
 from .journal import Journal
 from .result import DispatchResult, Progress
 from .templates import Template, TemplateStore, suggest_parameters
-from .workers import WorkerError, WorkerManager, WorkerSpec
+from .workers import WorkerError, WorkerManager, WorkerSpec, check_name
 from .workflow import WorkflowBuilder
 
 __all__ = ["MASK", "DispatchService", "fan_out_seeds"]
@@ -84,8 +84,11 @@ class DispatchService:
         self._status: dict[str, ServerStatus] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.comfyui = str(comfyui) if comfyui else ""
-        """The ComfyUI folder workers run by default (inside ComfyUI: its own)."""
-        self.workers = WorkerManager(self.folder / "workers", command=worker_command)
+        """The ComfyUI folder every worker runs (inside ComfyUI: its own): the operator's."""
+        self.workers = WorkerManager(
+            self.folder / "workers", comfyui=comfyui, command=worker_command
+        )
+        self._remove_stale_temp_files()
         self._read_config()
 
     async def __aenter__(self) -> DispatchService:
@@ -133,6 +136,15 @@ class DispatchService:
             await self._journal.close()
             self._journal = None
         self.activity.close()
+
+    def _remove_stale_temp_files(self) -> None:
+        """A process killed mid-write leaves its temp file: of the config, with its tokens."""
+        ours = {self.config_path.name, "workers.json", "calibration.json"}
+        removed = remove_stale_temp_files(self.folder, ours)
+        removed += remove_stale_temp_files(self.config_path.parent, {self.config_path.name})
+        removed += remove_stale_temp_files(self.templates.folder)
+        for path in removed:
+            _log.info("ComfyUI-Dispatch: removed %s, left by an interrupted write", path)
 
     # -- config -------------------------------------------------------------------------
 
@@ -443,18 +455,25 @@ class DispatchService:
     async def start_worker(
         self, name: str, spec: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Start a worker (a new one from `spec`, or a saved one) and make it a server."""
+        """Start a worker (a new one from `spec`, or a saved one) and make it a server.
+
+        `spec` takes `port`, `gpu` and `args` only: the ComfyUI folder is the operator's.
+        """
+        name = check_name(name)
         saved = self._worker_specs()
         if spec is None:
             if name not in saved:
-                raise WorkerError(f"no saved worker {name!r}: give its port and GPU", missing=True)
+                raise WorkerError(
+                    f"no saved worker {name!r}: give its port and GPU", field="name", missing=True
+                )
             spec = saved[name]
-        data = {"comfyui": self.comfyui, **spec}
-        checked = WorkerSpec.from_dict(name, data)
+        checked = WorkerSpec.from_dict(name, dict(spec))
         server = self.config.servers.get(name)
         url = f"http://127.0.0.1:{checked.port}"
         if server is not None and server.url != url:
-            raise WorkerError(f"a server named {name!r} exists with another URL ({server.url})")
+            raise WorkerError(
+                f"a server named {name!r} exists with another URL ({server.url})", field="name"
+            )
         worker = await self.workers.start(checked)
         saved[name] = checked.to_dict()
         await self._save_worker_specs(saved)
@@ -475,12 +494,13 @@ class DispatchService:
 
     async def stop_worker(self, name: str, *, forget: bool = False) -> None:
         """Stop a worker and disable its server; with `forget`, drop its saved spec too."""
+        name = check_name(name)
         if name in self.workers.workers:
             await self.workers.stop(name)
             if forget:
                 self.workers.forget(name)
         elif name not in self._worker_specs():
-            raise WorkerError(f"no worker {name!r}", missing=True)
+            raise WorkerError(f"no worker {name!r}", field="name", missing=True)
         if forget:
             saved = self._worker_specs()
             saved.pop(name, None)
@@ -492,8 +512,20 @@ class DispatchService:
 
             await self.edit_config(disable)
 
+    def worker_log(self, name: str, lines: int = 200) -> str:
+        """The end of the log of a worker this service knows (saved or started)."""
+        name = check_name(name)
+        if name not in self.workers.workers and name not in self._worker_specs():
+            raise WorkerError(f"no worker {name!r}", field="name", missing=True)
+        return self.workers.log(name, lines)
+
     def _worker_specs(self) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self._load_json("workers.json").items() if isinstance(v, dict)}
+        """Saved specs. A `comfyui` saved by older versions is dropped: it is the operator's."""
+        return {
+            k: {key: value for key, value in v.items() if key != "comfyui"}
+            for k, v in self._load_json("workers.json").items()
+            if isinstance(v, dict)
+        }
 
     async def _save_worker_specs(self, specs: Mapping[str, Any]) -> None:
         await self._save_json("workers.json", specs)

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ._files import write_atomically
+from ._files import private_folder, write_atomically
 from ._guard import HostPolicy, refusal
 from .routes import add_routes
 from .service import DispatchService
@@ -230,8 +230,10 @@ async def serve(
             "with --token or DISPATCH_TOKEN, or bind to 127.0.0.1"
         )
     folder = config.parent if config is not None else default_folder()
-    if config is None and not (folder / "config.json").exists():
-        print(await _first_config(folder), file=sys.stderr)
+    if config is None:  # our own folder: owner-only, as the config in it holds tokens
+        private_folder(folder)
+        if not (folder / "config.json").exists():
+            print(await _first_config(folder), file=sys.stderr)
     service = DispatchService(
         folder, config_path=config, status_interval=status_every, comfyui=comfyui
     )

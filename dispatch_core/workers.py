@@ -19,16 +19,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 
+from ._worker_args import check_args
 from .errors import InputError
 
-__all__ = ["Worker", "WorkerError", "WorkerManager", "WorkerSpec"]
+__all__ = ["Worker", "WorkerError", "WorkerManager", "WorkerSpec", "check_name"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
-_ARG = re.compile(r"--[a-z0-9][a-z0-9-]*(=.*)?|[^-].*")
+_GPU = re.compile(r"[0-9]{1,3}(,[0-9]{1,3}){0,15}")
+_LOG_TAIL_BYTES = 256 * 1024
+"""How much of a log's end is read at most: a worker's log can grow to gigabytes."""
+_MAX_LOG_LINES = 5000
 # Run first in the child: ask Linux to SIGTERM it when its parent dies, then become the
 # worker. The signal survives exec, so no code runs between fork and exec in our process.
 _LAUNCHER = (
@@ -40,52 +44,86 @@ _LAUNCHER = (
 
 
 class WorkerError(InputError):
-    """A worker cannot be started, or is not there."""
+    """A worker cannot be started, or is not there. `field` names what to fix."""
+
+    def __init__(self, message: str, *, field: str | None = None, missing: bool = False):
+        super().__init__(message, missing=missing)
+        self.field = field
+
+
+def check_name(name: object) -> str:
+    """A worker's name, which also names its folder and log file: never a path."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        shown = repr(name)[:60]
+        raise WorkerError(
+            f"worker name {shown}: use letters, digits, _ . - (up to 40)", field="name"
+        )
+    return name
 
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """How to start one worker."""
+    """How to start one worker. Checked when built: every mistake names its field.
+
+    The ComfyUI folder it runs is not part of it: that is the operator's choice, given to
+    the WorkerManager (inside ComfyUI its own checkout; standalone `serve --comfyui`).
+    """
 
     name: str
     port: int
     gpu: str | None = None
     """`CUDA_VISIBLE_DEVICES` for it: `"0"`, `"1"`, `"0,1"`; None leaves it as it is."""
-    comfyui: str = ""
-    """The ComfyUI folder (holding main.py)."""
     args: tuple[str, ...] = ()
-    """More ComfyUI flags, such as `--lowvram`."""
+    """More ComfyUI flags, such as `--lowvram`: only allow-listed ones (`_worker_args`)."""
+
+    def __post_init__(self) -> None:
+        name = check_name(self.name)
+        port = self.port
+        if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
+            raise WorkerError(
+                f"worker {name}: 'port' must be a number from 1024 to 65535", field="port"
+            )
+        gpu = self.gpu
+        if gpu is not None and not (isinstance(gpu, str) and _GPU.fullmatch(gpu)):
+            raise WorkerError(
+                f'worker {name}: \'gpu\' must be a GPU index such as "0" or "0,1"', field="gpu"
+            )
+        try:
+            check_args(self.args)
+        except ValueError as error:
+            raise WorkerError(f"worker {name}: {error}", field="args") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "port": self.port,
-            "gpu": self.gpu,
-            "comfyui": self.comfyui,
-            "args": list(self.args),
-        }
+        return {"port": self.port, "gpu": self.gpu, "args": list(self.args)}
 
     @classmethod
     def from_dict(cls, name: str, data: Any) -> WorkerSpec:
-        """Checked: every mistake names the field."""
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise WorkerError(f"worker name {name!r}: use letters, digits, _ . - (up to 40)")
+        """From a request or `workers.json`: only `port`, `gpu` and `args`."""
+        name = check_name(name)
         if not isinstance(data, dict):
-            raise WorkerError(f"worker {name}: expected an object")
-        port = data.get("port")
-        if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
-            raise WorkerError(f"worker {name}: 'port' must be a number from 1024 to 65535")
-        gpu = data.get("gpu")
-        if gpu is not None and not (isinstance(gpu, str) and re.fullmatch(r"\d+(,\d+)*", gpu)):
-            raise WorkerError(f'worker {name}: \'gpu\' must be a GPU index such as "0" or "0,1"')
-        args = data.get("args") or []
-        if not isinstance(args, list) or not all(
-            isinstance(a, str) and _ARG.fullmatch(a) for a in args
-        ):
-            raise WorkerError(f"worker {name}: 'args' must be a list of ComfyUI flags")
-        comfyui = data.get("comfyui") or ""
-        if not isinstance(comfyui, str):
-            raise WorkerError(f"worker {name}: 'comfyui' must be a folder")
-        return cls(name, port, gpu, comfyui, tuple(args))
+            raise WorkerError(f"worker {name}: expected an object", field="body")
+        if "comfyui" in data:
+            raise WorkerError(
+                f"worker {name}: 'comfyui' cannot be set per worker: the ComfyUI folder is "
+                "the operator's choice (inside ComfyUI its own checkout; standalone, "
+                "`serve --comfyui FOLDER`)",
+                field="comfyui",
+            )
+        unknown = sorted(set(data) - {"port", "gpu", "args"})
+        if unknown:
+            key = str(unknown[0])[:40]
+            raise WorkerError(
+                f"worker {name}: unknown field {key!r} (a worker takes port, gpu, args)",
+                field=key,
+            )
+        args = data.get("args")
+        args = [] if args is None else args
+        if not isinstance(args, list):
+            raise WorkerError(
+                f"worker {name}: 'args' must be a list of ComfyUI flags", field="args"
+            )
+        port: Any = data.get("port")  # checked when built
+        return cls(name, port, data.get("gpu"), tuple(args))
 
 
 @dataclass
@@ -125,8 +163,16 @@ class Worker:
 class WorkerManager:
     """Starts, stops and watches workers. Use as `async with WorkerManager(folder)`."""
 
-    def __init__(self, folder: str | os.PathLike[str], *, command: Sequence[str] | None = None):
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        comfyui: str | os.PathLike[str] | None = None,
+        command: Sequence[str] | None = None,
+    ):
         self.folder = Path(folder)
+        self.comfyui = Path(comfyui).expanduser() if comfyui else None
+        """The ComfyUI checkout every worker runs: the operator's, never a request's."""
         self.workers: dict[str, Worker] = {}
         self._command = tuple(command) if command else None
         """Overrides ComfyUI's command (tests start fake peers); `{port}` is filled in."""
@@ -142,9 +188,19 @@ class WorkerManager:
         home = self.folder / spec.name
         if self._command is not None:
             return [part.replace("{port}", str(spec.port)) for part in self._command], None
-        comfyui = Path(spec.comfyui).expanduser()
+        comfyui = self.comfyui
+        if comfyui is None:
+            raise WorkerError(
+                "no ComfyUI folder to run workers from: start the standalone server with "
+                "`serve --comfyui FOLDER` (inside ComfyUI, its own checkout is used)",
+                field="comfyui",
+            )
         if not (comfyui / "main.py").is_file():
-            raise WorkerError(f"worker {spec.name}: no ComfyUI in {comfyui} (main.py not found)")
+            raise WorkerError(
+                f"no ComfyUI in {comfyui} (main.py not found): give `serve --comfyui` the "
+                "folder of a ComfyUI checkout",
+                field="comfyui",
+            )
         return [
             sys.executable,
             "main.py",
@@ -166,18 +222,23 @@ class WorkerManager:
     async def start(self, spec: WorkerSpec) -> Worker:
         running = self.workers.get(spec.name)
         if running is not None and running.state == "running":
-            raise WorkerError(f"worker {spec.name} is running already (pid {running.process.pid})")
+            raise WorkerError(
+                f"worker {spec.name} is running already (pid {running.process.pid})",
+                field="name",
+            )
         for other in self.workers.values():
             if other.state == "running" and other.spec.port == spec.port:
-                raise WorkerError(f"port {spec.port} is taken by worker {other.spec.name}")
+                raise WorkerError(
+                    f"port {spec.port} is taken by worker {other.spec.name}", field="port"
+                )
         argv, cwd = self.command(spec)
         env = dict(os.environ)
         if spec.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = spec.gpu
         for sub in ("input", "output", "user"):  # ComfyUI refuses a --user-directory not there
             (self.folder / spec.name / sub).mkdir(parents=True, exist_ok=True)
-        log_path = self.folder / f"{spec.name}.log"
-        log = await asyncio.to_thread(log_path.open, "wb")
+        log_path = self.log_path(spec.name)
+        log = await asyncio.to_thread(_open_log, log_path)
         with log:  # the child keeps its own copy of the handle
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -228,13 +289,30 @@ class WorkerManager:
                     worker.process.kill()
                 await worker.process.wait()
 
+    def log_path(self, name: str) -> Path:
+        """Where a worker's log is: checked to be inside this manager's folder."""
+        name = check_name(name)
+        folder = self.folder.resolve()
+        path = (folder / f"{name}.log").resolve()
+        if path.parent != folder or not path.is_relative_to(folder):
+            raise WorkerError(f"the log of worker {name} is not in {folder}", field="name")
+        return path
+
     def log(self, name: str, lines: int = 200) -> str:
-        """The last `lines` of a worker's log."""
-        path = self._worker(name).log_path if name in self.workers else self.folder / f"{name}.log"
+        """The last `lines` of a worker's log, from at most its last 256 kB.
+
+        Callers that take names from outside (the routes, through the service) also check
+        the worker is known: saved or started.
+        """
+        if isinstance(lines, bool) or not isinstance(lines, int):
+            raise WorkerError("'lines' must be a whole number", field="lines")
+        if not 1 <= lines <= _MAX_LOG_LINES:
+            raise WorkerError(f"'lines' must be from 1 to {_MAX_LOG_LINES}", field="lines")
+        path = self.log_path(name)
         try:
-            text = path.read_text(errors="replace")
+            text = _tail(path, _LOG_TAIL_BYTES)
         except FileNotFoundError:
-            raise WorkerError(f"no log for worker {name}", missing=True) from None
+            raise WorkerError(f"no log for worker {name}", field="name", missing=True) from None
         return "\n".join(text.splitlines()[-lines:])
 
     def forget(self, name: str) -> None:
@@ -250,5 +328,25 @@ class WorkerManager:
     def _worker(self, name: str) -> Worker:
         if name not in self.workers:
             known = ", ".join(self.workers) or "none started"
-            raise WorkerError(f"no worker {name!r} (workers: {known})", missing=True)
+            shown = repr(name)[:60]
+            raise WorkerError(f"no worker {shown} (workers: {known})", field="name", missing=True)
         return self.workers[name]
+
+
+def _open_log(path: Path) -> BinaryIO:
+    """Truncate or create a log for writing, owner-only, never through a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    return os.fdopen(os.open(path, flags, 0o600), "wb")
+
+
+def _tail(path: Path, size: int) -> str:
+    """The end of a text file, at most `size` bytes of it, from a whole line on."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(path, flags), "rb") as file:
+        end = file.seek(0, os.SEEK_END)
+        start = max(0, end - size)
+        file.seek(start)
+        data = file.read(size)
+    if start > 0:
+        data = data.partition(b"\n")[2]  # the first line was cut
+    return data.decode(errors="replace")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..dispatch_core._files import move_folder, private_folder
 from ..dispatch_core._guard import HostPolicy
 from ..dispatch_core.routes import add_routes
 from ..dispatch_core.service import DispatchService
@@ -22,6 +23,7 @@ from ..dispatch_core.service import DispatchService
 T = TypeVar("T")
 _log = logging.getLogger("ComfyUI-Dispatch")
 _service: DispatchService | None = None
+_STATE_NAME = "dispatch"
 _POLL_SECONDS = 0.1
 """How often a waiting node looks at ComfyUI's interrupt flag and at progress reports."""
 
@@ -33,10 +35,45 @@ def _prompt_server() -> Any:
 
 
 def data_folder() -> Path:
-    """`<ComfyUI user dir>/default/dispatch`: config, templates and the journal."""
+    """`<ComfyUI user dir>/__dispatch`: config, templates, journal, workers.
+
+    Out of reach of ComfyUI's `/userdata` routes, which serve `<user dir>/<user>/` only:
+    newer ComfyUI refuses every user starting with `__` (its "system users", whose folder
+    `get_system_user_directory` gives), and 0.3.64 knows only `default` and the users it
+    made itself, each `<name>_<uuid>`. Our config holds peer tokens.
+    """
     import folder_paths  # ComfyUI's; imported late so that this module loads anywhere
 
+    system_folder = getattr(folder_paths, "get_system_user_directory", None)
+    if callable(system_folder):
+        return Path(system_folder(_STATE_NAME))
+    return Path(folder_paths.get_user_directory()) / f"__{_STATE_NAME}"
+
+
+def legacy_folder() -> Path:
+    """Where older versions kept it, readable through `/api/userdata`."""
+    import folder_paths
+
     return Path(folder_paths.get_user_directory()) / "default" / "dispatch"
+
+
+def state_folder() -> Path:
+    """The folder to use, moved from the old place on first start.
+
+    If the move fails (another disk, permissions), everything stays in the old folder and
+    is used from there, with an error in ComfyUI's log: nothing is lost.
+    """
+    wanted = data_folder()
+    folder = move_folder(legacy_folder(), wanted)
+    if folder != wanted:
+        _log.error(
+            "ComfyUI-Dispatch: using %s, which ComfyUI's /api/userdata serves to anyone "
+            "who reaches this ComfyUI: move its contents to %s by hand",
+            folder,
+            wanted,
+        )
+        return folder
+    return private_folder(folder)
 
 
 def service() -> DispatchService:
@@ -47,7 +84,7 @@ def service() -> DispatchService:
 
         notify = server.send_sync if server is not None else None
         comfyui = getattr(folder_paths, "base_path", None)  # workers run this same ComfyUI
-        _service = DispatchService(data_folder(), notify=notify, comfyui=comfyui)
+        _service = DispatchService(state_folder(), notify=notify, comfyui=comfyui)
     return _service
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from dispatch_core._png import Image, decode_png, encode_png
 from dispatch_core.testing import FakePeer
@@ -111,7 +112,7 @@ async def comfy(host_modules: None, tmp_path: Path) -> AsyncIterator[Comfy]:
             n: await stack.enter_async_context(FakePeer(models=models))
             for n in ("gen", "edit", "c")
         }
-        folder = tmp_path / "user" / "default" / "dispatch"
+        folder = tmp_path / "user" / "__dispatch"
         folder.mkdir(parents=True)
         config = {
             "servers": {name: peer.url for name, peer in peers.items()},
@@ -361,7 +362,7 @@ async def test_a_broken_config_is_reported_by_the_node_not_at_import(
 ) -> None:
     import server
 
-    folder = tmp_path / "user" / "default" / "dispatch"
+    folder = tmp_path / "user" / "__dispatch"
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{broken")
     server.PromptServer(asyncio.get_running_loop())
@@ -372,6 +373,100 @@ async def test_a_broken_config_is_reported_by_the_node_not_at_import(
         assert package.NODE_CLASS_MAPPINGS["RemoteDispatch"].INPUT_TYPES()["required"]["route"][
             0
         ] == ["(no route configured)"]
+    finally:
+        await service.close()
+
+
+async def test_our_state_is_out_of_reach_of_comfyuis_user_data_routes(comfy: Comfy) -> None:
+    user = comfy.folder.parent
+    assert comfy.service.folder == user / "__dispatch"
+    if os.name == "posix":
+        assert comfy.folder.stat().st_mode & 0o777 == 0o700
+    async with aiohttp.ClientSession() as session:
+        (user / "default").mkdir(exist_ok=True)
+        (user / "default" / "probe.txt").write_text("served")
+        async with session.get(comfy.base + "/userdata/probe.txt") as response:
+            assert response.status == 200  # the stand-in route serves user/default/
+        for name in ("dispatch%2Fconfig.json", "..%2F__dispatch%2Fconfig.json"):
+            url = URL(f"{comfy.base}/userdata/{name}", encoded=True)
+            async with session.get(url) as response:
+                assert response.status in (403, 404), name
+
+
+def old_state(user: Path) -> Path:
+    """The folder older versions kept under `user/default/`, as they left it."""
+    old = user / "default" / "dispatch"
+    (old / "templates").mkdir(parents=True)
+    (old / "templates" / "t.json").write_text(json.dumps({"workflow": workflows.invert()}))
+    config = {
+        "servers": {"gpu": {"url": "http://127.0.0.1:9", "headers": {"Authorization": "s3cret"}}},
+        "routes": {"default": "gpu"},
+    }
+    (old / "config.json").write_text(json.dumps(config))
+    (old / ".config.json.abcdefgh.tmp").write_text(json.dumps(config))
+    (old / "calibration.json").write_text(json.dumps({"gpu": 1.5}))
+    (old / "workers.json").write_text(json.dumps({"w": {"port": 8300, "comfyui": "/x"}}))
+    (old / "workers").mkdir()
+    (old / "workers" / "w.log").write_text("started\n")
+    return old
+
+
+@pytest.mark.parametrize("system_users", [True, False], ids=["newer ComfyUI", "0.3.64"])
+async def test_an_old_state_folder_is_moved_on_first_start(
+    host_modules: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, system_users: bool
+) -> None:
+    import folder_paths
+    import server
+
+    if not system_users:
+        monkeypatch.delattr(folder_paths, "get_system_user_directory")
+    user = tmp_path / "user"
+    old_state(user)
+    server.PromptServer(asyncio.get_running_loop())
+    package = _load_package()  # registers the routes: the service starts here
+    service = package.nodes.host.service()
+    try:
+        assert service.folder == user / "__dispatch"
+        assert service.config.servers["gpu"].headers == {"Authorization": "s3cret"}
+        assert service.templates.names() == ["t"]
+        assert [w["name"] for w in service.worker_list()] == ["w"]
+        assert "comfyui" not in service.worker_list()[0]
+        assert service.workers.log("w") == "started"
+        made_here = ("jobs.sqlite",)  # the service's own job table, opened at start
+        moved = sorted(p.name for p in service.folder.iterdir() if not p.name.startswith(made_here))
+        assert moved == ["calibration.json", "config.json", "templates", "workers", "workers.json"]
+        assert not (user / "default" / "dispatch").exists()
+        leftovers = [p for p in (user / "default").rglob("*") if p.is_file()]
+        assert not any("s3cret" in p.read_text(errors="replace") for p in leftovers)
+    finally:
+        await service.close()
+
+
+async def test_a_failed_move_keeps_the_old_folder_working(
+    host_modules: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import server
+
+    old = old_state(tmp_path / "user")
+    replace = os.replace
+
+    def no_other_disk(source: Any, target: Any) -> None:
+        if Path(source).name == "templates":
+            raise OSError(18, "Invalid cross-device link")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", no_other_disk)
+    server.PromptServer(asyncio.get_running_loop())
+    package = _load_package()
+    service = package.nodes.host.service()
+    try:
+        assert service.folder == old
+        assert set(service.config.servers) == {"gpu"} and service.templates.names() == ["t"]
+        assert not any((tmp_path / "user" / "__dispatch").iterdir())
+        assert "/api/userdata serves" in caplog.text
     finally:
         await service.close()
 

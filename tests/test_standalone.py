@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from local_http import start
 
 from dispatch_core._png import decode_png
 from dispatch_core.service import DispatchService
-from dispatch_core.standalone import _first_config, create_app
+from dispatch_core.standalone import _first_config, create_app, serve
 from dispatch_core.testing import FakePeer
 
 import workflows
@@ -192,3 +193,23 @@ async def test_serve_prints_where_the_panel_is(tmp_path: Path) -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+async def test_the_default_folder_is_made_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "comfyui-dispatch"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    (folder / "config.json").write_text(json.dumps({"servers": {}, "routes": {}}))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    up = asyncio.Event()
+    task = asyncio.create_task(serve(port=0, status_every=0, ready=lambda _: up.set()))
+    try:
+        await asyncio.wait_for(up.wait(), 20)
+        assert folder.stat().st_mode & 0o777 == 0o700
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -79,34 +79,60 @@ async def test_the_gpu_reaches_the_worker(tmp_path: Path) -> None:
 def test_a_comfyui_worker_gets_folders_of_its_own(tmp_path: Path) -> None:
     (tmp_path / "ComfyUI").mkdir()
     (tmp_path / "ComfyUI" / "main.py").write_text("")
-    manager = WorkerManager(tmp_path / "workers")
-    argv, cwd = manager.command(
-        WorkerSpec("a", 8200, comfyui=str(tmp_path / "ComfyUI"), args=("--lowvram",))
-    )
+    manager = WorkerManager(tmp_path / "workers", comfyui=tmp_path / "ComfyUI")
+    argv, cwd = manager.command(WorkerSpec("a", 8200, args=("--lowvram",)))
     assert cwd == tmp_path / "ComfyUI"
     assert argv[1:6] == ["main.py", "--listen", "127.0.0.1", "--port", "8200"]
     for flag in ("--input-directory", "--output-directory", "--temp-directory", "--user-directory"):
         assert str(tmp_path / "workers" / "a") in argv[argv.index(flag) + 1]
     assert argv[-1] == "--lowvram"
-    with pytest.raises(WorkerError, match="no ComfyUI in"):
-        manager.command(WorkerSpec("b", 8201, comfyui=str(tmp_path)))
+    with pytest.raises(WorkerError, match="no ComfyUI in") as error:
+        WorkerManager(tmp_path / "workers", comfyui=tmp_path).command(WorkerSpec("b", 8201))
+    assert error.value.field == "comfyui"
 
 
 @pytest.mark.parametrize(
-    ("name", "data", "message"),
+    "args",
     [
-        ("../x", {"port": 8200}, "worker name"),
-        ("a", {"port": 80}, "'port' must be a number from 1024"),
-        ("a", {"port": "8200"}, "'port' must be a number"),
-        ("a", {"port": 8200, "gpu": "cuda:0"}, "'gpu' must be a GPU index"),
-        ("a", {"port": 8200, "args": ["-c", "x"]}, "'args' must be a list of ComfyUI flags"),
-        ("a", {"port": 8200, "args": "--lowvram"}, "'args' must be a list"),
-        ("a", [], "expected an object"),
+        ["--lowvram", "--fp16-vae", "--use-sage-attention", "--disable-smart-memory"],
+        ["--preview-method", "auto", "--reserve-vram=1.5", "--cache-lru", "10"],
+        ["--fast"],
+        ["--fast", "fp16_accumulation", "autotune", "--verbose"],
+        ["--verbose", "DEBUG", "--cache-none", "--fp8_e4m3fn-unet", "--directml"],
     ],
 )
-def test_bad_worker_specs_name_the_field(name: str, data: object, message: str) -> None:
-    with pytest.raises(WorkerError, match=message):
+def test_flags_that_change_how_comfyui_computes_reach_it(tmp_path: Path, args: list[str]) -> None:
+    (tmp_path / "main.py").write_text("")
+    manager = WorkerManager(tmp_path / "workers", comfyui=tmp_path)
+    argv, _ = manager.command(WorkerSpec.from_dict("a", {"port": 8200, "args": args}))
+    assert argv[-len(args) :] == args
+    assert argv.count("--listen") == 1 and argv.count("--port") == 1
+
+
+def test_without_an_operator_folder_a_worker_says_how_to_give_one(tmp_path: Path) -> None:
+    with pytest.raises(WorkerError, match="--comfyui FOLDER") as error:
+        WorkerManager(tmp_path).command(WorkerSpec("a", 8200))
+    assert error.value.field == "comfyui"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message", "field"),
+    [
+        ("../x", {"port": 8200}, "worker name", "name"),
+        ("a", {"port": 80}, "'port' must be a number from 1024", "port"),
+        ("a", {"port": "8200"}, "'port' must be a number", "port"),
+        ("a", {"port": 8200, "gpu": "cuda:0"}, "'gpu' must be a GPU index", "gpu"),
+        ("a", {"port": 8200, "args": ["-c", "x"]}, "'-c' is not a flag", "args"),
+        ("a", {"port": 8200, "args": "--lowvram"}, "'args' must be a list", "args"),
+        ("a", {"port": 8200, "comfyui": "/x"}, "the operator's choice", "comfyui"),
+        ("a", {"port": 8200, "cwd": "/x"}, "unknown field 'cwd'", "cwd"),
+        ("a", [], "expected an object", "body"),
+    ],
+)
+def test_bad_worker_specs_name_the_field(name: str, data: object, message: str, field: str) -> None:
+    with pytest.raises(WorkerError, match=message) as error:
         WorkerSpec.from_dict(name, data)
+    assert error.value.field == field
 
 
 def test_workers_die_with_a_dispatcher_killed_outright(tmp_path: Path) -> None:

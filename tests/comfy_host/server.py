@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -21,6 +23,16 @@ class PromptServer:
         self.messages: list[tuple[str, Any, str | None]] = []
         self.progress_text: list[tuple[str, str, str | None]] = []
         self._lock = threading.Lock()
+        self.routes.get("/userdata/{file}")(self.get_user_data)
+
+    async def get_user_data(self, request: web.Request) -> web.StreamResponse:
+        """ComfyUI's `GET /userdata/{file}` in one user mode: any file under `user/default/`."""
+        path = await asyncio.to_thread(_user_file, request.match_info["file"])
+        if path is None:
+            return web.Response(status=403)
+        if not path:
+            return web.Response(status=404)
+        return web.FileResponse(path)
 
     def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
         """Thread-safe, like ComfyUI's: queued onto the server's loop."""
@@ -29,3 +41,14 @@ class PromptServer:
     def send_progress_text(self, text: str, node_id: str, sid: str | None = None) -> None:
         with self._lock:
             self.progress_text.append((text, node_id, sid))
+
+
+def _user_file(name: str) -> str | None:
+    """The file of `user/default/` so named; "" when there is none, None outside it."""
+    import folder_paths
+
+    root = os.path.abspath(os.path.join(folder_paths.get_user_directory(), "default"))
+    path = os.path.abspath(os.path.join(root, unquote(name)))
+    if os.path.commonpath((root, path)) != root:
+        return None
+    return path if os.path.isfile(path) else ""
