@@ -237,6 +237,13 @@ class _Parser:
         if not isinstance(value, str):
             raise self.fail(key, f"expected a URL string, got {_kind(value)}")
         parts = urlsplit(value.strip())
+        if parts.username is not None or parts.password is not None:
+            raise self.fail(
+                key,
+                "a server URL cannot hold a user name or password (it would be shown and "
+                'logged): give them as a header instead, "headers": {"Authorization": '
+                '"Basic <base64 of user:password>"}',
+            )
         if parts.scheme not in ("http", "https"):
             raise self.fail(key, f"{value!r} is not an http:// or https:// URL")
         if not parts.hostname:
@@ -245,13 +252,6 @@ class _Parser:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
             raise self.fail(key, f"{value!r} has an invalid port") from None
-        if parts.username is not None or parts.password is not None:
-            raise self.fail(
-                key,
-                "a server URL cannot hold a user name or password (it would be shown and "
-                'logged): give them as a header instead, "headers": {"Authorization": '
-                '"Basic <base64 of user:password>"}',
-            )
         if parts.query or parts.fragment:
             raise self.fail(key, f"{value!r}: a server URL takes no query or fragment")
         return value.strip().rstrip("/")

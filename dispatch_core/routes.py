@@ -418,6 +418,9 @@ def add_routes(
             raise _Problem(400, f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
         if ("template" in job) == ("workflow" in job):
             raise _Problem(400, "send either a 'template' name or a 'workflow'", "template")
+        if "server" in job and job["server"] not in service.config.servers:
+            known = ", ".join(service.config.servers) or "none configured"
+            raise _Problem(400, f"unknown server {job['server']!r} (servers: {known})", "server")
         if "server" not in job and route_name not in service.config.routes:
             known = ", ".join(service.config.routes) or "none configured"
             raise _Problem(400, f"unknown route {route_name!r} (routes: {known})", "route")
@@ -442,7 +445,13 @@ def add_routes(
     @route("GET", "/dispatch/jobs/{id}/files/{index}")
     async def get_job_file(request: web.Request) -> web.StreamResponse:
         index = _whole_text(request.match_info["index"], "index", maximum=100_000)
-        opened, filename = await service.open_file(request.match_info["id"], index)
+        job_id = request.match_info["id"]
+        record = service.activity.get(job_id)
+        if record is None:
+            raise _Problem(404, f"no job {job_id[:100]!r}", "id")
+        if index >= len(record.files):
+            raise _Problem(404, f"job {job_id} has {len(record.files)} files", "index")
+        opened, filename = await service.open_file(job_id, index)
         return await stream_output(request, opened, filename)
 
 
@@ -450,6 +459,8 @@ async def _object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object within `_json`'s bounds, or a 400 naming the place."""
     try:
         body = loads_bounded(await request.read())
+    except web.HTTPRequestEntityTooLarge as error:
+        raise _Problem(413, f"the body is too large: {error.text}", "body") from None
     except JSONLimitError as error:
         where = error.where or "body"
         raise _Problem(400, f"the body is not usable JSON: {error}", where) from None
@@ -468,7 +479,7 @@ def _whole(request: web.Request, key: str, default: int, *, maximum: int = 10_00
 
 
 def _whole_text(text: str, key: str, *, maximum: int) -> int:
-    if not text.isdigit() or len(text) > 9 or int(text) > maximum:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) > maximum:
         raise _Problem(400, f"'{key}' must be a whole number from 0 to {maximum}", key)
     return int(text)
 

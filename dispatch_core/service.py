@@ -194,7 +194,10 @@ class DispatchService:
         return view
 
     def _unmask(self, data: dict[str, Any]) -> None:
-        for name, server in (data.get("servers") or {}).items():
+        servers = data.get("servers")
+        if not isinstance(servers, dict):
+            return  # the config's own check names the mistake
+        for name, server in servers.items():
             headers = server.get("headers") if isinstance(server, dict) else None
             if not isinstance(headers, dict):
                 continue

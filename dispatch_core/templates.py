@@ -221,6 +221,7 @@ class TemplateStore:
             raise TemplateError(
                 f"template {name!r} is larger than 8 MiB as saved; is an image embedded?",
                 template=name,
+                node="workflow",
             )
         write_atomically(path, text)
         return self.load(name)

@@ -242,7 +242,7 @@ BAD_REQUESTS = [
     ("PUT", "/dispatch/templates/x", {"workflow": {"1": 2}, "description": 3}, 400, None, "text"),
     ("GET", "/dispatch/jobs?limit=x", None, 400, "limit", "whole number"),
     ("GET", "/dispatch/jobs/nope", None, 404, "id", "no job"),
-    ("GET", "/dispatch/jobs/nope/files/0", None, 404, None, "no file"),
+    ("GET", "/dispatch/jobs/nope/files/0", None, 404, "id", "no job"),
 ]
 
 
