@@ -76,7 +76,9 @@ export function createPanel(host) {
     return root && root.querySelector(`[data-key="${CSS.escape(key)}"]`);
   }
 
-  const ctx = { host, state, call, attempt, say, render, field, forget, find };
+  const ctx = {
+    host, state, call, attempt, say, render, field, forget, find, jobArrived: events.job,
+  };
 
   function banners() {
     const banner = state.configError

@@ -25,7 +25,8 @@ function applyJob(state, job) {
 
 /**
  * Subscribe to the dispatcher's events through host.on; each updates the state, then
- * render() runs. Returns load(), which reads everything.
+ * render() runs. Returns load(), which reads everything, and job(record), for a job's
+ * record that an answer (not an event) brought.
  */
 export function createEvents(host, state, call, render) {
   const heard = { status: 0, config: 0, templates: 0, jobs: 0 };
@@ -75,5 +76,10 @@ export function createEvents(host, state, call, render) {
     render();
   }
 
-  return { load };
+  function job(record) {
+    heard.jobs += 1;
+    applyJob(state, record);
+  }
+
+  return { load, job };
 }

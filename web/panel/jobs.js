@@ -1,11 +1,22 @@
 // The Jobs section: the recent jobs, newest first, each with the thumbnail of its first
-// image.
+// image; a queued or running job can be cancelled.
 //
 // This file has no side effects: ComfyUI imports every .js file under web/.
 
-import { h, listOr, section, seconds } from "./dom.js";
+import { button, h, listOr, section, seconds } from "./dom.js";
 
 const IMAGE_FILE = /\.(png|jpe?g|webp|gif)$/i;
+const CANCELLABLE = new Set(["queued", "running"]);
+
+async function cancel(ctx, job) {
+  if (!(await ctx.host.confirm(`Cancel job ${job.label}?`))) return;
+  const path = `/dispatch/jobs/${encodeURIComponent(job.id)}`;
+  const record = await ctx.attempt(() => ctx.call("DELETE", path));
+  if (!record) return;
+  if (record.id === job.id) ctx.jobArrived(record);
+  const done = record.state === "cancelled" ? "Cancelled" : "Cancelling";
+  ctx.say("ok", `${done} ${job.label}`);
+}
 
 function thumbnail(ctx, job) {
   const image = (job.files || []).find((f) => IMAGE_FILE.test(f.filename));
@@ -35,6 +46,13 @@ function jobRow(ctx, job) {
       ),
       h("div", { className: "dp-muted" }, where),
       job.error ? h("div", { className: "dp-error-text" }, job.error) : null,
+      CANCELLABLE.has(job.state)
+        ? h(
+            "div",
+            { className: "dp-actions" },
+            button("Cancel", () => cancel(ctx, job), { iconName: "pi-times", kind: "danger" }),
+          )
+        : null,
     ),
   );
 }
