@@ -34,10 +34,16 @@ const host = {
   graph: graphPrompt,
   confirm: async (message) => {
     const dialog = app.extensionManager?.dialog;
-    return dialog ? Boolean(await dialog.confirm({ title: "Dispatch", message })) : window.confirm(message);
+    if (!dialog) return window.confirm(message);
+    return Boolean(await dialog.confirm({ title: "Dispatch", message }));
   },
   notify: (severity, text) =>
-    app.extensionManager?.toast?.add({ severity, summary: "Dispatch", detail: text, life: severity === "error" ? 8000 : 3000 }),
+    app.extensionManager?.toast?.add({
+      severity,
+      summary: "Dispatch",
+      detail: text,
+      life: severity === "error" ? 8000 : 3000,
+    }),
 };
 
 app.registerExtension({

@@ -215,6 +215,37 @@ test("a job appears with the thumbnail of its first image", async () => {
   await page.close();
 });
 
+test("a running job has a Cancel button that asks the dispatcher to stop it", async () => {
+  // The dispatcher's answers are made up here: the panel is under test, not the route.
+  await api("PUT", "/dispatch/templates/invert", { workflow: INVERT, overwrite: true });
+  const page = await openPanel();
+  const { id } = await api("POST", "/dispatch/run", { route: "slow", template: "invert" });
+  const row = page.locator(`li[data-job="${id}"]`);
+  await page.locator(`li[data-job="${id}"].dp-job-running`).waitFor({ timeout: 15000 });
+  const job = await api("GET", `/dispatch/jobs/${id}`);
+  const answers = [
+    { status: 404, body: { error: "no such route here" } },
+    { status: 200, body: { ...job, state: "cancelled", error: "cancelled" } },
+  ];
+  const asked = [];
+  await page.route(`${base}/dispatch/jobs/${id}`, (route) => {
+    if (route.request().method() !== "DELETE") return route.continue();
+    asked.push(route.request().method());
+    const { status, body } = answers.shift();
+    return route.fulfill({ status, contentType: "application/json", body: JSON.stringify(body) });
+  });
+  await row.getByRole("button", { name: "Cancel" }).click();
+  await page.getByRole("alert").getByText("no such route here").waitFor();
+  await row.getByRole("button", { name: "Cancel" }).click();
+  await page.locator(`li[data-job="${id}"].dp-job-cancelled`).waitFor();
+  await page.getByRole("status").getByText(`Cancelled ${job.label}`).waitFor();
+  assert.equal(await row.getByRole("button", { name: "Cancel" }).count(), 0);
+  assert.deepEqual(asked, ["DELETE", "DELETE"]);
+  assert.deepEqual(page.dialogs, [`Cancel job ${job.label}?`, `Cancel job ${job.label}?`]);
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
 test("names from users and peers are shown as text, never run", async () => {
   await api("POST", "/dispatch/servers", { name: XSS, url: peers.a.url });
   const page = await openPanel();
