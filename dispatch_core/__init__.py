@@ -8,7 +8,6 @@ A pure asyncio library: no ComfyUI, no torch. The Remote Dispatch node and the
         png = await result.images[0].read()
 """
 
-from .activity import JobRecord
 from .cache import ResultCache
 from .config import CacheSettings, Config, ServerConfig, Timeouts, load_config, save_config
 from .dispatcher import Dispatcher, Job, ServerStatus
@@ -16,6 +15,7 @@ from .errors import (
     BadResponse,
     ConfigConflict,
     ConfigError,
+    Conflict,
     DispatcherClosed,
     DispatchError,
     DispatchTimeout,
@@ -23,6 +23,7 @@ from .errors import (
     InputError,
     Interrupted,
     NodeError,
+    NotFound,
     PeerError,
     PeerUnreachable,
     PromptLost,
@@ -30,12 +31,13 @@ from .errors import (
     RoutingError,
     TemplateError,
     TransportError,
+    WorkerError,
     WorkflowError,
 )
 from .journal import Journal
 from .peer import PeerClient, QueueState
 from .result import DispatchResult, OutputFile, Progress, Timings
-from .service import DispatchService
+from .service import DispatchService, JobRecord
 from .templates import Template, TemplateStore
 from .urls import compress_url, decompress_url, view_url
 from .workflow import WorkflowBuilder
@@ -48,6 +50,7 @@ __all__ = [
     "Config",
     "ConfigConflict",
     "ConfigError",
+    "Conflict",
     "DispatchError",
     "DispatchResult",
     "DispatchService",
@@ -61,6 +64,7 @@ __all__ = [
     "JobRecord",
     "Journal",
     "NodeError",
+    "NotFound",
     "OutputFile",
     "PeerClient",
     "PeerError",
@@ -79,6 +83,7 @@ __all__ = [
     "Timeouts",
     "Timings",
     "TransportError",
+    "WorkerError",
     "WorkflowBuilder",
     "WorkflowError",
     "compress_url",

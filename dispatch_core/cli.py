@@ -151,7 +151,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from .standalone import serve  # the server's imports are only needed here
+    from .http.standalone import serve  # the server's imports are only needed here
 
     await serve(
         config=args.config,

@@ -32,6 +32,7 @@ from .errors import (
     DispatcherClosed,
     DispatchError,
     DispatchTimeout,
+    NotFound,
     PromptLost,
     RoutingError,
     WorkflowError,
@@ -282,8 +283,8 @@ class Dispatcher:
         if self._closed or self._session is None:
             raise DispatcherClosed("the dispatcher is not open: use `async with Dispatcher(...)`")
         if server not in self._lanes:
-            raise RoutingError(
-                f"unknown server {server!r} (known: {self._known_servers()})", missing=True
+            raise NotFound(
+                f"unknown server {server!r} (known: {self._known_servers()})", field="server"
             )
         if server not in self._peers:
             self._peers[server] = PeerClient(
@@ -516,16 +517,16 @@ class Dispatcher:
     def _lanes_for(self, job: Job) -> list[Lane]:
         if job.server is not None:
             if job.server not in self._lanes:
-                raise RoutingError(
+                raise NotFound(
                     f"unknown server {job.server!r} (known: {self._known_servers()})",
-                    missing=True,
+                    field="server",
                 )
             names: Sequence[str] = (job.server,)
         else:
             if job.workflow_type not in self.config.routes:
                 known = ", ".join(sorted(self.config.routes)) or "none configured"
-                raise RoutingError(
-                    f"unknown route {job.workflow_type!r} (known: {known})", missing=True
+                raise NotFound(
+                    f"unknown route {job.workflow_type!r} (known: {known})", field="route"
                 )
             names = self.config.routes[job.workflow_type]
             if names == (AUTO,):
@@ -575,8 +576,8 @@ class Dispatcher:
         """One server's state, asked now: reachable, latency, queue, VRAM, version."""
         lane = self._lanes.get(name)
         if lane is None:
-            raise RoutingError(
-                f"unknown server {name!r} (known: {self._known_servers()})", missing=True
+            raise NotFound(
+                f"unknown server {name!r} (known: {self._known_servers()})", field="server"
             )
         base = ServerStatus(
             name=name,

@@ -5,8 +5,12 @@
     │   ├── ConfigError                    a config key is wrong (names the key and the file)
     │   │   └── ConfigConflict                 the config changed since the caller read it
     │   ├── WorkflowError                  a workflow, override or builder call is wrong
-    │   │   └── TemplateError                  a saved template: bad name, missing, unreadable
-    │   └── RoutingError                   an unknown route or server, or no enabled server
+    │   │   └── TemplateError                  a saved template: bad name, unreadable
+    │   ├── RoutingError                   no server can take the job (none enabled, none able)
+    │   ├── WorkerError                    a managed worker cannot be started as asked
+    │   ├── NotFound                       the server, route, template, worker, job or file
+    │   │                                  named does not exist (an HTTP 404)
+    │   └── Conflict                       the name is taken, or the thing is in use (a 409)
     ├── PeerError                      the peer ComfyUI refused or failed the job
     │   ├── PromptRejected                 validation failed: the peer's `node_errors`
     │   ├── ExecutionFailed                a node raised while running: `execution_error`
@@ -19,7 +23,12 @@
     └── DispatcherClosed               we closed the dispatcher while the job waited
 
 Every error carries `server` and `prompt_id` where they are known, and the peer's own
-message, so that the text of `str(error)` is enough to act on.
+message, so that the text of `str(error)` is enough to act on; an InputError names the
+`field` at fault, so that an HTTP answer can name it too.
+
+Which errors are worth retrying is decided in one place, `_retry.is_transient`: the
+TransportErrors and PromptLost (a restarted peer forgot the prompt: it is submitted again),
+never the caller's errors nor a peer's refusal or failure of the prompt itself.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ __all__ = [
     "BadResponse",
     "ConfigConflict",
     "ConfigError",
+    "Conflict",
     "DispatchError",
     "DispatchTimeout",
     "DispatcherClosed",
@@ -38,6 +48,7 @@ __all__ = [
     "InputError",
     "Interrupted",
     "NodeError",
+    "NotFound",
     "PeerError",
     "PeerUnreachable",
     "PromptLost",
@@ -45,6 +56,7 @@ __all__ = [
     "RoutingError",
     "TemplateError",
     "TransportError",
+    "WorkerError",
     "WorkflowError",
 ]
 
@@ -58,14 +70,14 @@ class DispatchError(Exception):
         *,
         server: str | None = None,
         prompt_id: str | None = None,
-        missing: bool = False,
+        field: str | None = None,
     ):
         super().__init__(message)
         self.message = message
         self.server = server
         self.prompt_id = prompt_id
-        self.missing = missing
-        """The server, route, template, worker or file named does not exist (a 404)."""
+        self.field = field
+        """The input at fault: a config key, a node, a request field."""
 
     def __str__(self) -> str:
         where = []
@@ -80,6 +92,14 @@ class InputError(DispatchError):
     """The caller's input is wrong; nothing was sent that could have run."""
 
 
+class NotFound(InputError):
+    """The server, route, template, worker, job or file named does not exist."""
+
+
+class Conflict(InputError):
+    """The name is taken, or the thing is in use; `field` names it."""
+
+
 class ConfigError(InputError):
     """A config value is wrong. `key` is a dotted path such as `servers.fast.url`."""
 
@@ -89,7 +109,7 @@ class ConfigError(InputError):
             prefix += f"{path}: "
         if key:
             prefix += f"{key}: "
-        super().__init__(prefix + message)
+        super().__init__(prefix + message, field=key)
         self.key = key
         self.path = path
 
@@ -106,28 +126,25 @@ class WorkflowError(InputError):
     """A workflow, an override or a builder call is wrong. `node` names the node at fault."""
 
     def __init__(self, message: str, *, node: str | None = None, server: str | None = None):
-        super().__init__(message, server=server)
+        super().__init__(message, server=server, field=node)
         self.node = node
 
 
 class TemplateError(WorkflowError):
-    """A saved template is missing, misnamed or unreadable. `template` names it."""
+    """A saved template is misnamed or unreadable. `template` names it."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        template: str | None = None,
-        node: str | None = None,
-        missing: bool = False,
-    ):
+    def __init__(self, message: str, *, template: str | None = None, node: str | None = None):
         super().__init__(message, node=node)
         self.template = template
-        self.missing = missing
+        self.field = node or "name"
 
 
 class RoutingError(InputError):
-    """The route or server named does not exist, or has no enabled server."""
+    """No server can take the job: none of its route is enabled, or able to run it."""
+
+
+class WorkerError(InputError):
+    """A managed worker cannot be started or stopped as asked. `field` names what to fix."""
 
 
 class PeerError(DispatchError):

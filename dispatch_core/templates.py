@@ -26,7 +26,7 @@ from typing import Any
 
 from ._files import write_atomically
 from ._json import JSONLimitError, loads_bounded
-from .errors import TemplateError, WorkflowError
+from .errors import NotFound, TemplateError, WorkflowError
 from .workflow import WorkflowBuilder, is_ui_format
 
 __all__ = ["Template", "TemplateStore", "suggest_parameters"]
@@ -177,10 +177,8 @@ class TemplateStore:
             raw = path.read_bytes()
         except FileNotFoundError:
             known = ", ".join(self.names()) or "none saved"
-            raise TemplateError(
-                f"no template {name!r} in {self.folder} (templates: {known})",
-                template=name,
-                missing=True,
+            raise NotFound(
+                f"no template {name!r} in {self.folder} (templates: {known})", field="name"
             ) from None
         except OSError as error:
             raise TemplateError(f"{path}: cannot read: {error.strerror}", template=name) from None
@@ -229,7 +227,7 @@ class TemplateStore:
     def rename(self, old: str, new: str) -> Template:
         source, target = self.path(old), self.path(new)
         if not source.exists():
-            raise TemplateError(f"no template {old!r}", template=old, missing=True)
+            raise NotFound(f"no template {old!r}", field="name")
         if target.exists() and source != target:
             raise TemplateError(f"a template named {new!r} exists already", template=new)
         os.replace(source, target)
@@ -239,7 +237,7 @@ class TemplateStore:
         try:
             self.path(name).unlink()
         except FileNotFoundError:
-            raise TemplateError(f"no template {name!r}", template=name, missing=True) from None
+            raise NotFound(f"no template {name!r}", field="name") from None
 
 
 def check_name(name: Any) -> str:

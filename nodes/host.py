@@ -15,10 +15,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..dispatch_core._files import move_folder, private_folder
-from ..dispatch_core._guard import HostPolicy
-from ..dispatch_core.routes import add_routes
-from ..dispatch_core.service import DispatchService
+from ..dispatch_core.http import HostPolicy, add_routes
+from ..dispatch_core.service import DispatchService, adopt_folder
 
 T = TypeVar("T")
 _log = logging.getLogger("ComfyUI-Dispatch")
@@ -64,7 +62,7 @@ def state_folder() -> Path:
     is used from there, with an error in ComfyUI's log: nothing is lost.
     """
     wanted = data_folder()
-    folder = move_folder(legacy_folder(), wanted)
+    folder = adopt_folder(legacy_folder(), wanted)
     if folder != wanted:
         _log.error(
             "ComfyUI-Dispatch: using %s, which ComfyUI's /api/userdata serves to anyone "
@@ -72,8 +70,7 @@ def state_folder() -> Path:
             folder,
             wanted,
         )
-        return folder
-    return private_folder(folder)
+    return folder
 
 
 def service() -> DispatchService:

@@ -13,10 +13,15 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..dispatch_core.errors import DispatchError, RoutingError, WorkflowError
-from ..dispatch_core.result import DispatchResult, Progress
+from ..dispatch_core import (
+    DispatchError,
+    DispatchResult,
+    Progress,
+    RoutingError,
+    Template,
+    WorkflowError,
+)
 from ..dispatch_core.service import DispatchService, fan_out_seeds
-from ..dispatch_core.templates import Template
 from . import host
 from .images import to_batch, to_png
 
@@ -148,7 +153,7 @@ class RemoteDispatch(_RemoteNode):
 
         async def work() -> tuple[list[DispatchResult], list[tuple[str, bytes]]]:
             results = [
-                r for r in await service.run_many(route, jobs) if isinstance(r, DispatchResult)
+                r for r in await service.jobs.run_many(route, jobs) if isinstance(r, DispatchResult)
             ]
             return results, await _read_images(results)
 
@@ -220,7 +225,7 @@ class RemoteDispatchFanOut(_RemoteNode):
         progress = _ProgressRelay(unique_id, len(names))
 
         async def work() -> tuple[list[DispatchResult | DispatchError], list[tuple[str, bytes]]]:
-            outcomes = await service.fan_out(
+            outcomes = await service.jobs.fan_out(
                 names,
                 template=chosen,
                 values=values,

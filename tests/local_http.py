@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dispatch_core.routes import add_routes
+from dispatch_core.http import add_routes
 from dispatch_core.service import DispatchService
 
 

@@ -19,6 +19,7 @@ from dispatch_core import (
     Dispatcher,
     DispatchError,
     ExecutionFailed,
+    NotFound,
     PromptRejected,
     RoutingError,
     WorkflowBuilder,
@@ -198,10 +199,10 @@ CASES: list[tuple[str, Case, type[Exception], str]] = [
     (
         "unknown route",
         run(workflows.invert(), route="nowhere"),
-        RoutingError,
+        NotFound,
         "unknown route 'nowhere'",
     ),
-    ("unknown server", run(workflows.invert(), server="zz"), RoutingError, "unknown server 'zz'"),
+    ("unknown server", run(workflows.invert(), server="zz"), NotFound, "unknown server 'zz'"),
     ("route to a disabled server", run(workflows.invert(), route="dead"), RoutingError, "disabled"),
     (
         "server URL not http",

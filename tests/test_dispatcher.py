@@ -15,6 +15,7 @@ from dispatch_core import (
     DispatcherClosed,
     DispatchResult,
     Job,
+    NotFound,
     Progress,
     RoutingError,
     WorkflowBuilder,
@@ -194,16 +195,16 @@ async def test_different_seeds_give_different_pixels(peers: dict[str, FakePeer])
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "words"),
+    ("kwargs", "kind", "words"),
     [
-        ({"workflow_type": "nope"}, "unknown route 'nope' (known: a, b, c, off, pool)"),
-        ({"workflow_type": "a", "server": "zz"}, "unknown server 'zz'"),
-        ({"workflow_type": "off"}, "every server of route 'off' is disabled"),
-        ({"workflow_type": "a", "server": "d"}, "server 'd' is disabled"),
+        ({"workflow_type": "nope"}, NotFound, "unknown route 'nope' (known: a, b, c, off, pool)"),
+        ({"workflow_type": "a", "server": "zz"}, NotFound, "unknown server 'zz'"),
+        ({"workflow_type": "off"}, RoutingError, "every server of route 'off' is disabled"),
+        ({"workflow_type": "a", "server": "d"}, RoutingError, "server 'd' is disabled"),
     ],
 )
 async def test_routing_errors(
-    peers: dict[str, FakePeer], kwargs: dict[str, Any], words: str
+    peers: dict[str, FakePeer], kwargs: dict[str, Any], kind: type[Exception], words: str
 ) -> None:
     config = Config.from_dict(
         {
@@ -213,7 +214,7 @@ async def test_routing_errors(
         }
     )
     async with Dispatcher(config) as dispatcher:
-        with pytest.raises(RoutingError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(kind, match=words.replace("(", r"\(").replace(")", r"\)")):
             await dispatcher.run(workflow=workflows.invert(), **kwargs)
 
 
@@ -330,5 +331,5 @@ async def test_reconfigure_removes_a_server_and_widens_a_lane(peers: dict[str, F
         await dispatcher.reconfigure(wider)
         assert dispatcher.in_flight() == {"a": 2, "b": 0}
         await asyncio.gather(*jobs)
-        with pytest.raises(RoutingError, match="unknown route 'c'"):
+        with pytest.raises(NotFound, match="unknown route 'c'"):
             await dispatcher.run("c", workflows.invert())

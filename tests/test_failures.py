@@ -291,7 +291,7 @@ async def test_run_parallel_settles_every_job_in_order(peer: FakePeer) -> None:
     assert [type(r).__name__ for r in results] == [
         "DispatchResult",
         "ExecutionFailed",
-        "RoutingError",
+        "NotFound",
     ]
 
 

@@ -325,7 +325,7 @@ async def test_fan_out_uses_the_templates_own_parameters(comfy: Comfy) -> None:
     for job in json.loads(result)["jobs"]:
         sent = comfy.peers[job["server"]].workflows_received[job["prompt_id"]]
         assert sent["6"]["inputs"]["text"] == "a storm"
-    labels = {record.label for record in comfy.service.activity.recent()}
+    labels = {record.label for record in comfy.service.jobs.activity.recent()}
     assert labels == {"gen"}
 
 
@@ -429,9 +429,9 @@ async def test_an_old_state_folder_is_moved_on_first_start(
         assert service.folder == user / "__dispatch"
         assert service.config.servers["gpu"].headers == {"Authorization": "s3cret"}
         assert service.templates.names() == ["t"]
-        assert [w["name"] for w in service.worker_list()] == ["w"]
-        assert "comfyui" not in service.worker_list()[0]
-        assert service.workers.log("w") == "started"
+        assert [w["name"] for w in service.fleet.list()] == ["w"]
+        assert "comfyui" not in service.fleet.list()[0]
+        assert service.fleet.manager.log("w") == "started"
         made_here = ("jobs.sqlite",)  # the service's own job table, opened at start
         moved = sorted(p.name for p in service.folder.iterdir() if not p.name.startswith(made_here))
         assert moved == ["calibration.json", "config.json", "templates", "workers", "workers.json"]

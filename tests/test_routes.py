@@ -190,7 +190,7 @@ async def test_templates_save_list_read_rename_delete(api: Api) -> None:
 
 async def test_jobs_are_listed_with_their_files(api: Api) -> None:
     api.service.templates.save("inv", workflows.invert(0x000000))
-    result = await api.service.run("gen", template="inv")
+    result = await api.service.jobs.run("gen", template="inv")
     status, jobs = await api.call("GET", "/dispatch/jobs")
     assert status == 200
     (job,) = jobs
@@ -307,7 +307,7 @@ async def test_inventory_calibration_and_an_auto_route(api: Api) -> None:
     status, body = await api.call("PUT", "/dispatch/routes/any", {"servers": "auto"})
     assert status == 200 and body["config"]["routes"]["any"] == "auto"
     api.service.templates.save("inv", workflows.invert())
-    result = await api.service.run("any", template="inv")
+    result = await api.service.jobs.run("any", template="inv")
     assert result.server in ("a", "b") and "able to run it" in result.reason
     status, body = await api.call("POST", "/dispatch/servers/zz/calibrate")
     assert status == 404

@@ -26,16 +26,16 @@ from local_http import serve_routes, start
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from dispatch_core._guard import HostPolicy
-from dispatch_core._job_table import JobTable
 from dispatch_core._png import Image, encode_png
-from dispatch_core._serve_file import _disposition, content_type_for, stream_output
-from dispatch_core.activity import Activity
+from dispatch_core.http import add_routes
+from dispatch_core.http._guard import HostPolicy
+from dispatch_core.http._serve_file import _disposition, content_type_for, stream_output
+from dispatch_core.http.standalone import _session_value, create_app, serve
 from dispatch_core.peer import PeerClient
 from dispatch_core.result import OutputFile
-from dispatch_core.routes import add_routes
 from dispatch_core.service import MASK, DispatchService
-from dispatch_core.standalone import _session_value, create_app, serve
+from dispatch_core.service._activity import Activity
+from dispatch_core.service._job_table import JobTable
 from dispatch_core.testing import FakePeer
 
 import workflows
@@ -118,7 +118,7 @@ class Api:
             "config": self.service.config.to_dict(),
             "version": self.service.config_version,
             "templates": self.service.templates.names(),
-            "jobs": [r.id for r in self.service.activity.recent(1000)],
+            "jobs": [r.id for r in self.service.jobs.activity.recent(1000)],
         }
 
 
@@ -1560,8 +1560,8 @@ async def test_a_job_unfinished_at_a_restart_is_reported_lost(tmp_path: Path) ->
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"servers": {"a": MOVED}}))
     first = DispatchService(folder, status_interval=0)
-    record = first.activity.start("inv", "gen", "a")
-    first.activity.running(record, "a", "prompt-7")
+    record = first.jobs.activity.start("inv", "gen", "a")
+    first.jobs.activity.running(record, "a", "prompt-7")
     await first.close()  # the process stops: the job never finishes
     async with DispatchService(folder, status_interval=0) as second:
         runner, base = await comfyui_like(second)
@@ -1721,7 +1721,7 @@ async def test_a_peer_file_is_served_inert(
     api: Api, filename: str, data: bytes, kind: str, inline: bool
 ) -> None:
     api.peers["a"].files.upload("output", "", filename, data, True)
-    record = api.service.activity.start("inv", "gen", "a")
+    record = api.service.jobs.activity.start("inv", "gen", "a")
     record.state = "done"
     record.files = (OutputFile(filename, "", "output", "", server="a", node_id="3"),)
     answer = await api.call("GET", f"/dispatch/jobs/{record.id}/files/0")

@@ -53,7 +53,7 @@ class Stand:
 
     def assert_untouched(self, before: dict[str, bytes]) -> None:
         assert self.state() == before
-        assert self.service.workers.workers == {}, "nothing is started"
+        assert self.service.fleet.manager.workers == {}, "nothing is started"
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ async def test_args_of_the_wrong_shape_are_refused(stand: Stand, args: Any) -> N
 
 
 def test_the_refusal_names_the_flag() -> None:
-    from dispatch_core.workers import WorkerError, WorkerSpec
+    from dispatch_core.service._workers import WorkerError, WorkerSpec
 
     with pytest.raises(WorkerError, match="--front-end-root is not allowed") as error:
         WorkerSpec.from_dict("w", {"port": 8200, "args": ["--lowvram", "--front-end-root=/"]})
@@ -301,7 +301,7 @@ async def test_no_operator_folder_refuses_with_how_to_fix_it(tmp_path: Path) -> 
         await runner.cleanup()
         await service.close()
     assert not (tmp_path / "workers.json").exists()
-    assert service.workers.workers == {}
+    assert service.fleet.manager.workers == {}
 
 
 async def test_a_saved_folder_from_an_older_version_is_ignored(tmp_path: Path) -> None:
@@ -309,9 +309,9 @@ async def test_a_saved_folder_from_an_older_version_is_ignored(tmp_path: Path) -
     old = {"old": {"port": port, "gpu": None, "comfyui": "/tmp/evil", "args": []}}
     (tmp_path / "workers.json").write_text(json.dumps(old))
     async with DispatchService(tmp_path, status_interval=0, worker_command=FAKE) as service:
-        assert "comfyui" not in service.worker_list()[0]
-        worker = await service.start_worker("old")
+        assert "comfyui" not in service.fleet.list()[0]
+        worker = await service.fleet.start("old")
         assert "comfyui" not in worker
         saved = json.loads((tmp_path / "workers.json").read_text())
         assert saved == {"old": {"port": port, "gpu": None, "args": []}}
-        await service.stop_worker("old")
+        await service.fleet.stop("old")

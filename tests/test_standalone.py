@@ -17,8 +17,8 @@ from aiohttp import web
 from local_http import start
 
 from dispatch_core._png import decode_png
+from dispatch_core.http.standalone import _first_config, create_app, serve
 from dispatch_core.service import DispatchService
-from dispatch_core.standalone import _first_config, create_app, serve
 from dispatch_core.testing import FakePeer
 
 import workflows
@@ -99,7 +99,7 @@ async def test_bad_jobs_are_refused_before_they_start(
                 answer = await response.json()
         assert response.status == status, answer
         assert answer["field"] == field
-        assert service.activity.recent() == []
+        assert service.jobs.activity.recent() == []
     finally:
         await runner.cleanup()
 

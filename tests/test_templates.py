@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatch_core.errors import TemplateError, WorkflowError
+from dispatch_core.errors import NotFound, TemplateError, WorkflowError
 from dispatch_core.templates import TemplateStore, suggest_parameters
 
 from workflows import invert, load_invert, txt2img
@@ -79,7 +79,7 @@ def test_rename_and_delete(store: TemplateStore) -> None:
     assert store.rename("a", "c").name == "c"
     assert store.names() == ["b", "c"]
     store.delete("b")
-    with pytest.raises(TemplateError, match="no template 'b'"):
+    with pytest.raises(NotFound, match="no template 'b'"):
         store.delete("b")
 
 
@@ -147,7 +147,7 @@ def test_unknown_parameter_lists_the_known_ones(store: TemplateStore) -> None:
 
 def test_missing_template_lists_the_saved_ones(store: TemplateStore) -> None:
     store.save("one", invert())
-    with pytest.raises(TemplateError, match=r"no template 'two' .*\(templates: one\)"):
+    with pytest.raises(NotFound, match=r"no template 'two' .*\(templates: one\)"):
         store.load("two")
 
 

@@ -18,7 +18,7 @@ import pytest
 from local_http import serve_routes
 
 from dispatch_core.service import DispatchService
-from dispatch_core.workers import WorkerError, WorkerManager, WorkerSpec
+from dispatch_core.service._workers import WorkerError, WorkerManager, WorkerSpec
 
 import workflows
 
@@ -141,7 +141,7 @@ def test_workers_die_with_a_dispatcher_killed_outright(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import asyncio, sys
-        from dispatch_core.workers import WorkerManager, WorkerSpec
+        from dispatch_core.service._workers import WorkerManager, WorkerSpec
 
         async def main():
             manager = WorkerManager({str(tmp_path)!r}, command={FAKE!r})
@@ -184,9 +184,9 @@ async def test_workers_through_the_routes_become_servers(tmp_path: Path) -> None
             assert status == 201, worker
             assert worker["state"] == "running" and worker["url"] == f"http://127.0.0.1:{port}"
             assert service.config.servers["gpu1"].url == worker["url"]
-            await service.workers.wait_ready("gpu1", timeout=20)
+            await service.fleet.manager.wait_ready("gpu1", timeout=20)
             service.templates.save("inv", workflows.invert())
-            result = await service.run("x", template="inv", server="gpu1")
+            result = await service.jobs.run("x", template="inv", server="gpu1")
             assert result.server == "gpu1"
             status, listing = await call("GET", "/dispatch/workers")
             assert [w["name"] for w in listing] == ["gpu1"] and listing[0]["gpu"] == "1"
@@ -194,7 +194,7 @@ async def test_workers_through_the_routes_become_servers(tmp_path: Path) -> None
             assert "fake ComfyUI peer on" in log["log"]
             status, _ = await call("POST", "/dispatch/workers/gpu1/stop")
             assert status == 200 and not service.config.servers["gpu1"].enabled
-            assert service.worker_list()[0]["state"] == "stopped"
+            assert service.fleet.list()[0]["state"] == "stopped"
             status, _ = await call("POST", "/dispatch/workers/gpu1/start")
             assert status == 200 and service.config.servers["gpu1"].enabled
             saved = json.loads((tmp_path / "workers.json").read_text())
@@ -204,7 +204,7 @@ async def test_workers_through_the_routes_become_servers(tmp_path: Path) -> None
             status, body = await call("POST", "/dispatch/workers/nope/stop")
             assert status == 404
             status, _ = await call("DELETE", "/dispatch/workers/gpu1")
-            assert status == 200 and service.worker_list() == []
+            assert status == 200 and service.fleet.list() == []
             pid = worker["pid"]
     finally:
         await runner.cleanup()
@@ -214,6 +214,6 @@ async def test_workers_through_the_routes_become_servers(tmp_path: Path) -> None
 
 async def test_closing_the_service_stops_its_workers(tmp_path: Path) -> None:
     async with DispatchService(tmp_path, status_interval=0, worker_command=FAKE) as service:
-        worker = await service.start_worker("w", {"port": free_port()})
+        worker = await service.fleet.start("w", {"port": free_port()})
     await asyncio.sleep(0)
     assert not alive(worker["pid"])

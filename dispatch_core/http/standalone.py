@@ -26,15 +26,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ._files import private_folder, write_atomically
+from .._files import private_folder, write_atomically
+from ..service import DispatchService
+from . import add_routes
 from ._guard import HostPolicy, refusal
-from .routes import add_routes
-from .service import DispatchService
 
 __all__ = ["create_app", "default_folder", "serve"]
 
 _COMFYUI_DEFAULT = "http://127.0.0.1:8188"
-_PANEL = Path(__file__).resolve().parent.parent / "web"
+_PANEL = Path(__file__).resolve().parents[2] / "web"
 _MAX_BODY = 64 * 1024 * 1024
 """Large enough for a workflow with an embedded image, small enough to refuse a mistake."""
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

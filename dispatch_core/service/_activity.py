@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import DispatchError
+from ..result import DispatchResult, OutputFile
 from ._job_table import JobTable, lost_message
-from .errors import DispatchError
-from .result import DispatchResult, OutputFile
 
 __all__ = ["Activity", "JobRecord"]
 

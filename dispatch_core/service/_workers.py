@@ -23,8 +23,8 @@ from typing import Any, BinaryIO
 
 import aiohttp
 
+from ..errors import NotFound, WorkerError
 from ._worker_args import check_args
-from .errors import InputError
 
 __all__ = ["Worker", "WorkerError", "WorkerManager", "WorkerSpec", "check_name"]
 
@@ -41,14 +41,6 @@ _LAUNCHER = (
     "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
     "os.execvp(sys.argv[1], sys.argv[1:])\n"
 )
-
-
-class WorkerError(InputError):
-    """A worker cannot be started, or is not there. `field` names what to fix."""
-
-    def __init__(self, message: str, *, field: str | None = None, missing: bool = False):
-        super().__init__(message, missing=missing)
-        self.field = field
 
 
 def check_name(name: object) -> str:
@@ -312,7 +304,7 @@ class WorkerManager:
         try:
             text = _tail(path, _LOG_TAIL_BYTES)
         except FileNotFoundError:
-            raise WorkerError(f"no log for worker {name}", field="name", missing=True) from None
+            raise NotFound(f"no log for worker {name}", field="name") from None
         return "\n".join(text.splitlines()[-lines:])
 
     def forget(self, name: str) -> None:
@@ -329,7 +321,7 @@ class WorkerManager:
         if name not in self.workers:
             known = ", ".join(self.workers) or "none started"
             shown = repr(name)[:60]
-            raise WorkerError(f"no worker {shown} (workers: {known})", field="name", missing=True)
+            raise NotFound(f"no worker {shown} (workers: {known})", field="name")
         return self.workers[name]
 
 
