@@ -502,7 +502,9 @@ class Dispatcher:
             history = await peer.history(entry.prompt_id) if where == "done" else None
         except DispatchError:
             return None  # cannot tell: run it again (at least once, never lost)
-        failed = history is not None and error_from_history(peer.name, entry.prompt_id, history)
+        failed = history is not None and error_from_history(
+            peer.name, entry.prompt_id, history, peer.scrub
+        )
         if where is None or failed:
             await self.journal.forget(key)
             return None
