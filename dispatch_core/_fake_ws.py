@@ -44,9 +44,10 @@ class _Client:
 class SocketHub:
     """The `/ws` endpoint and every socket it has open."""
 
-    def __init__(self, greeting: Callable[[str], list[tuple[str, Any]]]):
+    def __init__(self, greeting: Callable[[str], list[tuple[str | None, Any]]]):
         self.greeting = greeting
-        """Frames for a new socket: the status with its sid, maybe `executing` on reconnect."""
+        """Frames for a new socket: the status with its sid, maybe `executing` on reconnect;
+        a kind of None sends its data as the frame's text, as is."""
         self.silent = False
         self._clients: dict[str, _Client] = {}
 
@@ -59,8 +60,12 @@ class SocketHub:
         writer = asyncio.create_task(client.write_forever(), name=f"fake-peer-ws:{sid}")
         try:
             for kind, data in self.greeting(sid):
-                client.put(kind, data)  # sent even when silent: the quirk is a socket that
-                # connects fine, then hears nothing
+                # Sent even when silent: the quirk is a socket that connects fine, then
+                # hears nothing.
+                if kind is None:
+                    client.outbox.put_nowait(data)
+                else:
+                    client.put(kind, data)
             await self._read(ws, sid)
         finally:
             self._clients.pop(sid, None)

@@ -7,6 +7,7 @@ import hashlib
 import os
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from .workflow import WorkflowBuilder
 
 if TYPE_CHECKING:
     from ._lanes import Lane
+    from ._peer_http import Download
     from .peer import PeerClient
 
 __all__ = ["Job", "JobRun"]
@@ -96,16 +98,13 @@ class JobRun:
             node_id = self.builder.resolve(self.job.output_node)
             outputs = {node_id: outputs.get(node_id, {})}
 
-        async def read(file: OutputFile) -> bytes:
-            return await with_retries(lambda: peer.view(file.filename, file.subfolder, file.type))
-
         files: list[OutputFile] = []
         text: list[str] = []
         for node_id, output in outputs.items():
-            for key, items in (output or {}).items():
+            for key, items in output.items() if isinstance(output, Mapping) else ():
                 for item in items if isinstance(items, list) else ():
                     if isinstance(item, Mapping) and isinstance(item.get("filename"), str):
-                        files.append(_output_file(peer, str(node_id), item, read))
+                        files.append(_output_file(peer, str(node_id), item))
                     elif key == "text" and isinstance(item, str):
                         text.append(item)
         timings = Timings(queued=self.queued, started=_started_at(entry), finished=time.time())
@@ -150,9 +149,15 @@ def _identity(source: Any) -> str:
     return str(getattr(source, "url", None) or source)
 
 
-def _output_file(
-    peer: PeerClient, node_id: str, item: Mapping[str, Any], reader: Any
-) -> OutputFile:
+def _output_file(peer: PeerClient, node_id: str, item: Mapping[str, Any]) -> OutputFile:
+    """One output as the peer's history names it; read and opened through that peer only."""
+
+    async def read(file: OutputFile) -> bytes:
+        return await with_retries(lambda: peer.view(file.filename, file.subfolder, file.type))
+
+    def open_(file: OutputFile) -> AbstractAsyncContextManager[Download]:
+        return peer.open_view(file.filename, file.subfolder, file.type)
+
     filename = str(item["filename"])
     subfolder = str(item.get("subfolder") or "")
     kind = str(item.get("type") or "output")
@@ -164,7 +169,8 @@ def _output_file(
         url=view_url(peer.url, output),
         server=peer.name,
         node_id=node_id,
-        _reader=reader,
+        _reader=read,
+        _opener=open_,
     )
 
 

@@ -1,8 +1,13 @@
-"""What we know about one prompt on a peer, fed by WebSocket frames or by `/history`.
+"""What we know about one prompt on a peer, fed by WebSocket frames or by `/history`, and
+the peer's own words when it refuses or fails a prompt.
 
 ComfyUI's last frame for a prompt is `executing` with `node: null`; `execution_error` and
 `execution_interrupted` come just before it and `execution_success` never follows them.
 A history entry says the same once the prompt is done, so both paths end in `finish()`.
+
+Frames and history entries come from a peer that may be hostile: every field is checked for
+its type before use, and every text that becomes an error goes through `clean` (the peer
+client's `scrub`: bounded, with the server's secrets masked).
 """
 
 from __future__ import annotations
@@ -10,12 +15,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from .errors import ExecutionFailed, Interrupted, PeerError
+from .errors import ExecutionFailed, Interrupted, NodeError, PeerError, PromptRejected
 from .result import Progress
 
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+
+
+class Clean(Protocol):
+    """A peer's text made fit for an error: bounded to `limit`, secrets masked."""
+
+    def __call__(self, text: str, limit: int = ..., /) -> str: ...
+
+
+_MAX_TRACEBACK_LINES = 100
 
 
 class PromptWatch:
@@ -28,8 +42,10 @@ class PromptWatch:
         *,
         node_count: int = 0,
         on_progress: ProgressCallback | None = None,
+        clean: Clean,
     ):
         self.server = server
+        self.clean = clean
         self.prompt_id = prompt_id
         self.node_count = node_count
         self.on_progress = on_progress
@@ -55,17 +71,21 @@ class PromptWatch:
             self.started_at = time.time()
             self._report(None, 0, max(self.nodes_total, 1))  # it runs: say so before any node
         elif kind == "execution_cached":
-            self.cached_nodes.update(str(n) for n in data.get("nodes") or ())
+            self.cached_nodes.update(str(n) for n in _list(data.get("nodes")))
         elif kind == "executed" and data.get("node") is not None:
-            self.outputs[str(data["node"])] = data.get("output") or {}
+            output = data.get("output")
+            self.outputs[str(data["node"])] = output if isinstance(output, Mapping) else {}
         elif kind == "progress":
-            self._report(data.get("node"), data.get("value", 0), data.get("max", 1))
+            self._report(
+                data.get("node"), _number(data.get("value"), 0), _number(data.get("max"), 1)
+            )
         elif kind == "progress_state":
-            self._on_progress_state(data.get("nodes") or {})
+            nodes = data.get("nodes")
+            self._on_progress_state(nodes if isinstance(nodes, Mapping) else {})
         elif kind == "execution_error":
-            self.error = execution_error(self.server, data)
+            self.error = execution_error(self.server, data, self.clean)
         elif kind == "execution_interrupted":
-            self.error = interrupted(self.server, data)
+            self.error = interrupted(self.server, data, self.clean)
         elif kind == "executing" and data.get("node") is None:
             self.finish({"outputs": self.outputs, "from": "websocket"})
 
@@ -79,15 +99,15 @@ class PromptWatch:
             self.finished_nodes |= finished
             self._report(None, len(self.finished_nodes), max(self.nodes_total, 1))
 
-    def _report(self, node: Any, value: Any, maximum: Any) -> None:
+    def _report(self, node: Any, value: float, maximum: float) -> None:
         if self.on_progress is None:
             return
         progress = Progress(
             server=self.server,
             prompt_id=self.prompt_id,
-            node=None if node is None else str(node),
-            value=float(value),
-            max=float(maximum),
+            node=None if node is None else self.clean(str(node), 100),
+            value=value,
+            max=maximum,
             nodes_done=len(self.finished_nodes),
             nodes_total=self.nodes_total,
         )
@@ -102,7 +122,7 @@ class PromptWatch:
         if self.done.done():
             return
         if self.error is None:
-            self.error = error_from_history(self.server, self.prompt_id, entry)
+            self.error = error_from_history(self.server, self.prompt_id, entry, self.clean)
         if self.error is not None:
             self.done.set_exception(self.error)
             self.done.exception()  # mark retrieved: the waiter may already be gone
@@ -120,42 +140,47 @@ class PromptWatch:
             await asyncio.gather(*self._progress_tasks, return_exceptions=True)
 
 
-def execution_error(server: str, data: Mapping[str, Any]) -> ExecutionFailed:
+def execution_error(server: str, data: Mapping[str, Any], clean: Clean) -> ExecutionFailed:
+    """The peer's own report of a node that raised: kept, since the user needs it, but
+    every text of it cleaned, and the traceback cut to its last lines."""
+    lines = _list(data.get("traceback"))[-_MAX_TRACEBACK_LINES:]
     return ExecutionFailed(
         server=server,
-        prompt_id=_str_or_none(data.get("prompt_id")),
-        node_id=_str_or_none(data.get("node_id")),
-        node_type=_str_or_none(data.get("node_type")),
-        exception_type=str(data.get("exception_type") or "Error"),
-        exception_message=str(data.get("exception_message") or ""),
-        traceback=tuple(str(line) for line in data.get("traceback") or ()),
+        prompt_id=_str_or_none(data.get("prompt_id"), clean),
+        node_id=_str_or_none(data.get("node_id"), clean),
+        node_type=_str_or_none(data.get("node_type"), clean),
+        exception_type=clean(str(data.get("exception_type") or "Error"), 200),
+        exception_message=clean(str(data.get("exception_message") or "")),
+        traceback=tuple(clean(str(line)) for line in lines),
     )
 
 
-def interrupted(server: str, data: Mapping[str, Any]) -> Interrupted:
-    node = _str_or_none(data.get("node_id"))
-    where = f" at node {node} ({data.get('node_type')})" if node else ""
+def interrupted(server: str, data: Mapping[str, Any], clean: Clean) -> Interrupted:
+    node = _str_or_none(data.get("node_id"), clean)
+    where = f" at node {node} ({clean(str(data.get('node_type')), 200)})" if node else ""
     return Interrupted(
         f"the prompt was interrupted on the peer{where}",
         server=server,
-        prompt_id=_str_or_none(data.get("prompt_id")),
+        prompt_id=_str_or_none(data.get("prompt_id"), clean),
         node_id=node,
     )
 
 
-def error_from_history(server: str, prompt_id: str, entry: Mapping[str, Any]) -> PeerError | None:
+def error_from_history(
+    server: str, prompt_id: str, entry: Mapping[str, Any], clean: Clean
+) -> PeerError | None:
     """The error a finished history entry records, or None when it succeeded."""
     status = entry.get("status")
     if not isinstance(status, Mapping) or status.get("status_str") != "error":
         return None
-    for message in status.get("messages") or ():
-        if not isinstance(message, (list, tuple)) or len(message) != 2:
+    for message in _list(status.get("messages")):
+        if not isinstance(message, list) or len(message) != 2:
             continue
         kind, data = message
         if kind == "execution_error" and isinstance(data, Mapping):
-            return execution_error(server, {"prompt_id": prompt_id, **data})
+            return execution_error(server, {**data, "prompt_id": prompt_id}, clean)
         if kind == "execution_interrupted" and isinstance(data, Mapping):
-            return interrupted(server, {"prompt_id": prompt_id, **data})
+            return interrupted(server, {**data, "prompt_id": prompt_id}, clean)
     return ExecutionFailed(
         server=server,
         prompt_id=prompt_id,
@@ -166,5 +191,65 @@ def error_from_history(server: str, prompt_id: str, entry: Mapping[str, Any]) ->
     )
 
 
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _str_or_none(value: Any, clean: Clean) -> str | None:
+    return None if value is None else clean(str(value), 200)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _number(value: Any, default: float) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok else default
+
+
+def rejected(server: str, prompt_id: str, answer: Any, clean: Clean) -> PromptRejected:
+    """ComfyUI's own words for a refused prompt, which the user needs: kept, but scrubbed."""
+    error = answer.get("error") if isinstance(answer, Mapping) else None
+    if isinstance(error, str):  # an older ComfyUI's {"error": "no prompt"}
+        error = {"message": error}
+    if not isinstance(error, Mapping):
+        error = {"message": "POST /prompt answered HTTP 400 without ComfyUI's error object"}
+    message = clean(str(error.get("message") or "the peer refused the prompt"))
+    details = error.get("details")
+    if details and error.get("type") != "prompt_outputs_failed_validation":
+        message = f"{message.rstrip('.')}: {clean(str(details))}"
+    return PromptRejected(
+        message,
+        server=server,
+        prompt_id=prompt_id,
+        error_type=clean(str(error.get("type") or ""), 100) or None,
+        node_errors=node_errors(
+            answer.get("node_errors") if isinstance(answer, Mapping) else None, clean
+        ),
+    )
+
+
+def node_errors(raw: Any, clean: Clean) -> tuple[NodeError, ...]:
+    """The `node_errors` of an answer to `POST /prompt`, every text in them cleaned."""
+    if not isinstance(raw, Mapping):
+        return ()
+    found = []
+    for node_id, info in raw.items():
+        info = info if isinstance(info, Mapping) else {}
+        listed = info.get("errors")
+        errors = tuple(
+            _cleaned(e, clean)
+            for e in (listed if isinstance(listed, list) else ())
+            if isinstance(e, Mapping)
+        )
+        class_type = clean(str(info.get("class_type", "?")), 200)
+        found.append(NodeError(clean(str(node_id), 100), class_type, errors))
+    return tuple(found)
+
+
+def _cleaned(value: Any, clean: Clean) -> Any:
+    """A copy of a peer's JSON with every string scrubbed (its depth is already bounded)."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, Mapping):
+        return {clean(str(k), 200): _cleaned(v, clean) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cleaned(v, clean) for v in value]
+    return value

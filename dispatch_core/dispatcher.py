@@ -12,6 +12,7 @@ import collections
 import contextlib
 import dataclasses
 import itertools
+import logging
 import random
 import statistics
 import time
@@ -24,11 +25,13 @@ import aiohttp
 
 from ._job import Job, JobRun
 from ._lanes import Lane, acquire
+from ._peer_http import shown_url
 from ._retry import backoff, counts_against_server, is_transient
 from ._watch import ProgressCallback, error_from_history
 from .cache import ResultCache
 from .config import AUTO, Config
 from .errors import (
+    BadResponse,
     DispatcherClosed,
     DispatchError,
     DispatchTimeout,
@@ -50,6 +53,9 @@ _INVENTORY_WAIT = 5.0
 """Longest a pool job waits for the servers' inventories before going on without them."""
 _INVENTORY_RETRY = 30.0
 """Seconds before the inventory of a server that could not be read is asked again."""
+_STATUS_DEADLINE = 10.0
+"""Longest a status round waits for any server, whatever `timeouts.request` says."""
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class ServerStatus:
     """Measured by `calibrate`, before any job."""
     loaded_models: tuple[str, ...] = ()
     """The model files of the last job that used any: what the GPU likely holds."""
+    dropped_frames: int = 0
+    """WebSocket frames from this server that could not be read, since we connected."""
 
 
 class Dispatcher:
@@ -242,7 +250,13 @@ class Dispatcher:
         except DispatchError:
             self._inventory_failed[name] = time.time()
             raise
-        self.inventories[name] = Inventory.from_object_info(info)
+        try:
+            self.inventories[name] = Inventory.from_object_info(info)
+        except (AttributeError, TypeError, ValueError):  # a hostile shape deep inside
+            self._inventory_failed[name] = time.time()
+            raise BadResponse(
+                "GET /object_info answered node specs of the wrong shape", server=name
+            ) from None
         self._inventory_failed.pop(name, None)
 
     async def calibrate(
@@ -301,7 +315,8 @@ class Dispatcher:
         return True
 
     async def status(self) -> dict[str, ServerStatus]:
-        """Every server's state, asked of all of them at once."""
+        """Every server's state, asked of all of them at once, within one deadline (see
+        `server_status`): one slow or hostile server cannot hold up or fail the round."""
         names = list(self._lanes)
         found = await asyncio.gather(*(self.server_status(name) for name in names))
         return dict(zip(names, found, strict=True))
@@ -503,7 +518,9 @@ class Dispatcher:
             history = await peer.history(entry.prompt_id) if where == "done" else None
         except DispatchError:
             return None  # cannot tell: run it again (at least once, never lost)
-        failed = history is not None and error_from_history(peer.name, entry.prompt_id, history)
+        failed = history is not None and error_from_history(
+            peer.name, entry.prompt_id, history, peer.scrub
+        )
         if where is None or failed:
             await self.journal.forget(key)
             return None
@@ -573,15 +590,21 @@ class Dispatcher:
         task.add_done_callback(self._cleanups.discard)
 
     async def server_status(self, name: str) -> ServerStatus:
-        """One server's state, asked now: reachable, latency, queue, VRAM, version."""
+        """One server's state, asked now: reachable, latency, queue, VRAM, version.
+
+        Never raises for what the server does: one that answers late (past
+        `timeouts.request`, at most 10 s), wrongly or with hostile bytes is shown offline,
+        with a reason in our words.
+        """
         lane = self._lanes.get(name)
         if lane is None:
             raise NotFound(
                 f"unknown server {name!r} (known: {self._known_servers()})", field="server"
             )
+        peer = self.peer(name)
         base = ServerStatus(
             name=name,
-            url=lane.server.url,
+            url=shown_url(lane.server.url),
             enabled=lane.server.enabled,
             online=False,
             in_flight=lane.in_flight,
@@ -590,29 +613,47 @@ class Dispatcher:
             seconds_per_job=_rounded(lane.seconds_per_job),
             calibrated_seconds=_rounded(lane.calibrated),
             loaded_models=tuple(sorted(lane.loaded)),
+            dropped_frames=peer.dropped_frames,
         )
-        peer = self.peer(name)
-        began = time.monotonic()
+        deadline = min(self.config.timeouts.request, _STATUS_DEADLINE)
         try:
-            stats = await peer.system_stats()
-            latency = (time.monotonic() - began) * 1000
-            queue = await peer.get_json("/prompt")
+            async with asyncio.timeout(deadline):
+                return await _probe(peer, base)
         except DispatchError as error:
             return dataclasses.replace(base, error=str(error))
-        device = (stats.get("devices") or [{}])[0]
-        system = stats.get("system") or {}
-        return dataclasses.replace(
-            base,
-            online=True,
-            latency_ms=round(latency, 1),
-            queue_depth=_int_or_none((queue.get("exec_info") or {}).get("queue_remaining")),
-            vram_free=_int_or_none(device.get("vram_free")),
-            vram_total=_int_or_none(device.get("vram_total")),
-            comfyui_version=system.get("comfyui_version"),
-        )
+        except TimeoutError:
+            return dataclasses.replace(base, error=f"no answer within {deadline:g} s")
+        except Exception as error:  # whatever a hostile answer breaks: never the whole round
+            _log.warning("server %r: status failed (%s)", name, type(error).__name__)
+            reason = f"its answer could not be read ({type(error).__name__})"
+            return dataclasses.replace(base, error=reason)
 
     def _known_servers(self) -> str:
         return ", ".join(sorted(self._lanes)) or "none configured"
+
+
+async def _probe(peer: PeerClient, base: ServerStatus) -> ServerStatus:
+    """`base` filled from the server's `/system_stats` and `/prompt`, each field checked."""
+    began = time.monotonic()
+    stats = await peer.system_stats()
+    latency = (time.monotonic() - began) * 1000
+    queue = await peer.get_json("/prompt")
+    devices = stats.get("devices")
+    device = devices[0] if isinstance(devices, list) and devices else {}
+    device = device if isinstance(device, Mapping) else {}
+    system = stats.get("system")
+    version = system.get("comfyui_version") if isinstance(system, Mapping) else None
+    exec_info = queue.get("exec_info") if isinstance(queue, Mapping) else None
+    remaining = exec_info.get("queue_remaining") if isinstance(exec_info, Mapping) else None
+    return dataclasses.replace(
+        base,
+        online=True,
+        latency_ms=round(latency, 1),
+        queue_depth=_int_or_none(remaining),
+        vram_free=_int_or_none(device.get("vram_free")),
+        vram_total=_int_or_none(device.get("vram_total")),
+        comfyui_version=peer.scrub(str(version), 100) if version is not None else None,
+    )
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

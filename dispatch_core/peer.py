@@ -5,28 +5,31 @@ down, each open prompt is polled through `/history/{id}`; after every (re)connec
 open prompt is checked again, because a socket reconnected under the same `clientId` can
 silently stop receiving (REFERENCE.md §3.1). A prompt found in neither `/history` nor
 `/queue` was lost by a restarted peer.
+
+The peer may be hostile (see `_peer_http`): a frame that cannot be read is dropped and
+counted, never a reason to lose the socket, and no frame handler's failure ends the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from ._watch import ProgressCallback, PromptWatch
+from ._json import JSONLimitError, loads_bounded
+from ._peer_http import PeerHTTP
+from ._watch import ProgressCallback, PromptWatch, node_errors, rejected
 from .config import ServerConfig, Timeouts
 from .errors import (
     BadResponse,
-    DispatcherClosed,
-    NodeError,
     PeerUnreachable,
     PromptLost,
     PromptRejected,
@@ -34,8 +37,10 @@ from .errors import (
 
 __all__ = ["PeerClient", "QueueState"]
 
-_MAX_JSON_BYTES = 64 * 1024 * 1024
 _RECONNECT_MAX_DELAY = 5.0
+_MAX_FRAME_BYTES = 8 * 1024 * 1024
+"""Larger than any text frame ComfyUI sends; binary previews are not read."""
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class QueueState:
         return prompt_id in self.running or prompt_id in self.pending
 
 
-class PeerClient:
+class PeerClient(PeerHTTP):
     """Talks to one ComfyUI server. Use as `async with`; the session is the caller's."""
 
     def __init__(
@@ -62,16 +67,16 @@ class PeerClient:
         recheck_interval: float = 5.0,
         max_download_bytes: int = 1024 * 1024 * 1024,
     ):
-        self.name = server.name
-        self.url = server.url
+        super().__init__(server, session, timeouts=timeouts, max_download_bytes=max_download_bytes)
         self.client_id = client_id or f"dispatch-{uuid.uuid4().hex}"
-        self.timeouts = timeouts or Timeouts()
         self.recheck_interval = recheck_interval
-        self.max_download_bytes = max_download_bytes
+        self.max_frame_bytes = _MAX_FRAME_BYTES
+        """A larger WebSocket frame is refused (aiohttp then closes the socket; we reconnect)."""
         self.queue_remaining: int | None = None
         """The peer's own queue length, from its latest `status` frame."""
-        self._session = session
-        self._headers = dict(server.headers)
+        self.dropped_frames = 0
+        """WebSocket frames dropped: not JSON, out of bounds, not ComfyUI's shape, too large,
+        or their handler failed."""
         self._watches: dict[str, PromptWatch] = {}
         self._ws_up = asyncio.Event()
         self._first_attempt = asyncio.Event()
@@ -132,7 +137,9 @@ class PeerClient:
         """Queue a prompt under an id we mint, so frames that beat the answer are not lost."""
         await self.start()
         prompt_id = prompt_id or str(uuid.uuid4())
-        watch = PromptWatch(self.name, prompt_id, node_count=len(prompt), on_progress=on_progress)
+        watch = PromptWatch(
+            self.name, prompt_id, node_count=len(prompt), on_progress=on_progress, clean=self.scrub
+        )
         self._watches[prompt_id] = watch
         body = {
             "prompt": prompt,
@@ -145,8 +152,8 @@ class PeerClient:
         except BaseException:
             self._watches.pop(prompt_id, None)
             raise
-        node_errors = _node_errors(answer.get("node_errors"))
-        if node_errors:
+        failed = node_errors(answer.get("node_errors"), self.scrub)
+        if failed:
             # ComfyUI dropped the failing outputs and queued the rest: take it back.
             await self.cancel(prompt_id)
             self._watches.pop(prompt_id, None)
@@ -155,7 +162,7 @@ class PeerClient:
                 server=self.name,
                 prompt_id=prompt_id,
                 error_type="prompt_outputs_failed_validation",
-                node_errors=node_errors,
+                node_errors=failed,
             )
         return prompt_id
 
@@ -165,7 +172,9 @@ class PeerClient:
         """Watch a prompt submitted earlier, by another client: its frames do not come to
         our socket, so it is followed through `/queue` and `/history` at the poll interval."""
         await self.start()
-        watch = PromptWatch(self.name, prompt_id, node_count=node_count, on_progress=on_progress)
+        watch = PromptWatch(
+            self.name, prompt_id, node_count=node_count, on_progress=on_progress, clean=self.scrub
+        )
         watch.polled = True
         self._watches[prompt_id] = watch
         self._recheck_now.set()
@@ -174,9 +183,10 @@ class PeerClient:
         try:
             async with self._request("POST", "/prompt", json=body) as response:
                 if response.status == 400:
-                    raise _rejected(self.name, prompt_id, await self._json(response))
+                    answer = await self._json(response, "POST /prompt")
+                    raise rejected(self.name, prompt_id, answer, self.scrub)
                 self._check_status(response, "POST /prompt")
-                return await self._json(response)
+                return await self._json(response, "POST /prompt")
         except PeerUnreachable as error:
             # The request may have reached the peer before the connection broke.
             try:
@@ -245,8 +255,17 @@ class PeerClient:
                 and (not self.connected or w.polled or w.last_frame_at <= quiet_since)
             ]
             if quiet:
-                with contextlib.suppress(PeerUnreachable, BadResponse):
-                    await self._recheck(quiet)
+                await self._recheck_quietly(quiet)
+
+    async def _recheck_quietly(self, watches: list[PromptWatch]) -> None:
+        """A round of checks whose failure waits for the next round; nothing a peer answers
+        may end the watchdog, or its prompts would wait for ever."""
+        try:
+            await self._recheck(watches)
+        except (PeerUnreachable, BadResponse):
+            pass
+        except Exception as error:
+            _log.warning("server %r: checking prompts failed (%s)", self.name, type(error).__name__)
 
     async def _recheck(self, watches: list[PromptWatch]) -> None:
         # The queue first: a prompt missing from it has either finished (its history entry
@@ -289,7 +308,9 @@ class PeerClient:
             raise BadResponse("GET /queue did not answer an object", server=self.name)
 
         def ids(key: str) -> tuple[str, ...]:
-            items = [i for i in answer.get(key) or () if isinstance(i, list) and len(i) > 1]
+            listed = answer.get(key)
+            listed = listed if isinstance(listed, list) else []
+            items = [i for i in listed if isinstance(i, list) and len(i) > 1]
             items.sort(key=lambda item: item[0] if isinstance(item[0], (int, float)) else 0)
             return tuple(str(item[1]) for item in items)
 
@@ -316,17 +337,13 @@ class PeerClient:
         await self.post("/free", {"unload_models": unload_models, "free_memory": free_memory})
 
     async def view(self, filename: str, subfolder: str = "", type: str = "output") -> bytes:
-        """Download one output file, streamed, refusing anything over the size limit."""
-        params = {"filename": filename, "subfolder": subfolder, "type": type}
-        async with self._request("GET", "/view", params=params) as response:
-            if response.status == 404:
-                raise BadResponse(
-                    f"the peer has no file {filename!r} (subfolder {subfolder!r}, type {type})",
-                    server=self.name,
-                    status=404,
-                )
-            self._check_status(response, "GET /view")
-            return await self._read_limited(response, self.max_download_bytes, "GET /view")
+        """Download one output file whole, refusing anything over the size limit; to pass a
+        large file on without holding it, use `open_view`."""
+        body = bytearray()
+        async with self.open_view(filename, subfolder, type) as download:
+            async for chunk in download.chunks():
+                body += chunk
+        return bytes(body)
 
     async def upload_image(
         self,
@@ -345,122 +362,61 @@ class PeerClient:
         form.add_field("overwrite", "true" if overwrite else "false")
         async with self._request("POST", "/upload/image", data=form) as response:
             self._check_status(response, "POST /upload/image")
-            answer = await self._json(response)
+            answer = await self._json(response, "POST /upload/image")
         if not isinstance(answer, Mapping) or not isinstance(answer.get("name"), str):
             raise BadResponse("POST /upload/image answered without a name", server=self.name)
         return {k: str(answer.get(k, "")) for k in ("name", "subfolder", "type")}
 
-    async def get_json(self, path: str) -> Any:
-        async with self._request("GET", path) as response:
-            self._check_status(response, f"GET {path}")
-            return await self._json(response)
-
-    async def post(self, path: str, body: Mapping[str, Any]) -> None:
-        async with self._request("POST", path, json=body) as response:
-            self._check_status(response, f"POST {path}")
-
-    @contextlib.asynccontextmanager
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        if self._session.closed:
-            raise DispatcherClosed(
-                f"{method} {path}: the client session is closed; "
-                "read outputs before closing the dispatcher",
-                server=self.name,
-            )
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self.timeouts.request, sock_read=self.timeouts.request
-        )
-        try:
-            async with self._session.request(
-                method, self.url + path, headers=self._headers, timeout=timeout, **kwargs
-            ) as response:
-                yield response
-        except TimeoutError as error:
-            raise PeerUnreachable(
-                f"{method} {path} to {self.url}: no answer within {self.timeouts.request:g} s",
-                server=self.name,
-            ) from error
-        except (aiohttp.ClientConnectionError, OSError) as error:
-            raise PeerUnreachable(
-                f"{method} {path} to {self.url} failed: {_describe(error)}", server=self.name
-            ) from error
-
-    def _check_status(self, response: aiohttp.ClientResponse, what: str) -> None:
-        if response.status >= 400:
-            raise BadResponse(
-                f"{what} answered HTTP {response.status} {response.reason or ''}".rstrip(),
-                server=self.name,
-                status=response.status,
-            )
-
-    async def _json(self, response: aiohttp.ClientResponse) -> Any:
-        what = f"{response.method} {response.url.path}"
-        raw = await self._read_limited(response, _MAX_JSON_BYTES, what)
-        try:
-            return json.loads(raw) if raw else {}
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            snippet = raw[:80].decode("utf-8", "replace").replace("\n", " ")
-            raise BadResponse(
-                f"{what} answered something that is not JSON: {snippet!r}",
-                server=self.name,
-                status=response.status,
-            ) from None
-
-    async def _read_limited(self, response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
-        declared = response.content_length
-        if declared is not None and declared > limit:
-            raise BadResponse(
-                f"{what}: {declared} bytes is over the {limit} byte limit", server=self.name
-            )
-        try:
-            if declared is not None:
-                body = await response.read()  # one buffer: the length is known and allowed
-            else:
-                body = await self._read_unsized(response, limit, what)
-        except aiohttp.ClientPayloadError as error:
-            raise BadResponse(f"{what}: body cut short: {error}", server=self.name) from None
-        if declared is not None and len(body) != declared:
-            raise BadResponse(
-                f"{what}: body truncated at {len(body)} of {declared} bytes", server=self.name
-            )
-        return body
-
-    async def _read_unsized(self, response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(1 << 20):
-            body += chunk
-            if len(body) > limit:
-                raise BadResponse(f"{what}: over the {limit} byte limit", server=self.name)
-        return bytes(body)
-
     # -- WebSocket ----------------------------------------------------------------------
 
     async def _ws_loop(self) -> None:
+        """Keep one socket up until closed. No frame and no failure ends this loop: a peer
+        that breaks the socket is reconnected to, after a back-off while it sends nothing
+        we can read."""
         delay = 0.05
-        url = self.url.replace("http", "ws", 1) + "/ws"
-        while not self._closed:
-            try:
-                async with self._session.ws_connect(
-                    url,
-                    params={"clientId": self.client_id},
-                    headers=self._headers,
-                    heartbeat=30.0,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                ) as ws:
-                    self._ws_up.set()
+        if self._session.closed:
+            self._first_attempt.set()
+            return
+        async with _no_redirects(self._session) as session:
+            while not self._closed and not self._session.closed:
+                heard = False
+                try:
+                    heard = await self._ws_once(session)
+                except (aiohttp.ClientError, OSError, TimeoutError):
+                    pass
+                except Exception as error:  # a bug of ours: say so, keep the peer followed
+                    _log.warning(
+                        "server %r: WebSocket failed (%s)", self.name, type(error).__name__
+                    )
+                finally:
+                    self._ws_up.clear()
                     self._first_attempt.set()
-                    delay = 0.05
-                    self._recheck_everything()
-                    async for message in ws:
-                        if message.type == aiohttp.WSMsgType.TEXT:
-                            self._on_text(message.data)
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                pass
-            finally:
-                self._ws_up.clear()
-                self._first_attempt.set()
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, _RECONNECT_MAX_DELAY)
+                delay = 0.05 if heard else min(delay * 2, _RECONNECT_MAX_DELAY)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+
+    async def _ws_once(self, session: aiohttp.ClientSession) -> bool:
+        """One socket, until it closes; whether any frame on it could be read."""
+        url = self.url.replace("http", "ws", 1) + "/ws"
+        async with asyncio.timeout(self.timeouts.request):
+            ws = await session.ws_connect(
+                url,
+                params={"clientId": self.client_id},
+                headers=self._headers,
+                heartbeat=30.0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                max_msg_size=self.max_frame_bytes,
+            )
+        heard = False
+        async with ws:
+            self._ws_up.set()
+            self._first_attempt.set()
+            self._recheck_everything()
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    heard = self._take_frame(message.data) or heard
+                elif message.type == aiohttp.WSMsgType.ERROR:
+                    self.dropped_frames += 1  # too large or not WebSocket: aiohttp closes it
+        return heard
 
     def _recheck_everything(self) -> None:
         """After a (re)connect, frames may have been missed: check every open prompt."""
@@ -468,53 +424,52 @@ class PeerClient:
             watch.last_frame_at = float("-inf")
         self._recheck_now.set()
 
-    def _on_text(self, text: str) -> None:
+    def _take_frame(self, text: str) -> bool:
+        """Hand one text frame on; whether it was used. A frame whose handler fails (a shape
+        deep inside it, a progress callback's bug) is dropped, and the socket kept."""
         try:
-            message = json.loads(text)
+            used = self._on_text(text)
+        except Exception as error:
+            _log.warning(
+                "server %r: dropped a WebSocket frame (%s)", self.name, type(error).__name__
+            )
+            used = False
+        if not used:
+            self.dropped_frames += 1
+        return used
+
+    def _on_text(self, text: str) -> bool:
+        try:
+            message = loads_bounded(text)
             kind, data = message["type"], message["data"]
-        except (ValueError, KeyError, TypeError):
-            return  # not ComfyUI's protocol: ignore rather than drop the socket
-        if not isinstance(data, Mapping):
-            return
+        except (JSONLimitError, KeyError, TypeError, IndexError):
+            return False  # not ComfyUI's protocol
+        if not isinstance(kind, str) or not isinstance(data, Mapping):
+            return False
         if kind == "status":
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 self.queue_remaining = int(data["status"]["exec_info"]["queue_remaining"])
-            return
+            return True
         watch = self._watches.get(str(data.get("prompt_id")))
         if watch is not None:
             watch.on_frame(kind, data)
+        return True
 
 
-def _rejected(server: str, prompt_id: str, answer: Any) -> PromptRejected:
-    error = answer.get("error") if isinstance(answer, Mapping) else None
-    if not isinstance(error, Mapping):
-        error = {"message": str(error or answer)}
-    message = str(error.get("message") or "the peer refused the prompt")
-    details = error.get("details")
-    if details and error.get("type") != "prompt_outputs_failed_validation":
-        message = f"{message.rstrip('.')}: {details}"
-    return PromptRejected(
-        message,
-        server=server,
-        prompt_id=prompt_id,
-        error_type=str(error.get("type") or "") or None,
-        node_errors=_node_errors(
-            answer.get("node_errors") if isinstance(answer, Mapping) else None
-        ),
-    )
+@contextlib.asynccontextmanager
+async def _no_redirects(shared: aiohttp.ClientSession) -> AsyncIterator[aiohttp.ClientSession]:
+    """The caller's connections, in a session that refuses redirects: `ws_connect` has no
+    `allow_redirects`, and a redirect would carry our headers to a URL the peer chose."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_redirect.append(_refuse_redirect)
+    async with aiohttp.ClientSession(
+        connector=shared.connector, connector_owner=False, trace_configs=[trace]
+    ) as session:
+        yield session
 
 
-def _node_errors(raw: Any) -> tuple[NodeError, ...]:
-    if not isinstance(raw, Mapping):
-        return ()
-    found = []
-    for node_id, info in raw.items():
-        info = info if isinstance(info, Mapping) else {}
-        errors = tuple(dict(e) for e in info.get("errors") or () if isinstance(e, Mapping))
-        found.append(NodeError(str(node_id), str(info.get("class_type", "?")), errors))
-    return tuple(found)
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return text.split(" [")[0] if "Cannot connect" in text else text
+async def _refuse_redirect(
+    _: aiohttp.ClientSession, __: Any, params: aiohttp.TraceRequestRedirectParams
+) -> None:
+    params.response.close()
+    raise aiohttp.ClientConnectionError("the peer answered a redirect; redirects are not followed")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._peer_http import Download
 
 __all__ = ["DispatchResult", "OutputFile", "Progress", "Timings"]
 
@@ -14,11 +18,16 @@ _VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif"}
 _AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a"}
 
 Reader = Callable[["OutputFile"], Awaitable[bytes]]
+Opener = Callable[["OutputFile"], AbstractAsyncContextManager["Download"]]
 
 
 @dataclass(eq=False)
 class OutputFile:
-    """One file a peer wrote. `read()` fetches it once through `/view` and keeps the bytes."""
+    """One file a peer wrote. `read()` fetches it once through `/view` and keeps the bytes;
+    `open()` streams it without holding it (to pass it on, say to a browser).
+
+    `filename`, `subfolder` and `type` are the peer's words: never a local path as they are.
+    """
 
     filename: str
     subfolder: str
@@ -27,6 +36,7 @@ class OutputFile:
     server: str = ""
     node_id: str = ""
     _reader: Reader | None = field(default=None, repr=False)
+    _opener: Opener | None = field(default=None, repr=False)
     _data: bytes | None = field(default=None, repr=False)
 
     @property
@@ -47,6 +57,21 @@ class OutputFile:
                 raise RuntimeError(f"{self.filename}: no reader attached to this output file")
             self._data = await self._reader(self)
         return self._data
+
+    def open(self) -> AbstractAsyncContextManager[Download]:
+        """Stream the file from its server, each time anew:
+
+            async with output.open() as download:
+                download.content_type, download.size  # the peer's: not to be trusted
+                async for chunk in download.chunks():
+                    ...
+
+        A BadResponse if the server has no such file (status 404) or the file grows past
+        the download limit while it streams; PeerUnreachable if the server cannot be read.
+        """
+        if self._opener is None:
+            raise RuntimeError(f"{self.filename}: no opener attached to this output file")
+        return self._opener(self)
 
     def to_dict(self) -> dict[str, str]:
         return {

@@ -3,7 +3,9 @@
 It has one executor and a queue, sends the frames a real ComfyUI 0.3.64 sends in the same
 order (held to recorded transcripts by a conformance test), writes real PNGs that depend on
 the inputs, validates prompts against real `object_info`, and can be made slow, hung,
-restarted or silent, so that pipelines can be tested without a GPU:
+restarted or silent, so that pipelines can be tested without a GPU. `HostilePeer` is one
+that can also misbehave as a compromised server would (echo our headers, redirect, drip,
+nest, send frames that cannot be read), and `BannerServer` a port that is not HTTP at all:
 
     async with FakePeer(job_seconds=0.1, models={"checkpoints": ["sd15.safetensors"]}) as peer:
         ...  # point a Dispatcher or any ComfyUI client at peer.url
@@ -22,7 +24,7 @@ import logging
 import posixpath
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -32,7 +34,10 @@ from ._fake_run import PromptRun
 from ._fake_validate import validate_prompt
 from ._fake_ws import SocketHub
 
-__all__ = ["FakePeer", "main"]
+if TYPE_CHECKING:
+    from ._fake_hostile import BannerServer, HostilePeer
+
+__all__ = ["BannerServer", "FakePeer", "HostilePeer", "main"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -434,9 +439,11 @@ class FakePeer:
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         return await self._hub.handle(request)
 
-    def _greeting(self, sid: str) -> list[tuple[str, Any]]:
+    def _greeting(self, sid: str) -> list[tuple[str | None, Any]]:
         """The status with the socket's sid; on reconnect, the node its prompt is running."""
-        frames: list[tuple[str, Any]] = [("status", {**self._exec_info_status(), "sid": sid})]
+        frames: list[tuple[str | None, Any]] = [
+            ("status", {**self._exec_info_status(), "sid": sid})
+        ]
         run = self._run
         if run is not None and run.client_id == sid and run.current_node is not None:
             frames.append(("executing", {"node": run.current_node}))
@@ -474,6 +481,16 @@ class FakePeer:
                 self._run.finish(False)
             self._running = self._run = None
             await asyncio.sleep(0)
+
+
+def __getattr__(name: str) -> Any:
+    """HostilePeer and BannerServer, imported when first asked for: HostilePeer is built on
+    FakePeer, and `python -m dispatch_core.testing` must not import this module twice over."""
+    if name in ("BannerServer", "HostilePeer"):
+        from . import _fake_hostile
+
+        return getattr(_fake_hostile, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
