@@ -31,7 +31,6 @@ from dispatch_core.http import add_routes
 from dispatch_core.http._guard import HostPolicy
 from dispatch_core.http._serve_file import _disposition, content_type_for, stream_output
 from dispatch_core.http.standalone import _session_value, create_app, serve
-from dispatch_core.peer import PeerClient
 from dispatch_core.result import OutputFile
 from dispatch_core.service import MASK, DispatchService
 from dispatch_core.service._activity import Activity
@@ -1700,7 +1699,6 @@ def assert_inert(headers: CIMultiDictProxy[str], kind: str, inline: bool) -> Non
     assert "Set-Cookie" not in headers
 
 
-OPEN_VIEW_MISSING = not hasattr(PeerClient, "open_view")
 PEER_FILES = [
     ("x.html", b"<script>alert(document.domain)</script>", "application/octet-stream", False),
     (
@@ -1713,7 +1711,6 @@ PEER_FILES = [
 ]
 
 
-@pytest.mark.xfail(OPEN_VIEW_MISSING, reason="open_view lands with the peer branch", strict=False)
 @pytest.mark.parametrize(
     ("filename", "data", "kind", "inline"), PEER_FILES, ids=[f[0] for f in PEER_FILES]
 )

@@ -62,13 +62,17 @@ def config_for(url: str, *, job: float = 5.0, password: bool = False) -> Config:
         headers = {"X-Api-Key": KEY}
     else:
         headers = {"Authorization": f"Bearer {TOKEN}", "X-Api-Key": KEY}
-    return Config.from_dict(
+    config = Config.from_dict(
         {
-            "servers": {"gpu": {"url": url, "headers": headers}},
+            "servers": {"gpu": {"url": "http://placeholder", "headers": headers}},
             "routes": {"gen": "gpu"},
             "timeouts": {"request": REQUEST, "job": job, "poll_interval": 0.1},
         }
     )
+    # A config file refuses URL credentials; a ServerConfig made in code can still hold
+    # them, and the peer client must keep them out of everything it says.
+    server = dataclasses.replace(config.servers["gpu"], url=url)
+    return dataclasses.replace(config, servers={"gpu": server})
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from .._peer_http import Download
 from .._watch import ProgressCallback
 from ..config import Config
 from ..dispatcher import Dispatcher
@@ -186,7 +187,7 @@ class Jobs:
 
     async def open_file(
         self, job_id: str, index: int
-    ) -> tuple[AbstractAsyncContextManager[Any], str]:
+    ) -> tuple[AbstractAsyncContextManager[Download], str]:
         """An output file of a job, to stream from the server that made it, and its name.
 
         Only that server is asked, under the name it gave: the file is that server's own.
