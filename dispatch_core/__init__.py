@@ -10,7 +10,7 @@ A pure asyncio library: no ComfyUI, no torch. The Remote Dispatch node and the
 
 from .cache import ResultCache
 from .config import CacheSettings, Config, ServerConfig, Timeouts, load_config, save_config
-from .dispatcher import Dispatcher, Job, ServerStatus
+from .dispatcher import Dispatcher, ServerStatus
 from .errors import (
     BadResponse,
     ConfigConflict,
@@ -34,6 +34,7 @@ from .errors import (
     WorkerError,
     WorkflowError,
 )
+from .job import JobHandle, JobSpec, JobState
 from .journal import Journal
 from .peer import PeerClient, QueueState
 from .result import DispatchResult, OutputFile, Progress, Timings
@@ -60,8 +61,10 @@ __all__ = [
     "ExecutionFailed",
     "InputError",
     "Interrupted",
-    "Job",
+    "JobHandle",
     "JobRecord",
+    "JobSpec",
+    "JobState",
     "Journal",
     "NodeError",
     "NotFound",

@@ -1,14 +1,18 @@
-"""One job's life inside the dispatcher: what it asks for, what it waits on, what it returns."""
+"""One job's life inside the dispatcher: what it asks for, what it waits on, what it returns.
+
+The spec's workflow is copied once, into the run's builder, with the spec's values set;
+everything after (the request key, the prompt sent, each retry) reads that copy.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +20,10 @@ from ._retry import with_retries
 from ._watch import ProgressCallback
 from .errors import DispatchError, WorkflowError
 from .inventory import needs_of
+from .job import JobHandle, JobSpec
 from .journal import request_hash
 from .result import DispatchResult, OutputFile, Timings
+from .templates import Template
 from .urls import view_url
 from .workflow import WorkflowBuilder
 
@@ -26,29 +32,22 @@ if TYPE_CHECKING:
     from ._peer_http import Download
     from .peer import PeerClient
 
-__all__ = ["Job", "JobRun"]
-
-
-@dataclass(frozen=True)
-class Job:
-    """One unit of work for `Dispatcher.run_parallel`; the fields mirror `Dispatcher.run`."""
-
-    workflow_type: str
-    workflow: Mapping[str, Any] | WorkflowBuilder
-    overrides: Mapping[str, Mapping[str, Any]] | None = None
-    server: str | None = None
-    cache_key: str | None = None
-    timeout: float | None = None
-    output_node: str | None = None
-    on_progress: ProgressCallback | None = None
+__all__ = ["JobRun"]
 
 
 class JobRun:
     """A job being run: its checked workflow, and what it waits on now (for a timeout)."""
 
-    def __init__(self, job: Job):
-        self.job = job
-        self.builder = _checked_builder(job)
+    def __init__(
+        self,
+        spec: JobSpec,
+        on_progress: ProgressCallback | None = None,
+        handle: JobHandle | None = None,
+    ):
+        self.spec = spec
+        self.on_progress = on_progress
+        self.handle = handle
+        self.builder = _checked_builder(spec)
         self.queued = time.time()
         self.server: str | None = None
         self.prompt_id: str | None = None
@@ -74,11 +73,17 @@ class JobRun:
         self._waiting_for = text
         self.queued_on = ()
 
+    @functools.cached_property
     def request_key(self) -> str:
-        """The journal's name for this request: route, workflow, images, output node."""
+        """The name of this request (journal, cache): route, workflow, images, output node."""
         images = [(u.node_id, u.input, _identity(u.source)) for u in self.builder.image_uploads]
-        extra = [images, self.job.output_node]
-        return request_hash(self.job.workflow_type, self.builder.build(), extra)
+        extra = [images, self.spec.output_node]
+        return request_hash(self.spec.route, dict(self.builder.view()), extra)
+
+    def started(self, server: str, prompt_id: str) -> None:
+        self.server, self.prompt_id = server, prompt_id
+        if self.handle is not None:
+            self.handle.started(server, prompt_id)
 
     async def prompt_for(self, peer: PeerClient, subfolder: str) -> dict[str, Any]:
         """The workflow with its images uploaded to `peer` and pointed at."""
@@ -94,8 +99,8 @@ class JobRun:
         outputs = entry.get("outputs")
         if not isinstance(outputs, Mapping):
             outputs = {}
-        if self.job.output_node is not None:
-            node_id = self.builder.resolve(self.job.output_node)
+        if self.spec.output_node is not None:
+            node_id = self.builder.resolve(self.spec.output_node)
             outputs = {node_id: outputs.get(node_id, {})}
 
         files: list[OutputFile] = []
@@ -119,16 +124,22 @@ class JobRun:
         )
 
 
-def _checked_builder(job: Job) -> WorkflowBuilder:
-    """The job's workflow with its overrides, checked before anything is sent."""
-    builder = (
-        job.workflow if isinstance(job.workflow, WorkflowBuilder) else WorkflowBuilder(job.workflow)
-    )
-    if job.overrides:
-        builder = builder.copy().apply_overrides(job.overrides)
+def _checked_builder(spec: JobSpec) -> WorkflowBuilder:
+    """The job's workflow with its values set, checked before anything is sent.
+
+    A WorkflowBuilder given without values is used as it is (the caller's own copy).
+    """
+    if spec.template is not None:
+        builder = spec.template.builder(spec.values)
+    elif isinstance(spec.workflow, WorkflowBuilder):
+        builder = spec.workflow.copy() if spec.values else spec.workflow
+        builder = Template("workflow", builder.view()).apply(builder, spec.values)
+    else:
+        assert spec.workflow is not None  # a JobSpec holds one of the two
+        builder = Template("workflow", spec.workflow).builder(spec.values)
     builder.validate()
-    if job.output_node is not None:
-        builder.resolve(job.output_node)  # a wrong name fails now, not after the run
+    if spec.output_node is not None:
+        builder.resolve(spec.output_node)  # a wrong name fails now, not after the run
     return builder
 
 

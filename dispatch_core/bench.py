@@ -30,7 +30,8 @@ from rapidfuzz.distance import Levenshtein
 
 from .cache import ResultCache
 from .config import Config
-from .dispatcher import Dispatcher, Job
+from .dispatcher import Dispatcher
+from .job import JobSpec
 
 __all__ = ["main"]
 
@@ -192,7 +193,7 @@ async def row_detection(jobs: int, poll: float = 1.2) -> Row:
     )
 
 
-async def _makespan(urls: Sequence[str], jobs: list[Job], **config: Any) -> float:
+async def _makespan(urls: Sequence[str], jobs: list[JobSpec], **config: Any) -> float:
     async with Dispatcher(_config(urls, **config)) as dispatcher:
         for name in dispatcher.config.servers:
             await dispatcher.peer(name).start()
@@ -227,7 +228,7 @@ async def _peers_alone(urls: Sequence[str], jobs_each: int) -> float:
 
 async def row_makespan(jobs: int, peers: int = 4, seconds: float = 0.02) -> Row:
     async with _peers(peers, seconds) as urls:
-        took = await _makespan(urls, [Job("pool", _tiny(i)) for i in range(jobs)])
+        took = await _makespan(urls, [JobSpec("pool", _tiny(i)) for i in range(jobs)])
         alone = await _peers_alone(urls, jobs // peers)
     ideal = jobs * seconds / peers
     ratio = took / ideal
@@ -243,7 +244,9 @@ async def row_makespan(jobs: int, peers: int = 4, seconds: float = 0.02) -> Row:
 
 async def row_slow_fast(jobs: int, fast: float = 0.02, slow: float = 0.06) -> Row:
     async with _peers(1, fast) as fast_url, _peers(1, slow) as slow_url:
-        took = await _makespan(fast_url + slow_url, [Job("pool", _tiny(i)) for i in range(jobs)])
+        took = await _makespan(
+            fast_url + slow_url, [JobSpec("pool", _tiny(i)) for i in range(jobs)]
+        )
     ideal = jobs / (1 / fast + 1 / slow)
     ratio = took / ideal
     return Row(

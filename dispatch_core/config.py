@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ._files import write_atomically
-from .errors import ConfigError
+from .errors import ConfigError, NotFound, RoutingError
 
 __all__ = [
     "AUTO",
@@ -109,6 +109,31 @@ class Config:
     every enabled server, and the dispatcher picks among those that have what it needs."""
     timeouts: Timeouts = field(default_factory=Timeouts)
     cache: CacheSettings = field(default_factory=CacheSettings)
+
+    def servers_for(self, route: str, *, server: str | None = None) -> tuple[str, ...]:
+        """The enabled servers a job of `route` may run on, or just `server` when named.
+
+        The one resolver of routes: an unknown name is NotFound, a route whose servers
+        are all disabled a RoutingError, each saying what to do.
+        """
+        if server is not None:
+            if server not in self.servers:
+                known = ", ".join(sorted(self.servers)) or "none configured"
+                raise NotFound(f"unknown server {server!r} (known: {known})", field="server")
+            if not self.servers[server].enabled:
+                raise RoutingError(f"server {server!r} is disabled; enable it or pick another")
+            return (server,)
+        if route not in self.routes:
+            known = ", ".join(sorted(self.routes)) or "none configured"
+            raise NotFound(f"unknown route {route!r} (known: {known})", field="route")
+        names = tuple(self.servers) if self.routes[route] == (AUTO,) else self.routes[route]
+        enabled = tuple(name for name in names if self.servers[name].enabled)
+        if not enabled:
+            raise RoutingError(
+                f"every server of route {route!r} is disabled: "
+                f"{', '.join(names) or 'none configured'}; enable one or route to another server"
+            )
+        return enabled
 
     @classmethod
     def from_dict(cls, data: Any, *, path: str | None = None) -> Config:

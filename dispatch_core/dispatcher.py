@@ -23,13 +23,13 @@ from typing import Any
 
 import aiohttp
 
-from ._job import Job, JobRun
+from ._job import JobRun
 from ._lanes import Lane, acquire
 from ._peer_http import shown_url
 from ._retry import backoff, counts_against_server, is_transient
 from ._watch import ProgressCallback, error_from_history
 from .cache import ResultCache
-from .config import AUTO, Config
+from .config import Config
 from .errors import (
     BadResponse,
     DispatcherClosed,
@@ -41,12 +41,13 @@ from .errors import (
     WorkflowError,
 )
 from .inventory import Inventory
+from .job import JobHandle, JobSpec
 from .journal import Journal
 from .peer import PeerClient
 from .result import DispatchResult
 from .workflow import WorkflowBuilder
 
-__all__ = ["Dispatcher", "Job", "ServerStatus"]
+__all__ = ["Dispatcher", "ServerStatus"]
 
 _UPLOAD_SUBFOLDER = "dispatch"
 _INVENTORY_WAIT = 5.0
@@ -92,11 +93,14 @@ class Dispatcher:
 
     def __init__(
         self,
-        config: Config,
+        config: Config | Mapping[str, Any],
         *,
         session: aiohttp.ClientSession | None = None,
         journal: Journal | None = None,
     ):
+        """`config` is a Config, or a plain mapping checked as a config file is."""
+        if not isinstance(config, Config):
+            config = Config.from_dict(config)
         self.config = config
         self.journal = journal
         """Optional: where submitted requests are recorded, so a repeat attaches to them."""
@@ -164,28 +168,42 @@ class Dispatcher:
 
     async def run(
         self,
-        workflow_type: str,
-        workflow: Mapping[str, Any] | WorkflowBuilder,
-        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        route: JobSpec | str,
+        workflow: Mapping[str, Any] | WorkflowBuilder | None = None,
+        values: Mapping[str, Any] | None = None,
         *,
-        server: str | None = None,
-        cache_key: str | None = None,
-        timeout: float | None = None,
-        output_node: str | None = None,
         on_progress: ProgressCallback | None = None,
+        **options: Any,
     ) -> DispatchResult:
-        """Run one workflow on the route's server (or `server`) and return its outputs."""
-        job = Job(
-            workflow_type, workflow, overrides, server, cache_key, timeout, output_node, on_progress
-        )
-        return await self._run(job)
+        """Run one job and return its outputs: a whole JobSpec, or the fields of one
+        (`run("generate", workflow, {"6.text": "a cat"}, server=…, timeout=…)`)."""
+        if isinstance(route, JobSpec):
+            spec = route
+        else:
+            spec = JobSpec(route, workflow, values, **options)
+        return await self._run(JobRun(spec, on_progress))
+
+    def submit(self, spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> JobHandle:
+        """Start a job beside the caller; its handle tells its state, result, and cancels.
+
+        The workflow and its values are checked here: a mistake raises now, not later.
+        """
+        run = JobRun(spec, on_progress)
+        run.handle = JobHandle(spec, asyncio.create_task(self._run(run), name=f"job:{spec.route}"))
+        return run.handle
 
     async def run_parallel(
-        self, jobs: Iterable[Job | Mapping[str, Any]]
+        self, jobs: Iterable[JobSpec | Mapping[str, Any]]
     ) -> list[DispatchResult | BaseException]:
         """Run jobs at once; each one's result or exception, in order (like allSettled)."""
-        coroutines = [self._run(j if isinstance(j, Job) else Job(**j)) for j in jobs]
-        return list(await asyncio.gather(*coroutines, return_exceptions=True))
+        specs = [j if isinstance(j, JobSpec) else JobSpec(**j) for j in jobs]
+        runs = [self._run(JobRun(spec)) for spec in specs]
+        return list(await asyncio.gather(*runs, return_exceptions=True))
+
+    def servers_for(self, route: str, *, server: str | None = None) -> tuple[str, ...]:
+        """The enabled servers a job of `route` (or for `server`) may run on; the one place
+        that decides it (see `Config.servers_for`)."""
+        return self.config.servers_for(route, server=server)
 
     async def reconfigure(self, config: Config) -> None:
         """Take a new config without dropping a job: jobs in flight finish where they are.
@@ -277,7 +295,7 @@ class Dispatcher:
             with contextlib.suppress(WorkflowError):  # a workflow without a seed is run as is
                 builder.randomize_seed()
             began = time.monotonic()
-            await self.run("calibration", builder, server=server)
+            await self.run(JobSpec("calibration", builder, server=server))
             if index >= warm_up:
                 timings.append(time.monotonic() - began)
         seconds = statistics.median(timings)
@@ -323,12 +341,12 @@ class Dispatcher:
 
     # -- one job ------------------------------------------------------------------------
 
-    async def _run(self, job: Job) -> DispatchResult:
+    async def _run(self, run: JobRun) -> DispatchResult:
         task = asyncio.current_task()
         if task is not None:
             self._jobs.add(task)
         try:
-            return await self._run_guarded(job)
+            return await self._run_guarded(run)
         except asyncio.CancelledError:
             if self._closed and task is not None and task.cancelling():
                 task.uncancel()
@@ -338,15 +356,16 @@ class Dispatcher:
             if task is not None:
                 self._jobs.discard(task)
 
-    async def _run_guarded(self, job: Job) -> DispatchResult:
+    async def _run_guarded(self, run: JobRun) -> DispatchResult:
         if self._closed or self._session is None:
             raise DispatcherClosed("the dispatcher is not open: use `async with Dispatcher(...)`")
-        run = JobRun(job)
-        lanes = self._lanes_for(job)
-        hit = self._cache_lookup(job)
+        spec = run.spec
+        lanes = [self._lanes[name] for name in self.servers_for(spec.route, server=spec.server)]
+        cache_key = spec.cache_key or (run.request_key if spec.cache else None)
+        hit = self._cache_lookup(spec.route, cache_key)
         if hit is not None:
             return hit
-        timeout = job.timeout if job.timeout is not None else self.config.timeouts.job
+        timeout = spec.timeout if spec.timeout is not None else self.config.timeouts.job
         try:
             async with asyncio.timeout(timeout):
                 if len(lanes) > 1:
@@ -363,8 +382,8 @@ class Dispatcher:
                 prompt_id=run.prompt_id,
                 waited_for=run.waiting_for,
             ) from None
-        if job.cache_key is not None and self.config.cache.enabled:
-            self.cache.put(job.workflow_type, job.cache_key, result)
+        if cache_key is not None and self.config.cache.enabled:
+            self.cache.put(spec.route, cache_key, result)
         return result
 
     async def _execute_with_retries(self, run: JobRun, lanes: Sequence[Lane]) -> DispatchResult:
@@ -428,7 +447,6 @@ class Dispatcher:
         if models:
             lane.loaded = models
         peer = self.peer(lane.name)
-        run.server = lane.name
         began = time.monotonic()
         prompt_id = attach_to or str(uuid.uuid4())
         released = False
@@ -445,16 +463,16 @@ class Dispatcher:
             release()  # the peer is free: the next job need not wait for our history fetch
 
         try:
-            run.prompt_id = prompt_id
+            run.started(lane.name, prompt_id)
             if attach_to is not None:
-                await peer.attach(prompt_id, on_progress=run.job.on_progress)
+                await peer.attach(prompt_id, on_progress=run.on_progress)
             else:
                 run.waiting_for = f"server {lane.name!r} to accept the uploads and the prompt"
                 prompt = await run.prompt_for(peer, _UPLOAD_SUBFOLDER)
-                await peer.submit(prompt, prompt_id=prompt_id, on_progress=run.job.on_progress)
+                await peer.submit(prompt, prompt_id=prompt_id, on_progress=run.on_progress)
                 self.counts["submitted"] += 1
                 if self.journal is not None:
-                    await self.journal.record(run.request_key(), lane.name, prompt_id)
+                    await self.journal.record(run.request_key, lane.name, prompt_id)
             run.waiting_for = f"server {lane.name!r} to finish prompt {prompt_id}"
             entry = await peer.wait(prompt_id, on_finished=finished)
         except asyncio.CancelledError:
@@ -499,7 +517,7 @@ class Dispatcher:
         if not able:
             where = "; ".join(f"{name} lacks {', '.join(m)}" for name, m in lacking.items())
             raise RoutingError(
-                f"no server of route {run.job.workflow_type!r} can run this workflow: {where}"
+                f"no server of route {run.spec.route!r} can run this workflow: {where}"
             )
         return able
 
@@ -507,7 +525,7 @@ class Dispatcher:
         """The result of the same request sent before, if its prompt is still known."""
         if self.journal is None:
             return None
-        key = run.request_key()
+        key = run.request_key
         entry = await self.journal.find(key)
         lane = self._lanes.get(entry.server) if entry is not None else None
         if entry is None or lane is None or lane not in lanes:
@@ -531,37 +549,10 @@ class Dispatcher:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _lanes_for(self, job: Job) -> list[Lane]:
-        if job.server is not None:
-            if job.server not in self._lanes:
-                raise NotFound(
-                    f"unknown server {job.server!r} (known: {self._known_servers()})",
-                    field="server",
-                )
-            names: Sequence[str] = (job.server,)
-        else:
-            if job.workflow_type not in self.config.routes:
-                known = ", ".join(sorted(self.config.routes)) or "none configured"
-                raise NotFound(
-                    f"unknown route {job.workflow_type!r} (known: {known})", field="route"
-                )
-            names = self.config.routes[job.workflow_type]
-            if names == (AUTO,):
-                names = tuple(self._lanes)
-        lanes = [self._lanes[name] for name in names if self._lanes[name].server.enabled]
-        if not lanes and job.server is not None:
-            raise RoutingError(f"server {job.server!r} is disabled; enable it or pick another")
-        if not lanes:
-            raise RoutingError(
-                f"every server of route {job.workflow_type!r} is disabled: "
-                f"{', '.join(names)}; enable one or route to another server"
-            )
-        return lanes
-
-    def _cache_lookup(self, job: Job) -> DispatchResult | None:
-        if job.cache_key is None or not self.config.cache.enabled:
+    def _cache_lookup(self, route: str, key: str | None) -> DispatchResult | None:
+        if key is None or not self.config.cache.enabled:
             return None
-        hit = self.cache.get(job.workflow_type, job.cache_key)
+        hit = self.cache.get(route, key)
         if hit is None:
             return None
         return dataclasses.replace(hit.value, cached=True)
@@ -679,10 +670,10 @@ def _calibration_workflow() -> dict[str, Any]:
 
 
 def _reason(run: JobRun, lane: Lane, lanes: Sequence[Lane], models: frozenset[str]) -> str:
-    if run.job.server is not None:
+    if run.spec.server is not None:
         return f"the job named server {lane.name!r}"
     if len(lanes) == 1:
-        return f"route {run.job.workflow_type!r} goes to {lane.name!r}"
+        return f"route {run.spec.route!r} goes to {lane.name!r}"
     if models and models <= lane.loaded:
         return f"{lane.name!r} had {', '.join(sorted(models))} loaded already"
     return f"{lane.name!r} was the first free of {len(lanes)} servers able to run it"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -126,6 +127,11 @@ class DispatchResult:
     timings: Timings = field(default_factory=lambda: Timings(queued=0.0))
     reason: str = ""
     """Why this server was chosen, in words."""
+
+    def without_data(self) -> DispatchResult:
+        """The same result with no file's bytes kept: what a cache or a record holds."""
+        files = tuple(dataclasses.replace(f, _data=None) for f in self.files)
+        return dataclasses.replace(self, files=files)
 
     @property
     def images(self) -> tuple[OutputFile, ...]:

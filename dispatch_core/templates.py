@@ -57,7 +57,10 @@ class Template:
         `"Positive Prompt.text"`), or a node with an object of inputs (`{"6": {"text": …}}`).
         bytes set an image input: they are uploaded to the peer the job lands on.
         """
-        builder = WorkflowBuilder(self.workflow)
+        return self.apply(WorkflowBuilder(self.workflow), values)
+
+    def apply(self, builder: WorkflowBuilder, values: Mapping[str, Any] | None) -> WorkflowBuilder:
+        """Set `values` (in `builder` shape) on `builder`, which holds this workflow."""
         for key, value in (values or {}).items():
             if isinstance(value, Mapping) and "." not in key and key not in self.parameters:
                 builder.apply_overrides({key: value})

@@ -382,12 +382,14 @@ class WorkflowBuilder:
         return types.MappingProxyType(self._nodes)
 
     def with_uploaded(self, names: Mapping[str, str]) -> dict[str, Any]:
-        """The built workflow with each upload's input set to the name the peer gave it.
+        """The workflow to send, each upload's input set to the name the peer gave it.
+
+        Not a deep copy: only the nodes it changes are new; it is for sending, not editing.
 
         `names` is keyed by `upload.key` (`"node_id.input"`), or by node id alone where the
         node has a single upload.
         """
-        built = self.build()
+        built = dict(self._nodes)  # nodes with an upload are copied below, the rest shared
         per_node = collections.Counter(u.node_id for u in self._uploads.values())
         for upload in self._uploads.values():
             name = names.get(upload.key)
@@ -398,7 +400,9 @@ class WorkflowBuilder:
                     f"no uploaded name for node {upload.node_id} input {upload.input!r}",
                     node=upload.node_id,
                 )
-            built[upload.node_id]["inputs"][upload.input] = name
+            node = dict(built[upload.node_id])
+            node["inputs"] = dict(node["inputs"]) | {upload.input: name}
+            built[upload.node_id] = node
         return built
 
 

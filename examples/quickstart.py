@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from dispatch_core import Dispatcher, Job, Progress, WorkflowBuilder, load_config
+from dispatch_core import Dispatcher, JobSpec, Progress, WorkflowBuilder, load_config
 
 HERE = Path(__file__).parent
 
@@ -44,7 +44,7 @@ async def main(config_path: str) -> None:
         print("asked again: cached =", again.cached)
 
         seeds = [WorkflowBuilder(txt2img).set("KSampler", "seed", s) for s in range(4)]
-        results = await dispatcher.run_parallel([Job("any", w) for w in seeds])
+        results = await dispatcher.run_parallel([JobSpec("any", w) for w in seeds])
         print(
             "fan-out ran on",
             [r.server if not isinstance(r, BaseException) else repr(r) for r in results],

@@ -139,22 +139,21 @@ class RemoteDispatch(_RemoteNode):
         if image is not None:
             uploads = [to_png(image[i]) for i in range(image.shape[0])]
         progress = _ProgressRelay(unique_id, len(uploads))
-        jobs = [
-            {
-                "template": chosen,
-                "values": values | ({"image": png} if png is not None else {}),
-                "server": None if server == _ROUTE_DEFAULT else server,
-                "timeout": timeout or None,
-                "output_node": output_node.strip() or None,
-                "on_progress": progress.report,
-            }
+        specs = [
+            service.jobs.spec(
+                route,
+                template=chosen,
+                values=values | ({"image": png} if png is not None else {}),
+                server=None if server == _ROUTE_DEFAULT else server,
+                timeout=timeout or None,
+                output_node=output_node.strip() or None,
+            )
             for png in uploads
         ]
 
         async def work() -> tuple[list[DispatchResult], list[tuple[str, bytes]]]:
-            results = [
-                r for r in await service.jobs.run_many(route, jobs) if isinstance(r, DispatchResult)
-            ]
+            found = await service.jobs.run_many(specs, on_progress=progress.report)
+            results = [r for r in found if isinstance(r, DispatchResult)]
             return results, await _read_images(results)
 
         results, files = await host.on_server_loop(work, on_tick=progress.show)
@@ -224,15 +223,20 @@ class RemoteDispatchFanOut(_RemoteNode):
         varied_seed = seed if "seed" in chosen.parameters else None
         progress = _ProgressRelay(unique_id, len(names))
 
+        spec = service.jobs.spec(
+            route,
+            template=chosen,
+            values=values,
+            timeout=timeout or None,
+            output_node=output_node.strip() or None,
+        )
+
         async def work() -> tuple[list[DispatchResult | DispatchError], list[tuple[str, bytes]]]:
             outcomes = await service.jobs.fan_out(
                 names,
-                template=chosen,
-                values=values,
+                spec,
                 seed=varied_seed,
                 partial=on_error == "partial",
-                timeout=timeout or None,
-                output_node=output_node.strip() or None,
                 on_progress=progress.report,
             )
             done = [o for o in outcomes if isinstance(o, DispatchResult)]
@@ -292,17 +296,12 @@ def _values(
 
 
 def _fan_out_servers(service: DispatchService, route: str, servers: str) -> list[str]:
+    """The servers named, each checked; none named: every enabled server of the route."""
+    config = service.config
     names = [name.strip() for name in servers.split(",") if name.strip()]
     if not names:
-        config = service.config
-        names = [n for n in config.routes.get(route, ()) if config.servers[n].enabled]
-    unknown = [n for n in names if n not in service.config.servers]
-    if unknown:
-        known = ", ".join(service.config.servers) or "none configured"
-        raise RoutingError(f"unknown server {', '.join(unknown)} (servers: {known})")
-    if not names:
-        raise RoutingError(f"route {route!r} has no enabled server to fan out to")
-    return names
+        return list(config.servers_for(route))
+    return [name for given in names for name in config.servers_for(route, server=given)]
 
 
 async def _read_images(results: Sequence[DispatchResult]) -> list[tuple[str, bytes]]:

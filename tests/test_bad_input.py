@@ -142,21 +142,21 @@ CASES: list[tuple[str, Case, type[Exception], str]] = [
     ("empty workflow", run({}), WorkflowError, "empty"),
     (
         "override of a missing node",
-        run(workflows.invert(), overrides={"Nope": {"a": 1}}),
+        run(workflows.invert(), values={"Nope": {"a": 1}}),
         WorkflowError,
         "no node 'Nope'",
     ),
     (
         "override of a missing input",
-        run(workflows.invert(), overrides={"1": {"widht": 1}}),
+        run(workflows.invert(), values={"1": {"widht": 1}}),
         WorkflowError,
         "has no input 'widht'",
     ),
     (
-        "override that is not an object",
-        run(workflows.invert(), overrides={"1": 5}),
+        "a value for a node, not an input",
+        run(workflows.invert(), values={"1": 5}),
         WorkflowError,
-        "must be an object",
+        "name an input as NODE.INPUT",
     ),
     (
         "ambiguous node name",

@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from dispatch_core import Config, Dispatcher, DispatchResult, Job
+from dispatch_core import Config, Dispatcher, DispatchResult, JobSpec
 from dispatch_core._png import decode_png
 from dispatch_core.testing import FakePeer
 
@@ -73,7 +73,7 @@ async def test_chaos_every_job_ends_with_the_right_pixels(
             stop = asyncio.Event()
             chaos = asyncio.create_task(make_chaos(peers, rng, stop))
             colors = [rng.randrange(2**24) for _ in range(JOBS)]
-            jobs = [Job("pool", workflows.invert(c, width=4, height=3)) for c in colors]
+            jobs = [JobSpec("pool", workflows.invert(c, width=4, height=3)) for c in colors]
             results = await dispatcher.run_parallel(jobs)
             stop.set()
             actions = await chaos

@@ -137,3 +137,15 @@ def test_save_is_atomic_and_round_trips(tmp_path: Path, monkeypatch: pytest.Monk
     assert path.read_text() == before
     assert [p.name for p in path.parent.iterdir()] == ["dispatch.json"]
     assert json.loads(before)["routes"]["edit"] == ["edit", "fast"]
+
+
+async def test_a_dispatcher_takes_a_plain_mapping_checked_as_a_file_is() -> None:
+    from dispatch_core import Dispatcher
+
+    async with Dispatcher({"servers": {"a": "http://127.0.0.1:1"}, "routes": {"r": "a"}}) as d:
+        assert d.config.routes == {"r": ("a",)} and d.servers_for("r") == ("a",)
+    with pytest.raises(ConfigError) as caught:
+        Dispatcher({"servers": {"a": "ftp://x"}})
+    assert caught.value.key == "servers.a"
+    with pytest.raises(ConfigError, match="unknown key"):
+        Dispatcher({"server": {}})

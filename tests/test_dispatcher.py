@@ -14,7 +14,7 @@ from dispatch_core import (
     Dispatcher,
     DispatcherClosed,
     DispatchResult,
-    Job,
+    JobSpec,
     NotFound,
     Progress,
     RoutingError,
@@ -57,7 +57,7 @@ def solid(color: int, width: int, height: int) -> bytes:
 
 async def test_parallel_jobs_on_three_peers(peers: dict[str, FakePeer]) -> None:
     async with Dispatcher(make_config(peers)) as dispatcher:
-        jobs = [Job(name, workflows.invert(0x102030 * (i + 1))) for i, name in enumerate("abc")]
+        jobs = [JobSpec(name, workflows.invert(0x102030 * (i + 1))) for i, name in enumerate("abc")]
         results = await dispatcher.run_parallel(jobs)
         for i, (name, result) in enumerate(zip("abc", results, strict=True)):
             assert isinstance(result, DispatchResult), result
@@ -82,7 +82,7 @@ async def test_pool_spreads_work_and_never_exceeds_max_in_flight(
     config = make_config(peers, server_settings={"c": {"max_in_flight": 2}})
     async with Dispatcher(config) as dispatcher:
         results = await dispatcher.run_parallel(
-            [Job("pool", workflows.invert(i)) for i in range(12)]
+            [JobSpec("pool", workflows.invert(i)) for i in range(12)]
         )
         assert dispatcher.in_flight() == {"a": 0, "b": 0, "c": 0}
     assert all(isinstance(r, DispatchResult) for r in results), results
@@ -197,10 +197,10 @@ async def test_different_seeds_give_different_pixels(peers: dict[str, FakePeer])
 @pytest.mark.parametrize(
     ("kwargs", "kind", "words"),
     [
-        ({"workflow_type": "nope"}, NotFound, "unknown route 'nope' (known: a, b, c, off, pool)"),
-        ({"workflow_type": "a", "server": "zz"}, NotFound, "unknown server 'zz'"),
-        ({"workflow_type": "off"}, RoutingError, "every server of route 'off' is disabled"),
-        ({"workflow_type": "a", "server": "d"}, RoutingError, "server 'd' is disabled"),
+        ({"route": "nope"}, NotFound, "unknown route 'nope' (known: a, b, c, off, pool)"),
+        ({"route": "a", "server": "zz"}, NotFound, "unknown server 'zz'"),
+        ({"route": "off"}, RoutingError, "every server of route 'off' is disabled"),
+        ({"route": "a", "server": "d"}, RoutingError, "server 'd' is disabled"),
     ],
 )
 async def test_routing_errors(
@@ -275,7 +275,9 @@ async def test_a_pool_fails_over_and_a_probe_brings_the_server_back(
         assert states["a"].circuit_open and not states["b"].circuit_open
         await peers["a"].start()
         dispatcher._lanes["a"].retry_at = 0.0  # as if the cooldown were over
-        back = await dispatcher.run_parallel([Job("pool", workflows.invert(i)) for i in range(3)])
+        back = await dispatcher.run_parallel(
+            [JobSpec("pool", workflows.invert(i)) for i in range(3)]
+        )
         assert {r.server for r in back if isinstance(r, DispatchResult)} == {"a", "b", "c"}
         assert not (await dispatcher.status())["a"].circuit_open
 

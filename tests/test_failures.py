@@ -283,9 +283,9 @@ async def test_run_parallel_settles_every_job_in_order(peer: FakePeer) -> None:
     async with Dispatcher(config_for(peer.url)) as dispatcher:
         results = await dispatcher.run_parallel(
             [
-                {"workflow_type": "gen", "workflow": workflows.invert()},
-                {"workflow_type": "gen", "workflow": workflows.fails_at_runtime()},
-                {"workflow_type": "nowhere", "workflow": workflows.invert()},
+                {"route": "gen", "workflow": workflows.invert()},
+                {"route": "gen", "workflow": workflows.fails_at_runtime()},
+                {"route": "nowhere", "workflow": workflows.invert()},
             ]
         )
     assert [type(r).__name__ for r in results] == [

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dispatch_core import Config, Dispatcher, Job
+from dispatch_core import Config, Dispatcher, JobSpec
 from dispatch_core._job import JobRun
 from dispatch_core.journal import Journal
 from dispatch_core.testing import FakePeer
@@ -53,7 +53,7 @@ async def test_a_running_request_is_attached_to(peer: FakePeer, tmp_path: Path) 
         async with aiohttp.ClientSession() as session:
             async with session.post(peer.url + "/prompt", json=body) as response:
                 assert response.status == 200
-        key = JobRun(Job("gen", workflow)).request_key()
+        key = JobRun(JobSpec("gen", workflow)).request_key
         await journal.record(key, "gpu", "earlier-run")
         async with Dispatcher(config_for(peer), journal=journal) as dispatcher:
             result = await dispatcher.run("gen", workflow)

@@ -527,3 +527,23 @@ async def test_a_rerun_after_a_restart_attaches_instead_of_running_again(comfy: 
     assert json.loads(again_result)["prompt_id"] == json.loads(first_result)["prompt_id"]
     assert pixels(again) == pixels(first)
     assert (await host.service().ready()).counts["attached"] == 1
+
+
+async def test_fan_out_on_an_auto_route_goes_to_every_enabled_server(comfy: Comfy) -> None:
+    await comfy.service.edit_config(comfy.service.edits.put_route("everywhere", "auto"))
+    comfy.service.templates.save("gen", workflows.txt2img())
+    images, result = await comfy.execute(
+        "RemoteDispatchFanOut", template="gen", route="everywhere", servers="", on_error="fail"
+    )
+    assert [job["server"] for job in json.loads(result)["jobs"]] == ["gen", "edit", "c"]
+    assert images.shape[0] == 3
+
+
+async def test_a_repeated_node_job_is_served_from_the_cache(comfy: Comfy) -> None:
+    comfy.service.templates.save("invert", workflows.invert(0x102030, width=16, height=8))
+    inputs = {"template": "invert", "route": "generate", "server": "gen"}
+    first, _ = await comfy.execute("RemoteDispatch", **inputs)
+    again, result = await comfy.execute("RemoteDispatch", **inputs)
+    assert json.loads(result)["cached"] is True
+    assert len(comfy.peers["gen"].prompts_received) == 1
+    assert pixels(again) == pixels(first)

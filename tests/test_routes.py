@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -190,7 +191,7 @@ async def test_templates_save_list_read_rename_delete(api: Api) -> None:
 
 async def test_jobs_are_listed_with_their_files(api: Api) -> None:
     api.service.templates.save("inv", workflows.invert(0x000000))
-    result = await api.service.jobs.run("gen", template="inv")
+    result = await api.service.jobs.run(api.service.jobs.spec("gen", template="inv"))
     status, jobs = await api.call("GET", "/dispatch/jobs")
     assert status == 200
     (job,) = jobs
@@ -307,7 +308,45 @@ async def test_inventory_calibration_and_an_auto_route(api: Api) -> None:
     status, body = await api.call("PUT", "/dispatch/routes/any", {"servers": "auto"})
     assert status == 200 and body["config"]["routes"]["any"] == "auto"
     api.service.templates.save("inv", workflows.invert())
-    result = await api.service.jobs.run("any", template="inv")
+    result = await api.service.jobs.run(api.service.jobs.spec("any", template="inv"))
     assert result.server in ("a", "b") and "able to run it" in result.reason
     status, body = await api.call("POST", "/dispatch/servers/zz/calibrate")
     assert status == 404
+
+
+async def test_delete_cancels_a_running_job_and_interrupts_it_on_the_peer(api: Api) -> None:
+    peer = api.peers["a"]
+    peer.job_seconds = 5
+    api.service.templates.save("inv", workflows.invert())
+    status, started = await api.call("POST", "/dispatch/run", {"route": "gen", "template": "inv"})
+    assert status == 202
+    job = f"/dispatch/jobs/{started['id']}"
+    while (await api.call("GET", job))[1]["state"] != "running":  # noqa: ASYNC110 - polls the route
+        await asyncio.sleep(0.02)
+    status, record = await api.call("DELETE", job)
+    assert status == 200 and record["state"] == "cancelled"
+    for _ in range(250):  # the dispatcher takes the prompt back beside the answer
+        if ("POST", "/interrupt") in peer.requests:
+            break
+        await asyncio.sleep(0.02)
+    assert ("POST", "/queue") in peer.requests and ("POST", "/interrupt") in peer.requests
+    assert (await api.call("GET", job))[1]["state"] == "cancelled"
+    assert [e for e, d in api.events if e == "dispatch.job"][-1:] == ["dispatch.job"]
+    status, again = await api.call("DELETE", job)
+    assert status == 409 and again["field"] == "id"
+
+
+async def test_a_repeated_run_is_served_from_the_cache(api: Api) -> None:
+    api.service.templates.save("inv", workflows.invert())
+    body = {"route": "gen", "template": "inv", "values": {"1.color": 7}}
+    records = []
+    for _ in range(2):
+        _, started = await api.call("POST", "/dispatch/run", body)
+        record = api.service.jobs.activity.get(started["id"])
+        assert record is not None
+        while not record.terminal:  # noqa: ASYNC110 - polls the record
+            await asyncio.sleep(0.02)
+        records.append(record)
+    assert [r.state for r in records] == ["done", "done"]
+    assert records[0].prompt_id == records[1].prompt_id
+    assert len(api.peers["a"].prompts_received) == 1

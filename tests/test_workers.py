@@ -186,7 +186,7 @@ async def test_workers_through_the_routes_become_servers(tmp_path: Path) -> None
             assert service.config.servers["gpu1"].url == worker["url"]
             await service.fleet.manager.wait_ready("gpu1", timeout=20)
             service.templates.save("inv", workflows.invert())
-            result = await service.jobs.run("x", template="inv", server="gpu1")
+            result = await service.jobs.run(service.jobs.spec("x", template="inv", server="gpu1"))
             assert result.server == "gpu1"
             status, listing = await call("GET", "/dispatch/workers")
             assert [w["name"] for w in listing] == ["gpu1"] and listing[0]["gpu"] == "1"

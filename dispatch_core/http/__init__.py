@@ -57,6 +57,7 @@ TABLE: list[tuple[str, str, Handler]] = [
     ("POST", "/dispatch/run", run.run_job),
     ("GET", "/dispatch/jobs", jobs.get_jobs),
     ("GET", "/dispatch/jobs/{id}", jobs.get_job),
+    ("DELETE", "/dispatch/jobs/{id}", jobs.cancel_job),
     ("GET", "/dispatch/jobs/{id}/files/{index}", jobs.get_job_file),
 ]
 

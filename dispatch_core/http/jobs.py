@@ -8,7 +8,7 @@ from ..service import DispatchService
 from ._problems import whole, whole_text
 from ._serve_file import stream_output
 
-__all__ = ["get_job", "get_job_file", "get_jobs"]
+__all__ = ["cancel_job", "get_job", "get_job_file", "get_jobs"]
 
 
 async def get_jobs(request: web.Request, service: DispatchService) -> web.Response:
@@ -18,6 +18,12 @@ async def get_jobs(request: web.Request, service: DispatchService) -> web.Respon
 
 async def get_job(request: web.Request, service: DispatchService) -> web.Response:
     return web.json_response(service.jobs.record(request.match_info["id"]).to_dict())
+
+
+async def cancel_job(request: web.Request, service: DispatchService) -> web.Response:
+    """Stop a queued or running job, interrupting its prompt on the peer; a 409 once ended."""
+    record = await service.jobs.cancel(request.match_info["id"])
+    return web.json_response(record.to_dict())
 
 
 async def get_job_file(request: web.Request, service: DispatchService) -> web.StreamResponse:

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..errors import NotFound
 from ..service import DispatchService
 from ._problems import Problem, read_object
 
@@ -28,14 +29,11 @@ _MAX_TIMEOUT = 7 * 86400.0
 async def run_job(request: web.Request, service: DispatchService) -> web.Response:
     body = await read_object(request)
     route, job = _route(body), _job(body)
-    servers, routes = service.config.servers, service.config.routes
-    if "server" in job and job["server"] not in servers:
-        known = ", ".join(servers) or "none configured"
-        raise Problem(400, f"unknown server {job['server']!r} (servers: {known})", "server")
-    if "server" not in job and route not in routes:
-        known = ", ".join(routes) or "none configured"
-        raise Problem(400, f"unknown route {route!r} (routes: {known})", "route")
-    record = service.jobs.submit(route, **job)
+    try:  # a route or server the body names but the config lacks is a bad field here
+        service.config.servers_for(route, server=job.get("server"))
+    except NotFound as unknown:
+        raise Problem(400, str(unknown), unknown.field) from None
+    record, _ = await service.jobs.submit(service.jobs.spec(route, **job))
     return web.json_response({"id": record.id, "url": f"/dispatch/jobs/{record.id}"}, status=202)
 
 

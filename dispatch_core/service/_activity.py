@@ -7,7 +7,6 @@ every record is on disk before its change is announced, and survives a restart.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -15,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DispatchError
+from ..job import TERMINAL_STATES, JobState
 from ..result import DispatchResult, OutputFile
 from ._job_table import JobTable, lost_message
 
 __all__ = ["Activity", "JobRecord"]
 
 JobListener = Callable[["JobRecord"], None]
-TERMINAL_STATES = frozenset({"done", "failed", "cancelled"})
 
 
 @dataclass
@@ -33,8 +32,7 @@ class JobRecord:
     """The template's name, or "workflow" for a workflow sent as is."""
     route: str
     server: str | None = None
-    state: str = "queued"
-    """queued → running → done | failed | cancelled"""
+    state: JobState = JobState.QUEUED
     queued_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     prompt_id: str | None = None
@@ -65,7 +63,7 @@ class JobRecord:
             label=text("label") or "",
             route=text("route") or "",
             server=text("server"),
-            state=text("state") or "failed",
+            state=_state(text("state")),
             queued_at=number("queued_at") or 0.0,
             finished_at=number("finished_at"),
             prompt_id=text("prompt_id"),
@@ -90,6 +88,13 @@ class JobRecord:
                 for i, f in enumerate(self.files)
             ],
         }
+
+
+def _state(text: str | None) -> JobState:
+    try:
+        return JobState(text or "")
+    except ValueError:
+        return JobState.FAILED  # a state this version does not know has ended, unseen
 
 
 def _output_file(data: dict[str, Any]) -> OutputFile:
@@ -128,7 +133,7 @@ class Activity:
         for data in table.load(self._keep):
             record = JobRecord.from_dict(data)
             if not record.terminal:
-                record.state, record.error = "failed", lost_message(data)
+                record.state, record.error = JobState.FAILED, lost_message(data)
                 record.finished_at = record.finished_at or time.time()
                 table.put(record.to_dict(), terminal=True)
             self._records[record.id] = record
@@ -151,19 +156,20 @@ class Activity:
             self._table.remove(gone)
 
     def running(self, record: JobRecord, server: str, prompt_id: str) -> None:
-        if record.state == "queued" or record.prompt_id != prompt_id:
-            record.state, record.server, record.prompt_id = "running", server, prompt_id
+        if record.state == JobState.QUEUED or record.prompt_id != prompt_id:
+            record.state, record.server, record.prompt_id = JobState.RUNNING, server, prompt_id
             self._changed(record)
 
     def finished(self, record: JobRecord, result: DispatchResult) -> None:
-        record.state, record.server, record.prompt_id = "done", result.server, result.prompt_id
-        record.files = tuple(dataclasses.replace(f, _data=None) for f in result.files)
+        record.state = JobState.DONE
+        record.server, record.prompt_id = result.server, result.prompt_id
+        record.files = result.without_data().files
         record.finished_at = time.time()
         self._changed(record)
 
     def failed(self, record: JobRecord, error: BaseException) -> None:
         cancelled = not isinstance(error, Exception)  # CancelledError, KeyboardInterrupt
-        record.state = "cancelled" if cancelled else "failed"
+        record.state = JobState.CANCELLED if cancelled else JobState.FAILED
         record.error = "cancelled" if cancelled else str(error)
         if isinstance(error, DispatchError):
             record.server = error.server or record.server

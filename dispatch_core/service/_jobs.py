@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -17,19 +18,18 @@ from .._peer_http import Download
 from .._watch import ProgressCallback
 from ..config import Config
 from ..dispatcher import Dispatcher
-from ..errors import DispatchError, NotFound, RoutingError
+from ..errors import Conflict, DispatchError, NotFound, RoutingError
+from ..job import JobHandle, JobSpec
 from ..result import DispatchResult, Progress
 from ..templates import Template, suggest_parameters
-from ..workflow import WorkflowBuilder
 from ._activity import Activity, JobRecord
-from ._support import Background
 from ._templates import Templates
 
 __all__ = ["Jobs", "fan_out_seeds"]
 
 
 class Jobs:
-    """Runs jobs and keeps their records."""
+    """Runs jobs through the dispatcher, keeps their records and handles."""
 
     def __init__(
         self,
@@ -37,39 +37,37 @@ class Jobs:
         config: Callable[[], Config],
         templates: Templates,
         activity: Activity,
-        background: Background,
     ):
         self._ready = ready
         self._config = config
         self._templates = templates
         self.activity = activity
-        self._background = background
+        self._handles: dict[str, JobHandle] = {}
+        """Job id → handle, while the job runs: what `cancel` stops."""
 
-    async def run(
+    def spec(
         self,
         route: str,
         *,
         template: str | Template | None = None,
         workflow: Mapping[str, Any] | None = None,
-        values: Mapping[str, Any] | None = None,
-        server: str | None = None,
-        timeout: float | None = None,
-        output_node: str | None = None,
-        on_progress: ProgressCallback | None = None,
-        record: JobRecord | None = None,
-    ) -> DispatchResult:
-        """Run a saved template (or a workflow) with `values` set, and record the job."""
-        try:
-            dispatcher = await self._ready()
-            chosen = self.template(template, workflow)
-            builder = chosen.builder(values)
-            _check_output_node(builder, output_node)
-        except BaseException as error:
-            if record is not None:
-                self.activity.failed(record, error)
-            raise
-        if record is None:
-            record = self.activity.start(chosen.name, route, server)
+        **fields: Any,
+    ) -> JobSpec:
+        """The JobSpec of a job asked by name: its template loaded (a bare workflow gets the
+        parameters `suggest_parameters` finds), a repeat served from the cache when on."""
+        if isinstance(template, str):
+            template = self._templates.load(template)
+        if template is None:
+            if workflow is None:
+                raise RoutingError("name a template or send a workflow", field="template")
+            template = Template("workflow", workflow, suggest_parameters(workflow))
+        return JobSpec(route, template=template, cache=True, **fields)
+
+    async def submit(
+        self, spec: JobSpec, *, on_progress: ProgressCallback | None = None
+    ) -> tuple[JobRecord, JobHandle]:
+        """Start a job; its record follows it. A bad value is refused here, not later."""
+        dispatcher = await self._ready()
 
         async def progress(report: Progress) -> None:
             self.activity.running(record, report.server, report.prompt_id)
@@ -78,82 +76,77 @@ class Jobs:
                 if inspect.isawaitable(answer):
                     await answer
 
+        handle = dispatcher.submit(spec, on_progress=progress)
+        # The job's task starts at the next await, so the record exists before it reports.
+        record = self.activity.start(spec.label, spec.route, spec.server)
+        self._handles[record.id] = handle
+        handle.when_done(lambda: self._ended(record, handle))
+        return record, handle
+
+    async def run(
+        self, spec: JobSpec, *, on_progress: ProgressCallback | None = None
+    ) -> DispatchResult:
+        """Run a job and wait for it; cancelling the wait cancels the job."""
+        _, handle = await self.submit(spec, on_progress=on_progress)
         try:
-            result = await dispatcher.run(
-                route,
-                builder,
-                server=server,
-                timeout=timeout,
-                output_node=output_node,
-                on_progress=progress,
-            )
-        except BaseException as error:
-            self.activity.failed(record, error)
+            return await handle.result()
+        except asyncio.CancelledError:
+            handle.cancel()
             raise
-        self.activity.finished(record, result)
-        return result
 
-    def submit(self, route: str, **job: Any) -> JobRecord:
-        """Start `run(route, **job)` in the background; its record tells how it goes."""
-        chosen = self.template(job.get("template"), job.get("workflow"))
-        builder = chosen.builder(job.get("values"))  # bad values are refused now, not later
-        _check_output_node(builder, job.get("output_node"))
-        record = self.activity.start(chosen.name, route, job.get("server"))
-
-        async def background() -> None:
-            with contextlib.suppress(Exception):  # the record holds the error
-                await self.run(route, record=record, **(job | {"template": chosen}))
-
-        self._background.start(background(), f"dispatch-{record.id}")
+    async def cancel(self, job_id: str, *, grace: float = 10.0) -> JobRecord:
+        """Stop a queued or running job (its prompt interrupted on the peer); its record,
+        cancelled once the job has let go (at most `grace` seconds later)."""
+        record = self.record(job_id)
+        handle = self._handles.get(job_id)
+        if handle is None:
+            raise Conflict(f"job {job_id} has ended already ({record.state})", field="id")
+        handle.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await handle.wait()
         return record
 
     async def fan_out(
         self,
         servers: Sequence[str],
+        spec: JobSpec,
         *,
-        template: str | Template | None = None,
-        workflow: Mapping[str, Any] | None = None,
-        values: Mapping[str, Any] | None = None,
         seed: int | None = None,
         partial: bool = False,
-        timeout: float | None = None,
-        output_node: str | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> list[DispatchResult | DispatchError]:
-        """The same job on every server at once, server *i* with `seed + i`; results in
-        server order. Without `partial`, the first failure cancels the others and is raised.
-        """
+        """`spec` on every server at once, server *i* with `seed + i`; results in server
+        order. Without `partial`, the first failure cancels the others and is raised."""
         if not servers:
             raise RoutingError("fan-out needs at least one server")
-        chosen = self.template(template, workflow)
-        if seed is not None and "seed" not in chosen.parameters:
+        if seed is not None and (spec.template is None or "seed" not in spec.template.parameters):
             raise RoutingError(
-                f"template {chosen.name!r} has no 'seed' parameter to vary per server; "
+                f"template {spec.label!r} has no 'seed' parameter to vary per server; "
                 "add one (NODE.INPUT of the sampler's seed) or leave the seed out"
             )
         seeds = fan_out_seeds(seed, servers)
-        jobs = [
-            {
-                "template": chosen,
-                "values": dict(values or {}) | ({"seed": seeds[server]} if seeds else {}),
-                "server": server,
-                "timeout": timeout,
-                "output_node": output_node,
-                "on_progress": on_progress,
-            }
+        specs = [
+            dataclasses.replace(
+                spec,
+                route="fan-out",
+                server=server,
+                values=dict(spec.values or {}) | ({"seed": seeds[server]} if seeds else {}),
+            )
             for server in servers
         ]
-        return await self.run_many("fan-out", jobs, partial=partial)
+        return await self.run_many(specs, partial=partial, on_progress=on_progress)
 
     async def run_many(
-        self, route: str, jobs: Sequence[Mapping[str, Any]], *, partial: bool = False
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        partial: bool = False,
+        on_progress: ProgressCallback | None = None,
     ) -> list[DispatchResult | DispatchError]:
-        """Run jobs at once (each the keyword arguments of `run`); results in order.
-
-        Without `partial`, the first failure cancels the others and is raised; with it, a
-        job's DispatchError takes its place in the list.
-        """
-        runs = [self.run(route, **job) for job in jobs]
+        """Run jobs at once; results in order. Without `partial`, the first failure cancels
+        the others and is raised; with it, a job's DispatchError takes its place."""
+        runs = [self.run(spec, on_progress=on_progress) for spec in specs]
         if partial:
             found = await asyncio.gather(*runs, return_exceptions=True)
             for item in found:
@@ -167,17 +160,13 @@ class Jobs:
             raise failures.exceptions[0] from None
         return [task.result() for task in tasks]
 
-    def template(
-        self, template: str | Template | None, workflow: Mapping[str, Any] | None = None
-    ) -> Template:
-        """A template by name (read from the folder), as given, or made of a bare workflow."""
-        if isinstance(template, Template):
-            return template
-        if template is not None:
-            return self._templates.load(template)
-        if workflow is None:
-            raise RoutingError("name a template or send a workflow")
-        return Template("workflow", workflow, suggest_parameters(workflow))
+    def _ended(self, record: JobRecord, handle: JobHandle) -> None:
+        self._handles.pop(record.id, None)
+        failure = handle.failure()
+        if failure is None:
+            self.activity.finished(record, handle.done_result())
+        else:
+            self.activity.failed(record, failure)
 
     def record(self, job_id: str) -> JobRecord:
         record = self.activity.get(job_id)
@@ -210,9 +199,3 @@ def fan_out_seeds(seed: int | None, servers: Sequence[str]) -> dict[str, int]:
     if seed is None:
         return {}
     return {server: (seed + index) % 2**64 for index, server in enumerate(servers)}
-
-
-def _check_output_node(builder: WorkflowBuilder, output_node: str | None) -> None:
-    """A named output node must exist, so a typo is refused before anything runs."""
-    if output_node is not None:
-        builder.resolve(output_node)

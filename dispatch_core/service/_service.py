@@ -70,7 +70,7 @@ class DispatchService:
         self._store = ConfigStore(self.config_path)
         self.templates = Templates(TemplateStore(self.folder / "templates"), self._events)
         activity = Activity(listener=self._job_changed, table=JobTable(self.folder / "jobs.sqlite"))
-        self.jobs = Jobs(self.ready, self._config, self.templates, activity, self._background)
+        self.jobs = Jobs(self.ready, self._config, self.templates, activity)
         calibrations = StateFile(self.folder / "calibration.json")
         self.monitor = Monitor(self.ready, self._config, self._events, calibrations)
         self.fleet = Fleet(
