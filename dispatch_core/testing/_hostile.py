@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from .testing import FakePeer, Handler
+from ._peer import FakePeer, Handler
 
 __all__ = ["BannerServer", "HostilePeer"]
 

@@ -1,21 +1,7 @@
-"""FakePeer: a ComfyUI stand-in on loopback that speaks ComfyUI's real HTTP and WS protocol.
-
-It has one executor and a queue, sends the frames a real ComfyUI 0.3.64 sends in the same
-order (held to recorded transcripts by a conformance test), writes real PNGs that depend on
-the inputs, validates prompts against real `object_info`, and can be made slow, hung,
-restarted or silent, so that pipelines can be tested without a GPU. `HostilePeer` is one
-that can also misbehave as a compromised server would (echo our headers, redirect, drip,
-nest, send frames that cannot be read), and `BannerServer` a port that is not HTTP at all:
-
-    async with FakePeer(job_seconds=0.1, models={"checkpoints": ["sd15.safetensors"]}) as peer:
-        ...  # point a Dispatcher or any ComfyUI client at peer.url
-
-`python -m dispatch_core.testing --port 8188` runs one until Ctrl-C.
-"""
+"""FakePeer: one fake ComfyUI server, its settings, life cycle, queue and executor."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import heapq
@@ -24,20 +10,17 @@ import logging
 import posixpath
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from ._fake_files import TROUBLE, FileStore, upload, view
-from ._fake_info import FEATURES, MAX_UPLOAD, MODEL_FOLDERS, object_info, system_stats
-from ._fake_run import PromptRun
-from ._fake_validate import validate_prompt
-from ._fake_ws import SocketHub
+from ._files import TROUBLE, FileStore, upload, view
+from ._info import FEATURES, MAX_UPLOAD, MODEL_FOLDERS, object_info, system_stats
+from ._run import PromptRun
+from ._validate import validate_prompt
+from ._ws import SocketHub
 
-if TYPE_CHECKING:
-    from ._fake_hostile import BannerServer, HostilePeer
-
-__all__ = ["BannerServer", "FakePeer", "HostilePeer", "main"]
+__all__ = ["FakePeer", "Handler"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -481,46 +464,3 @@ class FakePeer:
                 self._run.finish(False)
             self._running = self._run = None
             await asyncio.sleep(0)
-
-
-def __getattr__(name: str) -> Any:
-    """HostilePeer and BannerServer, imported when first asked for: HostilePeer is built on
-    FakePeer, and `python -m dispatch_core.testing` must not import this module twice over."""
-    if name in ("BannerServer", "HostilePeer"):
-        from . import _fake_hostile
-
-        return getattr(_fake_hostile, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Run a fake peer until Ctrl-C, for trying the tools without ComfyUI."""
-    parser = argparse.ArgumentParser(
-        prog="python -m dispatch_core.testing", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8188)
-    parser.add_argument("--job-seconds", type=float, default=0.5)
-    for flag, folder in (("checkpoint", "checkpoints"), ("lora", "loras")):
-        parser.add_argument(f"--{flag}", action="append", default=[], dest=folder)
-    parser.add_argument("--upscale-model", action="append", default=[], dest="upscale_models")
-    args = parser.parse_args(argv)
-    models = {
-        "checkpoints": args.checkpoints or ["sd15.safetensors"],
-        "loras": args.loras,
-        "upscale_models": args.upscale_models or ["4x-fake.safetensors"],
-    }
-
-    async def serve() -> None:
-        async with FakePeer(
-            host=args.host, port=args.port, job_seconds=args.job_seconds, models=models
-        ) as peer:
-            print(f"fake ComfyUI peer on {peer.url} (Ctrl-C to stop)", flush=True)
-            await asyncio.Event().wait()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
-
-
-if __name__ == "__main__":
-    main()

@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._fake_nodes import Context, NodeFailure, describe, progress_steps, run_node, time_weight
+from ._nodes import Context, NodeFailure, describe, progress_steps, run_node, time_weight
 
 if TYPE_CHECKING:
-    from .testing import FakePeer
+    from ._peer import FakePeer
 
 __all__ = ["MAX_HISTORY", "PromptRun"]
 
