@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .._png import Image, encode_png
+from ._png import Image, encode_png
 
 __all__ = ["KINDS", "TROUBLE", "FileStore", "inside", "locate", "upload", "view"]
 

@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._png import Image, PNGError, read_png
 from ._files import FileStore
+from ._png import Image, PNGError, read_png
 
 __all__ = [
     "Context",
