@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import Config, load_config
-from .dispatcher import Dispatcher, ServerStatus
-from .errors import DispatchError
-from .result import Progress
-from .workflow import WorkflowBuilder
+from ..config import Config, load_config
+from ..dispatcher import Dispatcher, ServerStatus
+from ..errors import DispatchError
+from ..result import Progress
+from ..workflow import WorkflowBuilder
 
 __all__ = ["main"]
 
@@ -151,7 +151,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from .http.standalone import serve  # the server's imports are only needed here
+    from ..http.standalone import serve  # the server's imports are only needed here
 
     await serve(
         config=args.config,
