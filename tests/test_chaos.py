@@ -15,8 +15,8 @@ from contextlib import AsyncExitStack
 import pytest
 
 from dispatch_core import Config, Dispatcher, DispatchResult, JobSpec
-from dispatch_core._png import decode_png
 from dispatch_core.testing import FakePeer
+from dispatch_core.testing._png import decode_png
 
 import workflows
 

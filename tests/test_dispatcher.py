@@ -21,8 +21,8 @@ from dispatch_core import (
     WorkflowBuilder,
     WorkflowError,
 )
-from dispatch_core._png import decode_png
 from dispatch_core.testing import FakePeer
+from dispatch_core.testing._png import decode_png
 
 import workflows
 
@@ -283,7 +283,7 @@ async def test_a_pool_fails_over_and_a_probe_brings_the_server_back(
 
 
 async def test_two_uploads_in_one_job_each_reach_their_node(peers: dict[str, FakePeer]) -> None:
-    from dispatch_core._png import Image, encode_png
+    from dispatch_core.testing._png import Image, encode_png
 
     workflow = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},

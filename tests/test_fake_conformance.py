@@ -21,8 +21,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dispatch_core._png import Image, encode_png
 from dispatch_core.testing import FakePeer
+from dispatch_core.testing._png import Image, encode_png
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "shared" / "comfyui-protocol"
 pytestmark = [

@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dispatch_core._png import Image, PNGError, decode_png, encode_png, read_png
 from dispatch_core.testing import FakePeer
+from dispatch_core.testing._png import Image, PNGError, decode_png, encode_png, read_png
 
 import workflows
 

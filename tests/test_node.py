@@ -25,8 +25,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from dispatch_core._png import Image, decode_png, encode_png
 from dispatch_core.testing import FakePeer
+from dispatch_core.testing._png import Image, decode_png, encode_png
 
 import workflows
 

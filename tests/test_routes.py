@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from local_http import serve_routes
 
-from dispatch_core._png import decode_png
 from dispatch_core.service import MASK, DispatchService
 from dispatch_core.testing import FakePeer
+from dispatch_core.testing._png import decode_png
 
 import workflows
 

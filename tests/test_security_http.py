@@ -26,7 +26,6 @@ from local_http import serve_routes, start
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from dispatch_core._png import Image, encode_png
 from dispatch_core.http import add_routes
 from dispatch_core.http._guard import HostPolicy
 from dispatch_core.http._serve_file import _disposition, content_type_for, stream_output
@@ -36,6 +35,7 @@ from dispatch_core.service import MASK, DispatchService
 from dispatch_core.service._activity import Activity
 from dispatch_core.service._job_table import JobTable
 from dispatch_core.testing import FakePeer
+from dispatch_core.testing._png import Image, encode_png
 
 import workflows
 

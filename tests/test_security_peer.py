@@ -28,9 +28,9 @@ from dispatch_core import (
     WorkflowBuilder,
 )
 from dispatch_core._peer_http import MASK, scrub, secrets_of, shown_url
-from dispatch_core._png import Image, encode_png
 from dispatch_core.config import ServerConfig
 from dispatch_core.testing import BannerServer, FakePeer, HostilePeer
+from dispatch_core.testing._png import Image, encode_png
 
 import workflows
 

@@ -16,10 +16,10 @@ import pytest
 from aiohttp import web
 from local_http import start
 
-from dispatch_core._png import decode_png
 from dispatch_core.http.standalone import _first_config, create_app, serve
 from dispatch_core.service import DispatchService
 from dispatch_core.testing import FakePeer
+from dispatch_core.testing._png import decode_png
 
 import workflows
 

@@ -1,9 +1,11 @@
 """One prompt's run on the fake peer, sending ComfyUI's frames in ComfyUI's order.
 
 It reaches into FakePeer's private state on purpose: the two are one fake, split in two
-modules only to keep each readable. The cache is ComfyUI's classic one: outputs are kept
-by a signature of the node and everything upstream, and only what the current prompt
-uses survives its start.
+modules only to keep each readable. What it reaches for is the protocol RunHost, so that
+this module need not import the peer that imports it.
+
+The cache is ComfyUI's classic one: outputs are kept by a signature of the node and
+everything upstream, and only what the current prompt uses survives its start.
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from ._fake_nodes import Context, NodeFailure, describe, progress_steps, run_node, time_weight
+from ._files import FileStore
+from ._nodes import Context, NodeFailure, describe, progress_steps, run_node, time_weight
+from ._ws import SocketHub
 
-if TYPE_CHECKING:
-    from .testing import FakePeer
-
-__all__ = ["MAX_HISTORY", "PromptRun"]
+__all__ = ["MAX_HISTORY", "PromptRun", "RunHost"]
 
 _T = TypeVar("_T")
 _SENSITIVE = ("auth_token_comfy_org", "api_key_comfy_org")
@@ -45,10 +46,32 @@ def _is_link(value: Any) -> bool:
     )
 
 
+class RunHost(Protocol):
+    """What a run reads and changes of the peer it runs on (FakePeer)."""
+
+    models: dict[str, list[str]]
+    fail_nodes: dict[str, str]
+    files: FileStore
+    prompt_seconds: Callable[[dict[str, Any]], float] | None
+    _hub: SocketHub
+    _retimed: asyncio.Event
+    _interrupt: bool
+    _cache: dict[str, tuple[tuple[Any, ...], dict[str, Any] | None]]
+    _history: dict[str, dict[str, Any]]
+    _running: list[Any] | None
+
+    @property
+    def job_seconds(self) -> float: ...
+
+    def _info(self) -> dict[str, Any]: ...
+
+    def _broadcast_status(self) -> None: ...
+
+
 class PromptRun:
     """One prompt's run, emitting ComfyUI's frames in ComfyUI's order."""
 
-    def __init__(self, peer: FakePeer, item: list[Any]):
+    def __init__(self, peer: RunHost, item: list[Any]):
         self.peer = peer
         self.item = item
         self.prompt_id: str = item[1]

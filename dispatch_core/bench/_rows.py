@@ -1,26 +1,16 @@
-"""`python -m dispatch_core.bench`: the dispatcher against its baselines, side by side.
-
-Fake ComfyUI peers run in their own processes on loopback (so their work does not share
-the dispatcher's event loop); each row measures the dispatcher and its baseline in the
-same run and prints medians and a ratio. `--quick` runs a few jobs a row, for tests.
-"""
+"""The benchmark's rows: each measures the dispatcher and its baseline in the same run."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import io
-import json
-import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +18,22 @@ from typing import Any
 import aiohttp
 from rapidfuzz.distance import Levenshtein
 
-from .cache import ResultCache
-from .config import Config
-from .dispatcher import Dispatcher
-from .job import JobSpec
+from ..cache import ResultCache
+from ..dispatcher import Dispatcher
+from ..job import JobSpec
+from ._peers import makespan, peers_alone, pool_config, raw_job, spawn_peers, stream, tiny
 
-__all__ = ["main"]
+__all__ = [
+    "Row",
+    "row_affinity",
+    "row_detection",
+    "row_fuzzy",
+    "row_images",
+    "row_latency",
+    "row_loop_lag",
+    "row_makespan",
+    "row_slow_fast",
+]
 
 
 @dataclass(frozen=True)
@@ -46,85 +46,8 @@ class Row:
     met: bool
 
 
-def _tiny(seed: int = 0) -> dict[str, Any]:
-    return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": seed % 2**24},
-        },
-        "2": {
-            "class_type": "SaveImage",
-            "inputs": {"images": ["1", 0], "filename_prefix": "bench"},
-        },
-    }
-
-
-@contextlib.asynccontextmanager
-async def _peers(count: int, job_seconds: float, *flags: str) -> AsyncIterator[list[str]]:
-    """Fake peers in child processes; their URLs."""
-    processes = []
-    try:
-        for _ in range(count):
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "dispatch_core.testing",
-                "--port",
-                "0",
-                "--job-seconds",
-                str(job_seconds),
-                *flags,
-                stdout=asyncio.subprocess.PIPE,
-            )
-            processes.append(process)
-        urls = []
-        for process in processes:
-            assert process.stdout is not None
-            line = (await process.stdout.readline()).decode()
-            urls.append(line.split(" on ")[1].split()[0])
-        yield urls
-    finally:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                process.terminate()
-            await process.wait()
-
-
-def _config(urls: Sequence[str], **extra: Any) -> Config:
-    settings = extra.pop("server", {})
-    servers = {f"p{i}": {"url": url, **settings} for i, url in enumerate(urls)}
-    return Config.from_dict({"servers": servers, "routes": {"pool": list(servers)}, **extra})
-
-
-async def _raw_job(
-    session: aiohttp.ClientSession, url: str, frames: asyncio.Queue[str], client_id: str
-) -> float:
-    """The baseline client: POST /prompt, wait on the WebSocket, GET /history and /view."""
-    began = time.perf_counter()
-    prompt_id = str(uuid.uuid4())
-    body = {"prompt": _tiny(), "client_id": client_id, "prompt_id": prompt_id}
-    async with session.post(url + "/prompt", json=body) as response:
-        await response.read()
-    while True:
-        message = json.loads(await frames.get())
-        data = message["data"]
-        if (
-            message["type"] == "executing"
-            and data.get("node") is None
-            and data.get("prompt_id") == prompt_id
-        ):
-            break
-    async with session.get(f"{url}/history/{prompt_id}") as response:
-        entry = (await response.json())[prompt_id]
-    for output in entry["outputs"].values():
-        for image in output["images"]:
-            async with session.get(url + "/view", params=image) as response:
-                await response.read()
-    return time.perf_counter() - began
-
-
 async def row_latency(jobs: int) -> Row:
-    async with _peers(1, 0.0) as urls, aiohttp.ClientSession() as session:
+    async with spawn_peers(1, 0.0) as urls, aiohttp.ClientSession() as session:
         frames: asyncio.Queue[str] = asyncio.Queue()
         client_id = uuid.uuid4().hex
         async with session.ws_connect(urls[0] + "/ws", params={"clientId": client_id}) as ws:
@@ -135,12 +58,12 @@ async def row_latency(jobs: int) -> Row:
 
             reader = asyncio.create_task(pump())
             raw, ours = [], []
-            async with Dispatcher(_config(urls)) as dispatcher:
+            async with Dispatcher(pool_config(urls)) as dispatcher:
                 await dispatcher.peer("p0").start()
                 for _ in range(jobs):  # interleaved, so both see the same machine state
-                    raw.append(await _raw_job(session, urls[0], frames, client_id))
+                    raw.append(await raw_job(session, urls[0], frames, client_id))
                     began = time.perf_counter()
-                    result = await dispatcher.run("pool", _tiny())
+                    result = await dispatcher.run("pool", tiny())
                     await asyncio.gather(*(f.read() for f in result.files))
                     ours.append(time.perf_counter() - began)
             reader.cancel()
@@ -164,19 +87,19 @@ async def row_detection(jobs: int, poll: float = 1.2) -> Row:
             m[1]["timestamp"] for m in entry["status"]["messages"] if m[0] == "execution_success"
         )
 
-    async with _peers(1, 0.05) as urls, aiohttp.ClientSession() as session:
+    async with spawn_peers(1, 0.05) as urls, aiohttp.ClientSession() as session:
         ours, polled = [], []
-        async with Dispatcher(_config(urls)) as dispatcher:
+        async with Dispatcher(pool_config(urls)) as dispatcher:
             await dispatcher.peer("p0").start()
             for i in range(jobs):
-                result = await dispatcher.run("pool", _tiny(i))
+                result = await dispatcher.run("pool", tiny(i))
                 entry = await dispatcher.peer("p0").history(result.prompt_id)
                 assert entry is not None and result.timings.finished is not None
                 ours.append(result.timings.finished * 1000 - success_ms(entry))
             for i in range(jobs):
                 prompt_id = str(uuid.uuid4())
                 async with session.post(
-                    urls[0] + "/prompt", json={"prompt": _tiny(i), "prompt_id": prompt_id}
+                    urls[0] + "/prompt", json={"prompt": tiny(i), "prompt_id": prompt_id}
                 ):
                     pass
                 while not (entry := await dispatcher.peer("p0").history(prompt_id)):  # noqa: ASYNC110
@@ -193,43 +116,10 @@ async def row_detection(jobs: int, poll: float = 1.2) -> Row:
     )
 
 
-async def _makespan(urls: Sequence[str], jobs: list[JobSpec], **config: Any) -> float:
-    async with Dispatcher(_config(urls, **config)) as dispatcher:
-        for name in dispatcher.config.servers:
-            await dispatcher.peer(name).start()
-        await dispatcher.refresh_inventory()  # a running dispatcher has it; read every 5 min
-        began = time.perf_counter()
-        results = await dispatcher.run_parallel(jobs)
-        took = time.perf_counter() - began
-    failed = [r for r in results if isinstance(r, BaseException)]
-    if failed:
-        raise RuntimeError(f"{len(failed)} jobs failed, first: {failed[0]!r}")
-    return took
-
-
-async def _peers_alone(urls: Sequence[str], jobs_each: int) -> float:
-    """How long the peers themselves take with all their prompts queued on them at once."""
-
-    async def one(session: aiohttp.ClientSession, url: str) -> None:
-        for i in range(jobs_each):
-            async with session.post(url + "/prompt", json={"prompt": _tiny(i)}) as response:
-                await response.read()
-        while True:
-            async with session.get(url + "/prompt") as response:
-                if (await response.json())["exec_info"]["queue_remaining"] == 0:
-                    return
-            await asyncio.sleep(0.005)
-
-    async with aiohttp.ClientSession() as session:
-        began = time.perf_counter()
-        await asyncio.gather(*(one(session, url) for url in urls))
-        return time.perf_counter() - began
-
-
 async def row_makespan(jobs: int, peers: int = 4, seconds: float = 0.02) -> Row:
-    async with _peers(peers, seconds) as urls:
-        took = await _makespan(urls, [JobSpec("pool", _tiny(i)) for i in range(jobs)])
-        alone = await _peers_alone(urls, jobs // peers)
+    async with spawn_peers(peers, seconds) as urls:
+        took = await makespan(urls, [JobSpec("pool", tiny(i)) for i in range(jobs)])
+        alone = await peers_alone(urls, jobs // peers)
     ideal = jobs * seconds / peers
     ratio = took / ideal
     return Row(
@@ -243,10 +133,8 @@ async def row_makespan(jobs: int, peers: int = 4, seconds: float = 0.02) -> Row:
 
 
 async def row_slow_fast(jobs: int, fast: float = 0.02, slow: float = 0.06) -> Row:
-    async with _peers(1, fast) as fast_url, _peers(1, slow) as slow_url:
-        took = await _makespan(
-            fast_url + slow_url, [JobSpec("pool", _tiny(i)) for i in range(jobs)]
-        )
+    async with spawn_peers(1, fast) as fast_url, spawn_peers(1, slow) as slow_url:
+        took = await makespan(fast_url + slow_url, [JobSpec("pool", tiny(i)) for i in range(jobs)])
     ideal = jobs / (1 / fast + 1 / slow)
     ratio = took / ideal
     return Row(
@@ -261,8 +149,8 @@ async def row_slow_fast(jobs: int, fast: float = 0.02, slow: float = 0.06) -> Ro
 
 async def row_loop_lag(queued: int, in_flight: int, peers: int = 5) -> Row:
     """Jobs parked in the dispatcher's queues must not slow its event loop down."""
-    async with _peers(peers, 10.0) as urls:
-        config = _config(
+    async with spawn_peers(peers, 10.0) as urls:
+        config = pool_config(
             urls, server={"max_in_flight": in_flight // peers}, timeouts={"request": 2}
         )
         async with Dispatcher(config) as dispatcher:
@@ -270,7 +158,7 @@ async def row_loop_lag(queued: int, in_flight: int, peers: int = 5) -> Row:
             tracemalloc.start()
             base = tracemalloc.get_traced_memory()[0]
             tasks = [
-                asyncio.create_task(dispatcher.run("pool", _tiny(i)))
+                asyncio.create_task(dispatcher.run("pool", tiny(i)))
                 for i in range(queued + in_flight)
             ]
             settle = time.perf_counter() + 10
@@ -301,17 +189,6 @@ async def row_loop_lag(queued: int, in_flight: int, peers: int = 5) -> Row:
     )
 
 
-async def _stream(dispatcher: Dispatcher, workflows: list[dict[str, Any]], going: int) -> None:
-    """Run every workflow on the pool, keeping `going` jobs outstanding, as a client does."""
-    outstanding = asyncio.Semaphore(going)
-
-    async def one(workflow: dict[str, Any]) -> None:
-        async with outstanding:
-            await dispatcher.run("pool", workflow)
-
-    await asyncio.gather(*(one(w) for w in workflows))
-
-
 async def row_affinity(jobs: int, seconds: float = 0.02) -> Row:
     """Two peers with the same two checkpoints; a client keeps four jobs going, each asking
     for one checkpoint or the other at random. Affinity against least-busy routing."""
@@ -322,16 +199,16 @@ async def row_affinity(jobs: int, seconds: float = 0.02) -> Row:
 
     def workflow(index: int, checkpoint: str) -> dict[str, Any]:
         loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}}
-        return {**_tiny(index), "9": loader}
+        return {**tiny(index), "9": loader}
 
     found = {}
-    async with _peers(2, seconds, *flags) as urls:
+    async with spawn_peers(2, seconds, *flags) as urls:
         for affinity in (True, False):
-            async with Dispatcher(_config(urls)) as dispatcher:
+            async with Dispatcher(pool_config(urls)) as dispatcher:
                 dispatcher.affinity = affinity
                 await dispatcher.refresh_inventory()
                 began = time.perf_counter()
-                await _stream(dispatcher, [workflow(i, c) for i, c in enumerate(picks)], 4)
+                await stream(dispatcher, [workflow(i, c) for i, c in enumerate(picks)], 4)
                 took = time.perf_counter() - began
                 found[affinity] = (dispatcher.counts["model_switches"], took)
     (ours, ours_s), (base, base_s) = found[True], found[False]
@@ -414,7 +291,7 @@ async def row_images(size: int, rounds: int) -> Row:
         for path, png in zip(paths, pngs, strict=True):
             path.write_bytes(png)
         ours, disk = [], []
-        async with _peers(1, 0.0) as urls, Dispatcher(_config(urls)) as dispatcher:
+        async with spawn_peers(1, 0.0) as urls, Dispatcher(pool_config(urls)) as dispatcher:
             peer = dispatcher.peer("p0")
             names = [
                 (await peer.upload_image(png, f"out{i}.png", type="output"))["name"]
@@ -439,48 +316,3 @@ async def row_images(size: int, rounds: int) -> Row:
         "≤ 1.2×",
         ratio <= 1.2,
     )
-
-
-async def run(quick: bool) -> list[Row]:
-    q = quick
-    steps: list[Callable[[], Awaitable[Row]]] = [
-        lambda: row_latency(5 if q else 200),
-        lambda: row_detection(2 if q else 10, poll=0.2 if q else 1.2),
-        lambda: row_makespan(20 if q else 1000),
-        lambda: row_slow_fast(12 if q else 300),
-        lambda: row_loop_lag(200 if q else 10_000, 20 if q else 500),
-        lambda: asyncio.to_thread(row_fuzzy, 1_000 if q else 100_000, 20 if q else 200),
-        lambda: row_images(64 if q else 1024, 2 if q else 10),
-        lambda: row_affinity(40 if q else 100),
-    ]
-    rows = []
-    for step in steps:
-        rows.append(await step())
-        print(f"  done: {rows[-1].name}", file=sys.stderr, flush=True)
-    return rows
-
-
-def render(rows: Sequence[Row]) -> str:
-    lines = [
-        "| row | dispatcher | baseline | ratio | target | met |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in rows:
-        met = "yes" if r.met else "NO"
-        lines.append(f"| {r.name} | {r.ours} | {r.baseline} | {r.ratio} | {r.target} | {met} |")
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m dispatch_core.bench", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--quick", action="store_true", help="a few jobs a row (a smoke test)")
-    args = parser.parse_args(argv)
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", file=sys.stderr)
-    print(render(asyncio.run(run(args.quick))))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

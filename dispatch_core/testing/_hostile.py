@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from .testing import FakePeer, Handler
+from ._peer import FakePeer
+from ._routes import Handler
 
 __all__ = ["BannerServer", "HostilePeer"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from ._fake_info import FEATURES
+from ._info import FEATURES
 
 __all__ = ["SocketHub"]
 

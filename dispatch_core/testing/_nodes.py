@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import operator
 import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._fake_files import FileStore
+from ._files import FileStore
+from ._pixels import center_crop, color, crop, gray, jpeg_size, resize
 from ._png import Image, PNGError, read_png
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "NodeFailure",
     "describe",
     "progress_steps",
-    "resize",
     "run_node",
     "time_weight",
 ]
@@ -107,49 +106,11 @@ def describe(value: Any) -> Any:
     return str(value)
 
 
-# -- pixels ----------------------------------------------------------------------------
-
-
-def _color(value: int) -> tuple[int, int, int]:
-    return ((value >> 16) & 255, (value >> 8) & 255, value & 255)
+# -- helpers ---------------------------------------------------------------------------
 
 
 def _digest(*parts: Any) -> bytes:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).digest()
-
-
-def _gray(width: int, height: int, plane: bytes) -> Image:
-    out = bytearray(len(plane) * 3)
-    for i in range(3):
-        out[i::3] = plane
-    return Image(width, height, bytes(out))
-
-
-def resize(image: Image, width: int, height: int) -> Image:
-    """Nearest-neighbour resize: one C-level gather per distinct source row."""
-    if (width, height) == (image.width, image.height):
-        return image
-    if width <= 0 or height <= 0 or image.width <= 0 or image.height <= 0:
-        raise ValueError(f"cannot resize a {image.width}x{image.height} image to {width}x{height}")
-    columns = [(x * image.width // width) * 3 + c for x in range(width) for c in range(3)]
-    gather = operator.itemgetter(*columns)
-    done: dict[bytes, bytes] = {}
-    rows = []
-    for y in range(height):
-        source = image.row(y * image.height // height)
-        row = done.get(source)
-        if row is None:
-            row = done[source] = bytes(gather(source))
-        rows.append(row)
-    return Image(width, height, b"".join(rows))
-
-
-def crop(image: Image, x: int, y: int, width: int, height: int) -> Image:
-    """Like a tensor slice: clamped to the image, never an error."""
-    x, y = max(min(x, image.width), 0), max(min(y, image.height), 0)
-    width, height = min(width, image.width - x), min(height, image.height - y)
-    rows = [image.row(r)[x * 3 : (x + width) * 3] for r in range(y, y + height)]
-    return Image(width, height, b"".join(rows))
 
 
 def _sniff(data: bytes, name: str) -> Image:
@@ -158,29 +119,18 @@ def _sniff(data: bytes, name: str) -> Image:
     if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
         size = struct.unpack("<HH", data[6:10])
     elif data[:2] == b"\xff\xd8":
-        size = _jpeg_size(data)
+        size = jpeg_size(data)
     if not size or not all(size):
         raise NodeFailure("PIL.UnidentifiedImageError", f"cannot identify image file {name!r}")
     r, g, b = hashlib.sha256(data).digest()[:3]
     return Image.solid(size[0], size[1], (r, g, b))
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    offset = 2
-    while offset + 9 <= len(data) and data[offset] == 0xFF:
-        marker, length = data[offset + 1], struct.unpack(">H", data[offset + 2 : offset + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[offset + 5 : offset + 9])
-            return width, height
-        offset += 2 + length
-    return None
-
-
 # -- nodes -----------------------------------------------------------------------------
 
 
 def _empty_image(i: Mapping[str, Any], _: Context) -> Outputs:
-    image = Image.solid(int(i["width"]), int(i["height"]), _color(int(i.get("color", 0))))
+    image = Image.solid(int(i["width"]), int(i["height"]), color(int(i.get("color", 0))))
     return ([image] * int(i.get("batch_size", 1)),)
 
 
@@ -203,7 +153,7 @@ def _load_image(i: Mapping[str, Any], context: Context) -> Outputs:
     if alpha is None:  # LoadImage's mask without alpha: zeros(64, 64)
         mask = Image.solid(64, 64, (0, 0, 0))
     else:  # 1 - alpha
-        mask = _gray(image.width, image.height, alpha.translate(_INVERT))
+        mask = gray(image.width, image.height, alpha.translate(_INVERT))
     return ([image], [mask])
 
 
@@ -213,16 +163,16 @@ def _load_image_mask(i: Mapping[str, Any], context: Context) -> Outputs:
     if channel == "alpha":
         if alpha is None:
             return ([Image.solid(64, 64, (0, 0, 0))],)
-        return ([_gray(image.width, image.height, alpha.translate(_INVERT))],)
+        return ([gray(image.width, image.height, alpha.translate(_INVERT))],)
     plane = image.pixels[["red", "green", "blue"].index(channel) :: 3]
-    return ([_gray(image.width, image.height, plane)],)
+    return ([gray(image.width, image.height, plane)],)
 
 
 def _image_to_mask(i: Mapping[str, Any], _: Context) -> Outputs:
     channel = ["red", "green", "blue", "alpha"].index(i["channel"])
     if channel == 3:  # IMAGE tensors have three channels
         raise NodeFailure("IndexError", "index 3 is out of bounds for dimension 3 with size 3\n")
-    return ([_gray(m.width, m.height, m.pixels[channel::3]) for m in i["image"]],)
+    return ([gray(m.width, m.height, m.pixels[channel::3]) for m in i["image"]],)
 
 
 def _solid_mask(i: Mapping[str, Any], _: Context) -> Outputs:
@@ -301,16 +251,9 @@ def _image_scale(i: Mapping[str, Any], _: Context) -> Outputs:
         w = width or max(1, round(m.width * height / m.height))
         h = height or max(1, round(m.height * width / m.width))
         if i.get("crop") == "center":
-            m = _center_crop(m, w / h)
+            m = center_crop(m, w / h)
         out.append(resize(m, w, h))
     return (out,)
-
-
-def _center_crop(m: Image, aspect: float) -> Image:
-    old = m.width / m.height
-    x = round((m.width - m.width * (aspect / old)) / 2) if old > aspect else 0
-    y = round((m.height - m.height * (old / aspect)) / 2) if old < aspect else 0
-    return crop(m, x, y, m.width - 2 * x, m.height - 2 * y)
 
 
 def _scale_by(i: Mapping[str, Any], _: Context) -> Outputs:

@@ -6,8 +6,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from .inventory import model_folder
-from .workflow import _shipped_object_info
+from ..inventory import model_folder
+from ..workflow import _shipped_object_info
 
 __all__ = ["FEATURES", "MAX_UPLOAD", "MODEL_FOLDERS", "object_info", "system_stats"]
 

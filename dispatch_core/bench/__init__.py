@@ -1,0 +1,69 @@
+"""`python -m dispatch_core.bench`: the dispatcher against its baselines, side by side.
+
+Fake ComfyUI peers run in their own processes on loopback (so their work does not share
+the dispatcher's event loop); each row measures the dispatcher and its baseline in the
+same run and prints medians and a ratio. `--quick` runs a few jobs a row, for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from ._rows import (
+    Row,
+    row_affinity,
+    row_detection,
+    row_fuzzy,
+    row_images,
+    row_latency,
+    row_loop_lag,
+    row_makespan,
+    row_slow_fast,
+)
+
+__all__ = ["main"]
+
+
+async def run(quick: bool) -> list[Row]:
+    q = quick
+    steps: list[Callable[[], Awaitable[Row]]] = [
+        lambda: row_latency(5 if q else 200),
+        lambda: row_detection(2 if q else 10, poll=0.2 if q else 1.2),
+        lambda: row_makespan(20 if q else 1000),
+        lambda: row_slow_fast(12 if q else 300),
+        lambda: row_loop_lag(200 if q else 10_000, 20 if q else 500),
+        lambda: asyncio.to_thread(row_fuzzy, 1_000 if q else 100_000, 20 if q else 200),
+        lambda: row_images(64 if q else 1024, 2 if q else 10),
+        lambda: row_affinity(40 if q else 100),
+    ]
+    rows = []
+    for step in steps:
+        rows.append(await step())
+        print(f"  done: {rows[-1].name}", file=sys.stderr, flush=True)
+    return rows
+
+
+def render(rows: Sequence[Row]) -> str:
+    lines = [
+        "| row | dispatcher | baseline | ratio | target | met |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        met = "yes" if r.met else "NO"
+        lines.append(f"| {r.name} | {r.ours} | {r.baseline} | {r.ratio} | {r.target} | {met} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dispatch_core.bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="a few jobs a row (a smoke test)")
+    args = parser.parse_args(argv)
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", file=sys.stderr)
+    print(render(asyncio.run(run(args.quick))))
+    return 0

@@ -1,0 +1,150 @@
+"""Fake ComfyUI peers in child processes (so their work does not share the dispatcher's
+event loop), and the clients that drive them: the dispatcher, and the raw baseline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiohttp
+
+from ..config import Config
+from ..dispatcher import Dispatcher
+from ..job import JobSpec
+
+__all__ = [
+    "makespan",
+    "peers_alone",
+    "pool_config",
+    "raw_job",
+    "spawn_peers",
+    "stream",
+    "tiny",
+]
+
+
+def tiny(seed: int = 0) -> dict[str, Any]:
+    return {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": seed % 2**24},
+        },
+        "2": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["1", 0], "filename_prefix": "bench"},
+        },
+    }
+
+
+@contextlib.asynccontextmanager
+async def spawn_peers(count: int, job_seconds: float, *flags: str) -> AsyncIterator[list[str]]:
+    """Fake peers in child processes; their URLs."""
+    processes = []
+    try:
+        for _ in range(count):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "dispatch_core.testing",
+                "--port",
+                "0",
+                "--job-seconds",
+                str(job_seconds),
+                *flags,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            processes.append(process)
+        urls = []
+        for process in processes:
+            assert process.stdout is not None
+            line = (await process.stdout.readline()).decode()
+            urls.append(line.split(" on ")[1].split()[0])
+        yield urls
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            await process.wait()
+
+
+def pool_config(urls: Sequence[str], **extra: Any) -> Config:
+    settings = extra.pop("server", {})
+    servers = {f"p{i}": {"url": url, **settings} for i, url in enumerate(urls)}
+    return Config.from_dict({"servers": servers, "routes": {"pool": list(servers)}, **extra})
+
+
+async def raw_job(
+    session: aiohttp.ClientSession, url: str, frames: asyncio.Queue[str], client_id: str
+) -> float:
+    """The baseline client: POST /prompt, wait on the WebSocket, GET /history and /view."""
+    began = time.perf_counter()
+    prompt_id = str(uuid.uuid4())
+    body = {"prompt": tiny(), "client_id": client_id, "prompt_id": prompt_id}
+    async with session.post(url + "/prompt", json=body) as response:
+        await response.read()
+    while True:
+        message = json.loads(await frames.get())
+        data = message["data"]
+        if (
+            message["type"] == "executing"
+            and data.get("node") is None
+            and data.get("prompt_id") == prompt_id
+        ):
+            break
+    async with session.get(f"{url}/history/{prompt_id}") as response:
+        entry = (await response.json())[prompt_id]
+    for output in entry["outputs"].values():
+        for image in output["images"]:
+            async with session.get(url + "/view", params=image) as response:
+                await response.read()
+    return time.perf_counter() - began
+
+
+async def makespan(urls: Sequence[str], jobs: list[JobSpec], **config: Any) -> float:
+    async with Dispatcher(pool_config(urls, **config)) as dispatcher:
+        for name in dispatcher.config.servers:
+            await dispatcher.peer(name).start()
+        await dispatcher.refresh_inventory()  # a running dispatcher has it; read every 5 min
+        began = time.perf_counter()
+        results = await dispatcher.run_parallel(jobs)
+        took = time.perf_counter() - began
+    failed = [r for r in results if isinstance(r, BaseException)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} jobs failed, first: {failed[0]!r}")
+    return took
+
+
+async def peers_alone(urls: Sequence[str], jobs_each: int) -> float:
+    """How long the peers themselves take with all their prompts queued on them at once."""
+
+    async def one(session: aiohttp.ClientSession, url: str) -> None:
+        for i in range(jobs_each):
+            async with session.post(url + "/prompt", json={"prompt": tiny(i)}) as response:
+                await response.read()
+        while True:
+            async with session.get(url + "/prompt") as response:
+                if (await response.json())["exec_info"]["queue_remaining"] == 0:
+                    return
+            await asyncio.sleep(0.005)
+
+    async with aiohttp.ClientSession() as session:
+        began = time.perf_counter()
+        await asyncio.gather(*(one(session, url) for url in urls))
+        return time.perf_counter() - began
+
+
+async def stream(dispatcher: Dispatcher, workflows: list[dict[str, Any]], going: int) -> None:
+    """Run every workflow on the pool, keeping `going` jobs outstanding, as a client does."""
+    outstanding = asyncio.Semaphore(going)
+
+    async def one(workflow: dict[str, Any]) -> None:
+        async with outstanding:
+            await dispatcher.run("pool", workflow)
+
+    await asyncio.gather(*(one(w) for w in workflows))

@@ -1,0 +1,127 @@
+"""What `run`, `serve` and `status` do, once their arguments are parsed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..config import Config, load_config
+from ..dispatcher import Dispatcher, ServerStatus
+from ..result import Progress
+from ..workflow import WorkflowBuilder
+
+__all__ = ["DEFAULT_SERVER", "run", "serve", "status"]
+
+DEFAULT_SERVER = "http://127.0.0.1:8188"
+
+
+def _config(args: argparse.Namespace) -> Config:
+    if args.config is not None:
+        return load_config(args.config)
+    return Config.single(args.server or DEFAULT_SERVER)
+
+
+async def run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    route = args.route or (next(iter(config.routes)) if len(config.routes) == 1 else None)
+    if route is None:
+        known = ", ".join(config.routes) or "none"
+        print(f"error: say which route with --route (configured: {known})", file=sys.stderr)
+        return 2
+    builder = WorkflowBuilder.from_file(args.workflow)
+    for assignment in args.sets:
+        path, _, value = assignment.partition("=")
+        if not _:
+            print(f"error: --set {assignment!r}: expected NODE.INPUT=VALUE", file=sys.stderr)
+            return 2
+        builder.set_path(path, _parse_value(value))
+    bar = _ProgressBar(sys.stderr)
+    async with Dispatcher(config) as dispatcher:
+        result = await dispatcher.run(route, builder, timeout=args.timeout, on_progress=bar.update)
+        bar.close()
+        args.out.mkdir(parents=True, exist_ok=True)
+        for file in result.files:
+            target = args.out / Path(file.filename).name
+            target.write_bytes(await file.read())
+            print(target)
+        for text in result.text:
+            print(text)
+    took = result.timings.duration or 0.0
+    print(f"done on {result.server} in {took:.1f} s (prompt {result.prompt_id})", file=sys.stderr)
+    return 0
+
+
+async def serve(args: argparse.Namespace) -> int:
+    from ..http.standalone import serve as serve_http  # the server's imports: only here
+
+    await serve_http(
+        config=args.config,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        status_every=args.status_every,
+        comfyui=args.comfyui,
+        allow_hosts=tuple(args.allow_host),
+    )
+    return 0
+
+
+async def status(args: argparse.Namespace) -> int:
+    async with Dispatcher(_config(args)) as dispatcher:
+        states = await dispatcher.status()
+    if args.json:
+        print(json.dumps({name: vars(s) for name, s in states.items()}, indent=2))
+    else:
+        for state in states.values():
+            print(_status_line(state))
+    return 0 if all(s.online or not s.enabled for s in states.values()) else 1
+
+
+def _status_line(state: ServerStatus) -> str:
+    if not state.enabled:
+        return f"{state.name:<12} disabled  {state.url}"
+    if not state.online:
+        return f"{state.name:<12} offline   {state.url}  {state.error}"
+    vram = ""
+    if state.vram_total:
+        used = (state.vram_total - (state.vram_free or 0)) / 2**30
+        vram = f"  VRAM {used:.1f}/{state.vram_total / 2**30:.1f} GiB"
+    busy = "busy   " if state.queue_depth else "online "
+    return (
+        f"{state.name:<12} {busy}  {state.url}  {state.latency_ms:.0f} ms  "
+        f"queue {state.queue_depth}  in flight {state.in_flight}{vram}"
+    )
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+class _ProgressBar:
+    """One line on stderr, redrawn in place."""
+
+    def __init__(self, stream: TextIO, width: int = 30):
+        self.stream = stream
+        self.width = width
+        self.drawn = False
+
+    def update(self, progress: Progress) -> None:
+        fraction = progress.value / progress.max if progress.max else 0.0
+        filled = int(self.width * min(max(fraction, 0.0), 1.0))
+        bar = "█" * filled + "░" * (self.width - filled)
+        node = f" node {progress.node}" if progress.node else ""
+        counts = f"{progress.nodes_done}/{progress.nodes_total} nodes"
+        self.stream.write(f"\r{progress.server}: {bar} {fraction:4.0%}{node} ({counts})  ")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()

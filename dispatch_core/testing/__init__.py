@@ -1,0 +1,54 @@
+"""FakePeer: a ComfyUI stand-in on loopback that speaks ComfyUI's real HTTP and WS protocol.
+
+It has one executor and a queue, sends the frames a real ComfyUI 0.3.64 sends in the same
+order (held to recorded transcripts by a conformance test), writes real PNGs that depend on
+the inputs, validates prompts against real `object_info`, and can be made slow, hung,
+restarted or silent, so that pipelines can be tested without a GPU. `HostilePeer` is one
+that can also misbehave as a compromised server would (echo our headers, redirect, drip,
+nest, send frames that cannot be read), and `BannerServer` a port that is not HTTP at all:
+
+    async with FakePeer(job_seconds=0.1, models={"checkpoints": ["sd15.safetensors"]}) as peer:
+        ...  # point a Dispatcher or any ComfyUI client at peer.url
+
+`python -m dispatch_core.testing --port 8188` runs one until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+
+from ._hostile import BannerServer, HostilePeer
+from ._peer import FakePeer
+
+__all__ = ["BannerServer", "FakePeer", "HostilePeer", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a fake peer until Ctrl-C, for trying the tools without ComfyUI."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dispatch_core.testing", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8188)
+    parser.add_argument("--job-seconds", type=float, default=0.5)
+    for flag, folder in (("checkpoint", "checkpoints"), ("lora", "loras")):
+        parser.add_argument(f"--{flag}", action="append", default=[], dest=folder)
+    parser.add_argument("--upscale-model", action="append", default=[], dest="upscale_models")
+    args = parser.parse_args(argv)
+    models = {
+        "checkpoints": args.checkpoints or ["sd15.safetensors"],
+        "loras": args.loras,
+        "upscale_models": args.upscale_models or ["4x-fake.safetensors"],
+    }
+
+    async def serve() -> None:
+        async with FakePeer(
+            host=args.host, port=args.port, job_seconds=args.job_seconds, models=models
+        ) as peer:
+            print(f"fake ComfyUI peer on {peer.url} (Ctrl-C to stop)", flush=True)
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
