@@ -274,7 +274,7 @@ async def test_a_pool_fails_over_and_a_probe_brings_the_server_back(
         assert "a" not in servers
         assert states["a"].circuit_open and not states["b"].circuit_open
         await peers["a"].start()
-        dispatcher._lanes["a"].retry_at = 0.0  # as if the cooldown were over
+        dispatcher.servers.lane("a").retry_at = 0.0  # as if the cooldown were over
         back = await dispatcher.run_parallel(
             [JobSpec("pool", workflows.invert(i)) for i in range(3)]
         )

@@ -137,7 +137,7 @@ async def test_a_peer_that_comes_back_within_the_timeout_gets_the_job(peer: Fake
     await peer.stop()
     async with Dispatcher(config_for(peer.url, request=1)) as dispatcher:
         job = asyncio.create_task(dispatcher.run("gen", workflows.invert(), timeout=30))
-        while not dispatcher._lanes["gpu"].failures:  # noqa: ASYNC110 - a test may peek
+        while not dispatcher.servers.lane("gpu").failures:  # noqa: ASYNC110 - a test may peek
             await asyncio.sleep(0.01)
         await peer.start()
         result = await job
