@@ -16,12 +16,18 @@ import random
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._workflow_checks import (
+    class_of,
+    input_names,
+    is_output,
+    links_of,
+    shipped_object_info,
+    validate_workflow,
+)
 from .errors import WorkflowError
 
 __all__ = ["ImageUpload", "WorkflowBuilder", "is_ui_format", "load_workflow"]
@@ -80,14 +86,6 @@ def load_workflow(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise WorkflowError(f"{path}: expected a JSON object of node id → node")
     return data
-
-
-@cache
-def _shipped_object_info() -> dict[str, Any]:
-    # relative to this package: inside ComfyUI it is a subpackage, not `dispatch_core`
-    data = resources.files(__package__ or "dispatch_core") / "data" / "object_info_subset.json"
-    text = data.read_text()
-    return dict(json.loads(text))
 
 
 class WorkflowBuilder:
@@ -151,10 +149,10 @@ class WorkflowBuilder:
         return [i for i, n in self._nodes.items() if _title(n) == title]
 
     def _by_class(self, class_type: str) -> list[str]:
-        return [i for i, n in self._nodes.items() if _class(n) == class_type]
+        return [i for i, n in self._nodes.items() if class_of(n) == class_type]
 
     def _listing(self, limit: int = 12) -> str:
-        items = [f"{i} ({_title(n) or _class(n)})" for i, n in self._nodes.items()]
+        items = [f"{i} ({_title(n) or class_of(n)})" for i, n in self._nodes.items()]
         more = f", … {len(items) - limit} more" if len(items) > limit else ""
         return ", ".join(items[:limit]) + more if items else "no nodes"
 
@@ -165,17 +163,17 @@ class WorkflowBuilder:
         return node["inputs"]
 
     def _check_input(self, node_id: str, name: str) -> None:
-        known = _input_names(self._info(), _class(self._nodes[node_id]))
+        known = input_names(self._info(), class_of(self._nodes[node_id]))
         if known is not None and name not in known and name not in self._inputs(node_id):
             listing = f"its inputs are {', '.join(sorted(known))}" if known else "it has none"
             raise WorkflowError(
-                f"node {node_id} ({_class(self._nodes[node_id])}) has no input {name!r}; "
+                f"node {node_id} ({class_of(self._nodes[node_id])}) has no input {name!r}; "
                 + listing,
                 node=node_id,
             )
 
     def _info(self) -> Mapping[str, Any]:
-        return self._object_info if self._object_info is not None else _shipped_object_info()
+        return self._object_info if self._object_info is not None else shipped_object_info()
 
     # -- edits --------------------------------------------------------------------------
 
@@ -227,7 +225,7 @@ class WorkflowBuilder:
         return [
             i
             for i, n in self._nodes.items()
-            if _literal(n, "width") and _literal(n, "height") and not _links(n)
+            if _literal(n, "width") and _literal(n, "height") and not links_of(n)
         ]
 
     def randomize_seed(
@@ -293,7 +291,7 @@ class WorkflowBuilder:
 
     def prune(self, keep: Iterable[str | int] = ()) -> WorkflowBuilder:
         """Drop every node that no output node (nor a node in `keep`) depends on."""
-        wanted = [i for i, n in self._nodes.items() if self._is_output(n)]
+        wanted = [i for i, n in self._nodes.items() if is_output(n, self._info())]
         wanted += [self.resolve(k) for k in keep]
         reachable: set[str] = set()
         while wanted:
@@ -301,78 +299,17 @@ class WorkflowBuilder:
             if node_id in reachable or node_id not in self._nodes:
                 continue
             reachable.add(node_id)
-            wanted += [link[0] for link in _links(self._nodes[node_id])]
+            wanted += [link[0] for link in links_of(self._nodes[node_id])]
         for node_id in [i for i in self._nodes if i not in reachable]:
             self.remove_node(node_id)
         return self
-
-    def _is_output(self, node: Any) -> bool:
-        info = self._info().get(_class(node))
-        if isinstance(info, Mapping):
-            return bool(info.get("output_node"))
-        return _class(node).startswith(("Save", "Preview"))
 
     # -- checks and output --------------------------------------------------------------
 
     def validate(self) -> WorkflowBuilder:
         """Raise one WorkflowError listing every structural problem found."""
-        problems: list[tuple[str | None, str]] = []
-        for node_id, node in self._nodes.items():
-            problems += [(node_id, p) for p in self._node_problems(node_id, node)]
-        if self._nodes and not any(self._is_output(n) for n in self._nodes.values()):
-            problems.append((None, "the workflow has no output node (SaveImage, PreviewImage, …)"))
-        if not self._nodes:
-            problems.append((None, "the workflow is empty"))
-        if problems:
-            error = WorkflowError(
-                "the workflow is not valid:\n" + "\n".join(f"  {p}" for _, p in problems),
-                node=problems[0][0],
-            )
-            error.problems = tuple(p for _, p in problems)  # type: ignore[attr-defined]
-            raise error
+        validate_workflow(self._nodes, self._object_info)
         return self
-
-    def _node_problems(self, node_id: str, node: Any) -> list[str]:
-        if not isinstance(node, Mapping):
-            return [f"node {node_id} is not an object"]
-        if not isinstance(node.get("class_type"), str):
-            return [f"node {node_id} has no class_type"]
-        if not isinstance(node.get("inputs"), Mapping):
-            return [f"node {node_id} ({node['class_type']}) has no 'inputs' object"]
-        found = []
-        for name, link in _links(node, with_names=True):
-            source, index = link
-            if str(source) not in self._nodes:
-                found.append(
-                    f"node {node_id} input {name!r}: dangling link to missing node {source}"
-                )
-            elif not isinstance(index, int) or isinstance(index, bool) or index < 0:
-                found.append(
-                    f"node {node_id} input {name!r}: output index {index!r} is not a whole number"
-                )
-            else:
-                found += self._link_index_problem(node_id, name, str(source), index)
-        info = self._object_info.get(node["class_type"]) if self._object_info is not None else None
-        if self._object_info is not None and info is None:
-            found.append(f"node {node_id}: the peer has no node class {node['class_type']!r}")
-        if isinstance(info, Mapping):
-            required = (info.get("input") or {}).get("required") or {}
-            for name in required:
-                if name not in node["inputs"]:
-                    found.append(
-                        f"node {node_id} ({node['class_type']}): required input {name!r} is missing"
-                    )
-        return found
-
-    def _link_index_problem(self, node_id: str, name: str, source: str, index: int) -> list[str]:
-        info = self._info().get(_class(self._nodes[source]))
-        outputs = info.get("output") if isinstance(info, Mapping) else None
-        if isinstance(outputs, list) and index >= len(outputs):
-            return [
-                f"node {node_id} input {name!r}: node {source} has {len(outputs)} outputs, "
-                f"not an output {index}"
-            ]
-        return []
 
     def build(self) -> dict[str, Any]:
         return copy.deepcopy(self._nodes)
@@ -406,10 +343,6 @@ class WorkflowBuilder:
         return built
 
 
-def _class(node: Any) -> str:
-    return str(node.get("class_type", "")) if isinstance(node, Mapping) else ""
-
-
 def _title(node: Any) -> str | None:
     meta = node.get("_meta") if isinstance(node, Mapping) else None
     title = meta.get("title") if isinstance(meta, Mapping) else None
@@ -421,23 +354,5 @@ def _literal(node: Any, name: str) -> bool:
     return isinstance(inputs, Mapping) and name in inputs and not isinstance(inputs[name], list)
 
 
-def _links(node: Any, *, with_names: bool = False) -> list[Any]:
-    inputs = node.get("inputs") if isinstance(node, Mapping) else None
-    found = []
-    for name, value in (inputs or {}).items() if isinstance(inputs, Mapping) else ():
-        if isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int)):
-            link = [str(value[0]), value[1]]
-            found.append((name, link) if with_names else link)
-    return found
-
-
 def _has_async_read(data: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(data, "read", None))
-
-
-def _input_names(object_info: Mapping[str, Any], class_type: str) -> set[str] | None:
-    info = object_info.get(class_type)
-    if not isinstance(info, Mapping):
-        return None
-    sections = info.get("input") or {}
-    return {name for key in ("required", "optional") for name in (sections.get(key) or {})}

@@ -184,9 +184,9 @@ def test_only_loaders_name_model_files() -> None:
 
 
 def test_inventory_of_a_real_comfyuis_object_info() -> None:
-    from dispatch_core.workflow import _shipped_object_info
+    from dispatch_core._workflow_checks import shipped_object_info
 
-    inventory = Inventory.from_object_info(_shipped_object_info())  # recorded from 0.3.64
+    inventory = Inventory.from_object_info(shipped_object_info())  # recorded from 0.3.64
     assert {"CheckpointLoaderSimple", "KSampler", "SaveImage"} <= inventory.node_classes
     assert "checkpoints" in inventory.models()
 

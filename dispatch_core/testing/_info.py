@@ -6,8 +6,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from .._workflow_checks import shipped_object_info
 from ..inventory import model_folder
-from ..workflow import _shipped_object_info
 
 __all__ = ["FEATURES", "MAX_UPLOAD", "MODEL_FOLDERS", "object_info", "system_stats"]
 
@@ -39,7 +39,7 @@ _GIB = 1024**3
 
 def object_info(models: Mapping[str, list[str]], input_files: list[str]) -> dict[str, Any]:
     """The shipped object_info with the peer's model lists and input files in the combos."""
-    info = copy.deepcopy(_shipped_object_info())
+    info = copy.deepcopy(shipped_object_info())
     for node in info.values():
         for section in (node.get("input") or {}).values():
             if isinstance(section, dict):
