@@ -8,9 +8,12 @@ A pure asyncio library: no ComfyUI, no torch. The Remote Dispatch node and the
         png = await result.images[0].read()
 """
 
-from .cache import ResultCache
+from ._cache import ResultCache
+from ._dispatcher import Dispatcher, ServerStatus
+from ._journal import Journal
+from ._peer import PeerClient, QueueState
+from ._urls import compress_url, decompress_url, view_url
 from .config import CacheSettings, Config, ServerConfig, Timeouts, load_config, save_config
-from .dispatcher import Dispatcher, ServerStatus
 from .errors import (
     BadResponse,
     ConfigConflict,
@@ -35,12 +38,9 @@ from .errors import (
     WorkflowError,
 )
 from .job import JobHandle, JobSpec, JobState
-from .journal import Journal
-from .peer import PeerClient, QueueState
 from .result import DispatchResult, OutputFile, Progress, Timings
 from .service import DispatchService, JobRecord
 from .templates import Template, TemplateStore
-from .urls import compress_url, decompress_url, view_url
 from .workflow import WorkflowBuilder
 
 __version__ = "0.1.0"

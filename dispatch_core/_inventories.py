@@ -13,10 +13,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ._inventory import Inventory
 from ._lanes import Lane
 from ._servers import Servers
 from .errors import BadResponse, DispatchError, RoutingError
-from .inventory import Inventory
 
 if TYPE_CHECKING:
     from ._job import JobRun

@@ -16,21 +16,21 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._inventory import needs_of
+from ._journal import request_hash
 from ._retry import with_retries
+from ._urls import view_url
 from ._watch import ProgressCallback
 from .errors import DispatchError, WorkflowError
-from .inventory import needs_of
 from .job import JobHandle, JobSpec
-from .journal import request_hash
 from .result import DispatchResult, OutputFile, Timings
 from .templates import Template
-from .urls import view_url
 from .workflow import WorkflowBuilder
 
 if TYPE_CHECKING:
     from ._lanes import Lane
+    from ._peer import PeerClient
     from ._peer_http import Download
-    from .peer import PeerClient
 
 __all__ = ["JobRun"]
 

@@ -19,13 +19,13 @@ import uuid
 from collections.abc import Sequence
 
 from ._job import JobRun
+from ._journal import Journal
 from ._lanes import Lane, acquire
+from ._peer import PeerClient
 from ._retry import backoff, counts_against_server, is_transient
 from ._servers import Servers
 from ._watch import error_from_history
 from .errors import DispatchError, PromptLost
-from .journal import Journal
-from .peer import PeerClient
 from .result import DispatchResult
 
 __all__ = ["Runner"]

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import aiohttp
 
 from ._lanes import Lane
+from ._peer import PeerClient
 from .config import Config
 from .errors import DispatcherClosed, NotFound
-from .peer import PeerClient
 
 __all__ = ["Servers"]
 

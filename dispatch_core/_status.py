@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._lanes import Lane
+from ._peer import PeerClient
 from ._peer_http import shown_url
 from .errors import DispatchError
-from .peer import PeerClient
 
 __all__ = ["ServerStatus", "calibration_workflow", "server_status"]
 
 _DEADLINE = 10.0
 """Longest a status round waits for any server, whatever `timeouts.request` says."""
-_log = logging.getLogger("dispatch_core.dispatcher")
+_log = logging.getLogger("dispatch_core._dispatcher")
 
 
 @dataclass(frozen=True)

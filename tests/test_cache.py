@@ -8,7 +8,7 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from dispatch_core import ResultCache
-from dispatch_core.cache import CacheHit
+from dispatch_core._cache import CacheHit
 
 PROMPT = "a red jacket, studio light"
 

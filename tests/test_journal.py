@@ -10,7 +10,7 @@ import pytest
 
 from dispatch_core import Config, Dispatcher, JobSpec
 from dispatch_core._job import JobRun
-from dispatch_core.journal import Journal
+from dispatch_core._journal import Journal
 from dispatch_core.testing import FakePeer
 
 import workflows

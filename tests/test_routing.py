@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from dispatch_core import Config, Dispatcher, RoutingError
-from dispatch_core.inventory import Inventory, needs_of
+from dispatch_core._inventory import Inventory, needs_of
 from dispatch_core.testing import FakePeer
 
 import workflows

@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
+from .._dispatcher import Dispatcher
 from ..config import Config
-from ..dispatcher import Dispatcher
 from ..job import JobSpec
 
 __all__ = [

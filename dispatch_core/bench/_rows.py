@@ -18,8 +18,8 @@ from typing import Any
 import aiohttp
 from rapidfuzz.distance import Levenshtein
 
-from ..cache import ResultCache
-from ..dispatcher import Dispatcher
+from .._cache import ResultCache
+from .._dispatcher import Dispatcher
 from ..job import JobSpec
 from ._peers import makespan, peers_alone, pool_config, raw_job, spawn_peers, stream, tiny
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from .._dispatcher import Dispatcher, ServerStatus
 from ..config import Config, load_config
-from ..dispatcher import Dispatcher, ServerStatus
 from ..result import Progress
 from ..workflow import WorkflowBuilder
 

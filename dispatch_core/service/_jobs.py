@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from .._dispatcher import Dispatcher
 from .._peer_http import Download
 from .._watch import ProgressCallback
 from ..config import Config
-from ..dispatcher import Dispatcher
 from ..errors import Conflict, DispatchError, NotFound, RoutingError
 from ..job import JobHandle, JobSpec
 from ..result import DispatchResult, Progress

@@ -14,8 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .._dispatcher import Dispatcher, ServerStatus
 from ..config import Config
-from ..dispatcher import Dispatcher, ServerStatus
 from ..errors import NotFound
 from ._support import Events, StateFile
 

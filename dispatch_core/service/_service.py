@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._dispatcher import Dispatcher
 from .._files import remove_stale_temp_files
+from .._journal import Journal
 from ..config import Config
-from ..dispatcher import Dispatcher
-from ..journal import Journal
 from ..templates import TemplateStore
 from . import _config_edits as edits
 from ._activity import Activity, JobRecord

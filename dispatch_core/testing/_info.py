@@ -6,8 +6,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from .._inventory import model_folder
 from .._workflow_checks import shipped_object_info
-from ..inventory import model_folder
 
 __all__ = ["FEATURES", "MAX_UPLOAD", "MODEL_FOLDERS", "object_info", "system_stats"]
 

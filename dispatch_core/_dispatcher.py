@@ -1,6 +1,6 @@
 """The Dispatcher: routes each job to a server, runs it there, and hands back its outputs.
 
-One `aiohttp.ClientSession` serves every peer; each peer has one WebSocket (see `peer`).
+One `aiohttp.ClientSession` serves every peer; each peer has one WebSocket (see `_peer`).
 Each server has a FIFO lane that never holds more than its `max_in_flight` jobs; a route
 with several servers (a pool) sends a job to the lane that will start it soonest.
 """
@@ -17,23 +17,23 @@ from typing import Any
 
 import aiohttp
 
+from ._cache import ResultCache
 from ._inventories import Inventories
+from ._inventory import Inventory
 from ._job import JobRun
+from ._journal import Journal
+from ._peer import PeerClient
 from ._runner import Runner
 from ._servers import Servers
 from ._status import ServerStatus, calibration_workflow, server_status
 from ._watch import ProgressCallback
-from .cache import ResultCache
 from .config import Config
 from .errors import (
     DispatcherClosed,
     DispatchTimeout,
     WorkflowError,
 )
-from .inventory import Inventory
 from .job import JobHandle, JobSpec
-from .journal import Journal
-from .peer import PeerClient
 from .result import DispatchResult
 from .workflow import WorkflowBuilder
 
