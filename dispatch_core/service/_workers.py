@@ -4,8 +4,9 @@ Each worker runs `main.py` of a ComfyUI checkout with `CUDA_VISIBLE_DEVICES` set
 GPU, on loopback, with its own input, output, temp and user folders (a ComfyUI wipes its
 temp folder when it starts, and two writing one output folder could pick the same file
 name). Its output goes to a log file. Workers never outlive the dispatcher: `close()`
-stops them, and on Linux each is started with a parent-death signal, so that even a
-dispatcher killed outright takes its workers down with it.
+stops them, and each is tied to the dispatcher's life when started (a parent-death signal
+on Linux, a job object on Windows: `_launch`), so that even a dispatcher killed outright
+takes its workers down with it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, BinaryIO
 import aiohttp
 
 from ..errors import NotFound, WorkerError
+from ._launch import Launcher, ProcessTree, launcher_for
 from ._worker_args import check_args
 
 __all__ = ["Worker", "WorkerError", "WorkerManager", "WorkerSpec", "check_name"]
@@ -33,14 +35,6 @@ _GPU = re.compile(r"[0-9]{1,3}(,[0-9]{1,3}){0,15}")
 _LOG_TAIL_BYTES = 256 * 1024
 """How much of a log's end is read at most: a worker's log can grow to gigabytes."""
 _MAX_LOG_LINES = 5000
-# Run first in the child: ask Linux to SIGTERM it when its parent dies, then become the
-# worker. The signal survives exec, so no code runs between fork and exec in our process.
-_LAUNCHER = (
-    "import ctypes, os, signal, sys\n"
-    "if sys.platform.startswith('linux'):\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
-    "os.execvp(sys.argv[1], sys.argv[1:])\n"
-)
 
 
 def check_name(name: object) -> str:
@@ -124,6 +118,8 @@ class Worker:
 
     spec: WorkerSpec
     process: asyncio.subprocess.Process
+    tree: ProcessTree
+    """The process and all it starts, tied to the dispatcher's life: what a stop ends."""
     log_path: Path
     started_at: float = field(default_factory=time.time)
     stopping: bool = False
@@ -161,6 +157,7 @@ class WorkerManager:
         *,
         comfyui: str | os.PathLike[str] | None = None,
         command: Sequence[str] | None = None,
+        launcher: Launcher | None = None,
     ):
         self.folder = Path(folder)
         self.comfyui = Path(comfyui).expanduser() if comfyui else None
@@ -168,6 +165,8 @@ class WorkerManager:
         self.workers: dict[str, Worker] = {}
         self._command = tuple(command) if command else None
         """Overrides ComfyUI's command (tests start fake peers); `{port}` is filled in."""
+        self.launcher = launcher if launcher is not None else launcher_for(sys.platform)
+        """How a worker is started and stopped on this platform (`_launch`)."""
 
     async def __aenter__(self) -> WorkerManager:
         return self
@@ -212,10 +211,10 @@ class WorkerManager:
         ], comfyui
 
     async def start(self, spec: WorkerSpec) -> Worker:
-        running = self.workers.get(spec.name)
-        if running is not None and running.state == "running":
+        previous = self.workers.get(spec.name)
+        if previous is not None and previous.state == "running":
             raise WorkerError(
-                f"worker {spec.name} is running already (pid {running.process.pid})",
+                f"worker {spec.name} is running already (pid {previous.process.pid})",
                 field="name",
             )
         for other in self.workers.values():
@@ -233,17 +232,25 @@ class WorkerManager:
         log = await asyncio.to_thread(_open_log, log_path)
         with log:  # the child keeps its own copy of the handle
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                _LAUNCHER,
-                *argv,
+                *self.launcher.argv(argv),
                 cwd=cwd,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
+                creationflags=self.launcher.creationflags,
             )
-        worker = Worker(spec, process, log_path)
+        try:
+            tree = self.launcher.adopt(process)
+        except OSError as error:  # it could outlive us: never leave it running
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            message = f"worker {spec.name} could not be tied to this process's life: {error}"
+            raise WorkerError(message) from None
+        if previous is not None:
+            previous.tree.close()  # it has exited: what held it is no longer needed
+        worker = Worker(spec, process, tree, log_path)
         self.workers[spec.name] = worker
         return worker
 
@@ -268,18 +275,11 @@ class WorkerManager:
         )
 
     async def stop(self, name: str, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after `grace` seconds."""
+        """Stop the worker: SIGTERM, then SIGKILL after `grace` seconds (on Windows, its
+        whole process tree at once)."""
         worker = self._worker(name)
         worker.stopping = True
-        if worker.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                worker.process.terminate()
-            try:
-                await asyncio.wait_for(worker.process.wait(), grace)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.process.kill()
-                await worker.process.wait()
+        await worker.tree.stop(grace)
 
     def log_path(self, name: str) -> Path:
         """Where a worker's log is: checked to be inside this manager's folder."""
