@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from test_workers import alive, free_port
@@ -22,7 +23,12 @@ from dispatch_core.service._launch import (
     _ExtendedLimits,
     launcher_for,
 )
-from dispatch_core.service._workers import WorkerError, WorkerManager, WorkerSpec
+from dispatch_core.service._workers import (
+    WorkerError,
+    WorkerManager,
+    WorkerSpec,
+    interpreter_flags,
+)
 
 SLEEP = [sys.executable, "-c", "import time; print('worker up', flush=True); time.sleep(60)"]
 
@@ -130,3 +136,20 @@ def test_the_job_limits_have_windows_layout() -> None:
     pointer = ctypes.sizeof(ctypes.c_void_p)
     assert ctypes.sizeof(_ExtendedLimits) == {8: 144, 4: 112}[pointer]
     assert _ExtendedLimits.io.offset == {8: 64, 4: 48}[pointer]
+
+
+def test_the_operators_flags_come_before_a_workers_own(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("")
+    operator = ("--base-directory", "/data", "--extra-model-paths-config", "/data/x.yaml")
+    manager = WorkerManager(tmp_path / "workers", comfyui=tmp_path, comfyui_args=operator)
+    argv, _ = manager.command(WorkerSpec("a", 8200, args=("--lowvram",)))
+    after_main = argv[argv.index("main.py") + 1 :]
+    assert tuple(after_main[:4]) == operator
+    assert after_main[4:8] == ["--listen", "127.0.0.1", "--port", "8200"]
+    assert after_main[-1] == "--lowvram"
+
+
+def test_a_worker_keeps_the_interpreters_no_user_site_flag() -> None:
+    """The Windows portable build runs `python -s main.py`: its workers do too."""
+    assert interpreter_flags(SimpleNamespace(no_user_site=1)) == ["-s"]
+    assert interpreter_flags(SimpleNamespace(no_user_site=0)) == []

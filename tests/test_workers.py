@@ -82,7 +82,8 @@ def test_a_comfyui_worker_gets_folders_of_its_own(tmp_path: Path) -> None:
     manager = WorkerManager(tmp_path / "workers", comfyui=tmp_path / "ComfyUI")
     argv, cwd = manager.command(WorkerSpec("a", 8200, args=("--lowvram",)))
     assert cwd == tmp_path / "ComfyUI"
-    assert argv[1:6] == ["main.py", "--listen", "127.0.0.1", "--port", "8200"]
+    main = argv.index("main.py")
+    assert argv[main : main + 5] == ["main.py", "--listen", "127.0.0.1", "--port", "8200"]
     for flag in ("--input-directory", "--output-directory", "--temp-directory", "--user-directory"):
         assert str(tmp_path / "workers" / "a") in argv[argv.index(flag) + 1]
     assert argv[-1] == "--lowvram"

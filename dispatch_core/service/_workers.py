@@ -3,10 +3,11 @@
 Each worker runs `main.py` of a ComfyUI checkout with `CUDA_VISIBLE_DEVICES` set to its
 GPU, on loopback, with its own input, output, temp and user folders (a ComfyUI wipes its
 temp folder when it starts, and two writing one output folder could pick the same file
-name). Its output goes to a log file. Workers never outlive the dispatcher: `close()`
-stops them, and each is tied to the dispatcher's life when started (a parent-death signal
-on Linux, a job object on Windows: `_launch`), so that even a dispatcher killed outright
-takes its workers down with it.
+name), after the operator's own ComfyUI flags (inside ComfyUI, the host's
+`--base-directory` and the like: see `nodes/host.py`). Its output goes to a log file.
+Workers never outlive the dispatcher: `close()` stops them, and each is tied to the
+dispatcher's life when started (a parent-death signal on Linux, a job object on Windows:
+`_launch`), so that even a dispatcher killed outright takes its workers down with it.
 """
 
 from __future__ import annotations
@@ -156,12 +157,17 @@ class WorkerManager:
         folder: str | os.PathLike[str],
         *,
         comfyui: str | os.PathLike[str] | None = None,
+        comfyui_args: Sequence[str] = (),
         command: Sequence[str] | None = None,
         launcher: Launcher | None = None,
     ):
         self.folder = Path(folder)
         self.comfyui = Path(comfyui).expanduser() if comfyui else None
         """The ComfyUI checkout every worker runs: the operator's, never a request's."""
+        self.comfyui_args = tuple(comfyui_args)
+        """ComfyUI flags every worker gets, from the operator's own command line (inside
+        ComfyUI the host's `--base-directory`, `--extra-model-paths-config`...), never from
+        a request: they are not allow-listed, so only the operator's code may give them."""
         self.workers: dict[str, Worker] = {}
         self._command = tuple(command) if command else None
         """Overrides ComfyUI's command (tests start fake peers); `{port}` is filled in."""
@@ -194,7 +200,9 @@ class WorkerManager:
             )
         return [
             sys.executable,
+            *interpreter_flags(),
             "main.py",
+            *self.comfyui_args,  # before ours: where a worker listens and writes stays ours
             "--listen",
             "127.0.0.1",
             "--port",
@@ -323,6 +331,12 @@ class WorkerManager:
             shown = repr(name)[:60]
             raise NotFound(f"no worker {shown} (workers: {known})", field="name")
         return self.workers[name]
+
+
+def interpreter_flags(flags: Any = sys.flags) -> list[str]:
+    """The dispatcher's own interpreter flags that a worker, on the same interpreter, keeps:
+    `-s` (no user site-packages), which the Windows portable build starts ComfyUI with."""
+    return ["-s"] if flags.no_user_site else []
 
 
 def _open_log(path: Path) -> BinaryIO:
