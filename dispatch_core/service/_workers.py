@@ -1,11 +1,12 @@
 """Managed local workers: ComfyUI processes this machine starts, one per GPU and port.
 
 Each worker runs `main.py` of a ComfyUI checkout with `CUDA_VISIBLE_DEVICES` set to its
-GPU, on loopback, with its own input, output, temp and user folders (a ComfyUI wipes its
-temp folder when it starts, and two writing one output folder could pick the same file
-name), after the operator's own ComfyUI flags (inside ComfyUI, the host's
-`--base-directory` and the like: see `nodes/host.py`). Its output goes to a log file.
-Workers never outlive the dispatcher: `close()` stops them, and each is tied to the
+GPU (numbered as `nvidia-smi` numbers them: `CUDA_DEVICE_ORDER=PCI_BUS_ID` unless the
+operator chose an order), on loopback, with its own input, output, temp and user folders
+(a ComfyUI wipes its temp folder when it starts, and two writing one output folder could
+pick the same file name), after the operator's own ComfyUI flags (inside ComfyUI, the
+host's `--base-directory` and the like: see `nodes/host.py`). Its output goes to a log
+file. Workers never outlive the dispatcher: `close()` stops them, and each is tied to the
 dispatcher's life when started (a parent-death signal on Linux, a job object on Windows:
 `_launch`), so that even a dispatcher killed outright takes its workers down with it.
 """
@@ -234,6 +235,7 @@ class WorkerManager:
         env = dict(os.environ)
         if spec.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = spec.gpu
+            env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA's own is fastest first
         for sub in ("input", "output", "user"):  # ComfyUI refuses a --user-directory not there
             (self.folder / spec.name / sub).mkdir(parents=True, exist_ok=True)
         log_path = self.log_path(spec.name)
