@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -77,12 +78,66 @@ def service() -> DispatchService:
     global _service
     if _service is None:
         server = _prompt_server()
-        import folder_paths
-
         notify = server.send_sync if server is not None else None
-        comfyui = getattr(folder_paths, "base_path", None)  # workers run this same ComfyUI
-        _service = DispatchService(state_folder(), notify=notify, comfyui=comfyui)
+        _service = DispatchService(
+            state_folder(),
+            notify=notify,
+            comfyui=comfyui_folder(),  # workers run this same ComfyUI, as it was started
+            comfyui_args=worker_flags(),
+        )
     return _service
+
+
+def comfyui_folder() -> Path | None:
+    """The folder of the `main.py` this ComfyUI runs, found from its own modules.
+
+    Not `folder_paths.base_path`: with `--base-directory`, as in the Desktop app (which
+    runs ComfyUI from its resources folder with the user's folder as base), that is the
+    user-data folder, which has no `main.py`. `folder_paths.py` and `comfy/` always sit
+    beside `main.py` (ComfyUI's own default base is `folder_paths.py`'s folder); the
+    script ComfyUI was started as comes last, as a launcher may have run it another way.
+    None when none of them is beside a `main.py`: workers then say so when started.
+    """
+    for folder in _candidate_folders():
+        if (folder / "main.py").is_file():
+            return folder
+    return None
+
+
+def _candidate_folders() -> list[Path]:
+    found = []
+    for name, up in (("folder_paths", 1), ("comfy.cli_args", 2), ("__main__", 1)):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(path, str) and path:
+            found.append(Path(os.path.abspath(path)).parents[up - 1])
+    return found
+
+
+def worker_flags() -> tuple[str, ...]:
+    """The flags of the host's own command line that its workers need too.
+
+    `--base-directory` and `--extra-model-paths-config`, so that they see its models
+    (and custom nodes); `--windows-standalone-build`, as the portable build starts
+    ComfyUI with it, with `--disable-auto-launch`, as it would open a browser tab for
+    each worker. Paths are made absolute: a worker runs in the ComfyUI folder. These come
+    from the operator's command line, never from a request, which the allow-list of
+    `_worker_args` keeps to flags about computing.
+    """
+    try:
+        from comfy.cli_args import args
+    except Exception:  # an older or unusual ComfyUI: workers get our own flags only
+        return ()
+    flags: list[str] = []
+    if getattr(args, "base_directory", None):
+        import folder_paths  # its base_path is the same folder, made absolute at start
+
+        flags += ["--base-directory", os.path.abspath(folder_paths.base_path)]
+    for group in getattr(args, "extra_model_paths_config", None) or ():
+        paths = group if isinstance(group, list | tuple) else [group]
+        flags += ["--extra-model-paths-config", *(os.path.abspath(p) for p in paths)]
+    if getattr(args, "windows_standalone_build", False):
+        flags += ["--windows-standalone-build", "--disable-auto-launch"]
+    return tuple(flags)
 
 
 def install() -> None:

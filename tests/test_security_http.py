@@ -268,6 +268,8 @@ HOST_CASES = [
         ("save-template", rebinding("PUT", "/dispatch/templates/inv", SAVE_TEMPLATE)),
         ("run", rebinding("POST", "/dispatch/run", RUN)),
         ("start-worker", rebinding("POST", "/dispatch/workers/w1/start")),
+        ("worker-per-gpu", rebinding("POST", "/dispatch/workers/per-gpu", {})),
+        ("gpus", rebinding("GET", "/dispatch/gpus")),
     ]
 ] + [
     hostile(
@@ -402,6 +404,7 @@ CROSS_SITE_CASES = (
             ("POST", "/dispatch/servers", NEW_SERVER),
             ("PUT", "/dispatch/settings", {"cache": {"enabled": False}}),
             ("DELETE", "/dispatch/templates/inv", NO_BODY),
+            ("POST", "/dispatch/workers/per-gpu", {}),
         ]
     ]
     + [
@@ -460,6 +463,15 @@ CROSS_SITE_CASES = (
             "/dispatch/templates/inv/rename",
             {"name": "x"},
             headers={"Origin": "null"},
+            status=403,
+            field="Origin",
+        ),
+        hostile(
+            "origin-other-POST-per-gpu",
+            "POST",
+            "/dispatch/workers/per-gpu",
+            {},
+            headers=OTHER,
             status=403,
             field="Origin",
         ),

@@ -65,12 +65,30 @@ async def test_start_wait_stop_and_log(tmp_path: Path) -> None:
         assert worker.state == "stopped" and not alive(worker.process.pid)
 
 
-async def test_the_gpu_reaches_the_worker(tmp_path: Path) -> None:
-    show = [sys.executable, "-c", "import os; print('GPU=' + os.environ['CUDA_VISIBLE_DEVICES'])"]
-    async with WorkerManager(tmp_path, command=show) as manager:
-        worker = await manager.start(WorkerSpec("w", free_port(), gpu="0,1"))
+SHOW_GPU = (
+    "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES'), os.environ.get('CUDA_DEVICE_ORDER'))"
+)
+
+
+@pytest.mark.parametrize(
+    ("operator", "gpu", "seen"),
+    [
+        (None, "0,1", "0,1 PCI_BUS_ID"),  # numbered as nvidia-smi numbers them
+        ("FASTEST_FIRST", "1", "1 FASTEST_FIRST"),  # the operator's choice stays
+        (None, None, "None None"),
+    ],
+)
+async def test_the_gpu_reaches_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, operator: str | None, gpu: str, seen: str
+) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    if operator:
+        monkeypatch.setenv("CUDA_DEVICE_ORDER", operator)
+    async with WorkerManager(tmp_path, command=[sys.executable, "-c", SHOW_GPU]) as manager:
+        worker = await manager.start(WorkerSpec("w", free_port(), gpu=gpu))
         await worker.process.wait()
-        assert manager.log("w") == "GPU=0,1"
+        assert manager.log("w") == seen
         assert worker.state == "exited"
         with pytest.raises(WorkerError, match="exited with code 0"):
             await manager.wait_ready("w")
@@ -82,7 +100,8 @@ def test_a_comfyui_worker_gets_folders_of_its_own(tmp_path: Path) -> None:
     manager = WorkerManager(tmp_path / "workers", comfyui=tmp_path / "ComfyUI")
     argv, cwd = manager.command(WorkerSpec("a", 8200, args=("--lowvram",)))
     assert cwd == tmp_path / "ComfyUI"
-    assert argv[1:6] == ["main.py", "--listen", "127.0.0.1", "--port", "8200"]
+    main = argv.index("main.py")
+    assert argv[main : main + 5] == ["main.py", "--listen", "127.0.0.1", "--port", "8200"]
     for flag in ("--input-directory", "--output-directory", "--temp-directory", "--user-directory"):
         assert str(tmp_path / "workers" / "a") in argv[argv.index(flag) + 1]
     assert argv[-1] == "--lowvram"

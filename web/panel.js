@@ -43,6 +43,7 @@ export function createPanel(host) {
     showModels: new Set(), // servers whose model lists are open
     workers: [],
     workerLog: null, // {name, text}
+    gpus: null, // {gpus: [{index, name, memory_mb, workers}], source}, read when the panel loads
     message: null, // {kind, text}
   };
   let root = null;

@@ -54,6 +54,7 @@ class DispatchService:
         status_interval: float = 5.0,
         journal: bool = True,
         comfyui: str | Path | None = None,
+        comfyui_args: Sequence[str] = (),
         worker_command: Sequence[str] | None = None,
     ):
         self.folder = Path(folder)
@@ -74,7 +75,12 @@ class DispatchService:
         calibrations = StateFile(self.folder / "calibration.json")
         self.monitor = Monitor(self.ready, self._config, self._events, calibrations)
         self.fleet = Fleet(
-            WorkerManager(self.folder / "workers", comfyui=comfyui, command=worker_command),
+            WorkerManager(
+                self.folder / "workers",
+                comfyui=comfyui,
+                comfyui_args=comfyui_args,
+                command=worker_command,
+            ),
             StateFile(self.folder / "workers.json"),
             config=self._config,
             edit_config=self.edit_config,

@@ -1,11 +1,14 @@
 """Managed local workers: ComfyUI processes this machine starts, one per GPU and port.
 
 Each worker runs `main.py` of a ComfyUI checkout with `CUDA_VISIBLE_DEVICES` set to its
-GPU, on loopback, with its own input, output, temp and user folders (a ComfyUI wipes its
-temp folder when it starts, and two writing one output folder could pick the same file
-name). Its output goes to a log file. Workers never outlive the dispatcher: `close()`
-stops them, and on Linux each is started with a parent-death signal, so that even a
-dispatcher killed outright takes its workers down with it.
+GPU (numbered as `nvidia-smi` numbers them: `CUDA_DEVICE_ORDER=PCI_BUS_ID` unless the
+operator chose an order), on loopback, with its own input, output, temp and user folders
+(a ComfyUI wipes its temp folder when it starts, and two writing one output folder could
+pick the same file name), after the operator's own ComfyUI flags (inside ComfyUI, the
+host's `--base-directory` and the like: see `nodes/host.py`). Its output goes to a log
+file. Workers never outlive the dispatcher: `close()` stops them, and each is tied to the
+dispatcher's life when started (a parent-death signal on Linux, a job object on Windows:
+`_launch`), so that even a dispatcher killed outright takes its workers down with it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, BinaryIO
 import aiohttp
 
 from ..errors import NotFound, WorkerError
+from ._launch import Launcher, ProcessTree, launcher_for
 from ._worker_args import check_args
 
 __all__ = ["Worker", "WorkerError", "WorkerManager", "WorkerSpec", "check_name"]
@@ -33,14 +37,6 @@ _GPU = re.compile(r"[0-9]{1,3}(,[0-9]{1,3}){0,15}")
 _LOG_TAIL_BYTES = 256 * 1024
 """How much of a log's end is read at most: a worker's log can grow to gigabytes."""
 _MAX_LOG_LINES = 5000
-# Run first in the child: ask Linux to SIGTERM it when its parent dies, then become the
-# worker. The signal survives exec, so no code runs between fork and exec in our process.
-_LAUNCHER = (
-    "import ctypes, os, signal, sys\n"
-    "if sys.platform.startswith('linux'):\n"
-    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
-    "os.execvp(sys.argv[1], sys.argv[1:])\n"
-)
 
 
 def check_name(name: object) -> str:
@@ -124,6 +120,8 @@ class Worker:
 
     spec: WorkerSpec
     process: asyncio.subprocess.Process
+    tree: ProcessTree
+    """The process and all it starts, tied to the dispatcher's life: what a stop ends."""
     log_path: Path
     started_at: float = field(default_factory=time.time)
     stopping: bool = False
@@ -160,14 +158,22 @@ class WorkerManager:
         folder: str | os.PathLike[str],
         *,
         comfyui: str | os.PathLike[str] | None = None,
+        comfyui_args: Sequence[str] = (),
         command: Sequence[str] | None = None,
+        launcher: Launcher | None = None,
     ):
         self.folder = Path(folder)
         self.comfyui = Path(comfyui).expanduser() if comfyui else None
         """The ComfyUI checkout every worker runs: the operator's, never a request's."""
+        self.comfyui_args = tuple(comfyui_args)
+        """ComfyUI flags every worker gets, from the operator's own command line (inside
+        ComfyUI the host's `--base-directory`, `--extra-model-paths-config`...), never from
+        a request: they are not allow-listed, so only the operator's code may give them."""
         self.workers: dict[str, Worker] = {}
         self._command = tuple(command) if command else None
         """Overrides ComfyUI's command (tests start fake peers); `{port}` is filled in."""
+        self.launcher = launcher if launcher is not None else launcher_for(sys.platform)
+        """How a worker is started and stopped on this platform (`_launch`)."""
 
     async def __aenter__(self) -> WorkerManager:
         return self
@@ -195,7 +201,9 @@ class WorkerManager:
             )
         return [
             sys.executable,
+            *interpreter_flags(),
             "main.py",
+            *self.comfyui_args,  # before ours: where a worker listens and writes stays ours
             "--listen",
             "127.0.0.1",
             "--port",
@@ -212,10 +220,10 @@ class WorkerManager:
         ], comfyui
 
     async def start(self, spec: WorkerSpec) -> Worker:
-        running = self.workers.get(spec.name)
-        if running is not None and running.state == "running":
+        previous = self.workers.get(spec.name)
+        if previous is not None and previous.state == "running":
             raise WorkerError(
-                f"worker {spec.name} is running already (pid {running.process.pid})",
+                f"worker {spec.name} is running already (pid {previous.process.pid})",
                 field="name",
             )
         for other in self.workers.values():
@@ -227,23 +235,32 @@ class WorkerManager:
         env = dict(os.environ)
         if spec.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = spec.gpu
+            env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # CUDA's own is fastest first
         for sub in ("input", "output", "user"):  # ComfyUI refuses a --user-directory not there
             (self.folder / spec.name / sub).mkdir(parents=True, exist_ok=True)
         log_path = self.log_path(spec.name)
         log = await asyncio.to_thread(_open_log, log_path)
         with log:  # the child keeps its own copy of the handle
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                _LAUNCHER,
-                *argv,
+                *self.launcher.argv(argv),
                 cwd=cwd,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
+                creationflags=self.launcher.creationflags,
             )
-        worker = Worker(spec, process, log_path)
+        try:
+            tree = self.launcher.adopt(process)
+        except OSError as error:  # it could outlive us: never leave it running
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            message = f"worker {spec.name} could not be tied to this process's life: {error}"
+            raise WorkerError(message) from None
+        if previous is not None:
+            previous.tree.close()  # it has exited: what held it is no longer needed
+        worker = Worker(spec, process, tree, log_path)
         self.workers[spec.name] = worker
         return worker
 
@@ -268,18 +285,11 @@ class WorkerManager:
         )
 
     async def stop(self, name: str, grace: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after `grace` seconds."""
+        """Stop the worker: SIGTERM, then SIGKILL after `grace` seconds (on Windows, its
+        whole process tree at once)."""
         worker = self._worker(name)
         worker.stopping = True
-        if worker.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                worker.process.terminate()
-            try:
-                await asyncio.wait_for(worker.process.wait(), grace)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.process.kill()
-                await worker.process.wait()
+        await worker.tree.stop(grace)
 
     def log_path(self, name: str) -> Path:
         """Where a worker's log is: checked to be inside this manager's folder."""
@@ -323,6 +333,12 @@ class WorkerManager:
             shown = repr(name)[:60]
             raise NotFound(f"no worker {shown} (workers: {known})", field="name")
         return self.workers[name]
+
+
+def interpreter_flags(flags: Any = sys.flags) -> list[str]:
+    """The dispatcher's own interpreter flags that a worker, on the same interpreter, keeps:
+    `-s` (no user site-packages), which the Windows portable build starts ComfyUI with."""
+    return ["-s"] if flags.no_user_site else []
 
 
 def _open_log(path: Path) -> BinaryIO:

@@ -4,10 +4,10 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { delimiter, dirname, join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -18,6 +18,7 @@ const SHOTS = process.env.SCREENSHOTS || join(ROOT, "test-output", "browser");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const INVERT = JSON.parse(readFileSync(join(ROOT, "examples", "invert_api.json"), "utf8"));
 const XSS = "<img src=x onerror=alert(1)>";
+const FAKE_GPUS = "0, NVIDIA Fake GPU A, 24564 MiB\\n1, NVIDIA Fake GPU B, 12288 MiB\\n";
 
 const processes = [];
 const peers = {};
@@ -25,9 +26,9 @@ let base;
 let browser;
 
 /** Start a Python process and wait for the line that gives its URL. */
-function start(args, pattern) {
+function start(args, pattern, env = process.env) {
   return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(PYTHON, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
     processes.push(child);
     let seen = "";
     const timer = setTimeout(() => reject(new Error(`no URL from ${args.join(" ")}:\n${seen}`)), 20000);
@@ -97,12 +98,18 @@ before(async () => {
     routes: { generate: "gpu-a", slow: "gpu-c" },
   };
   writeFileSync(join(folder, "config.json"), JSON.stringify(config));
+  // a machine with two GPUs, as nvidia-smi reports them
+  const bin = join(folder, "bin");
+  mkdirSync(bin);
+  writeFileSync(join(bin, "nvidia-smi"), `#!/bin/sh\nprintf '${FAKE_GPUS}'\n`);
+  chmodSync(join(bin, "nvidia-smi"), 0o755);
   const served = await start(
     [
       "-m", "dispatch_core", "serve", "--config", join(folder, "config.json"), "--port", "0",
       "--status-every", "0.5", "--comfyui", join(ROOT, "tests", "browser", "fake-comfyui"),
     ],
     /panel on (http:\/\/\S+?)\/dispatch\/ui\//,
+    { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH}` },
   );
   base = served.url;
   browser = await chromium.launch({
@@ -291,6 +298,34 @@ test("a managed worker started from the panel becomes a server, shows its log, s
   assert.equal(listing[0].gpu, "1");
   await api("DELETE", "/dispatch/workers/local-gpu1");
   await api("DELETE", "/dispatch/servers/local-gpu1");
+  await page.close();
+});
+
+test("one click starts a worker on every GPU that has none", async () => {
+  const page = await openPanel();
+  const gpu = (index) => page.locator(`li[data-gpu="${index}"]`);
+  await gpu(1).waitFor();
+  assert.match(await gpu(0).innerText(), /GPU 0\s+NVIDIA Fake GPU A · 24 GB · no worker/);
+  assert.match(await gpu(1).innerText(), /NVIDIA Fake GPU B · 12 GB · no worker/);
+  const oneClick = page.getByRole("button", { name: "One worker per GPU" });
+  await page.screenshot({ path: join(SHOTS, "gpus.png"), fullPage: true });
+  await oneClick.click();
+  await page.locator(".dp-message", { hasText: "Started gpu0, gpu1" }).waitFor();
+  for (const name of ["gpu0", "gpu1"]) {
+    await page.locator(`li[data-worker="${name}"] .dp-state`, { hasText: "running" }).waitFor();
+    await server(page, name, "online").waitFor({ timeout: 20000 });
+  }
+  await gpu(1).filter({ hasText: "worker gpu1" }).waitFor();
+  assert.equal(await oneClick.count(), 0, "every GPU has its worker: nothing to offer");
+  await page.screenshot({ path: join(SHOTS, "gpus-workers.png"), fullPage: true });
+  const workers = await api("GET", "/dispatch/workers");
+  assert.deepEqual(workers.map((w) => [w.name, w.gpu]), [["gpu0", "0"], ["gpu1", "1"]]);
+  assert.notEqual(workers[0].port, workers[1].port);
+  for (const name of ["gpu0", "gpu1"]) {
+    await api("DELETE", `/dispatch/workers/${name}`);
+    await api("DELETE", `/dispatch/servers/${name}`);
+  }
+  assert.deepEqual(page.errors, []);
   await page.close();
 });
 

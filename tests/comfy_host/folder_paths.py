@@ -1,11 +1,14 @@
-"""Stand-in for ComfyUI's `folder_paths`: the user directory, and its system users.
+"""Stand-in for ComfyUI's `folder_paths`: the base and user directories, and its system
+users.
 
-`get_system_user_directory` exists in ComfyUI after 0.3.64 only; a test deletes it to
-stand for older versions.
+`base_path` is, as in ComfyUI, this file's folder unless `--base-directory` gave another
+(tests set it). `get_system_user_directory` exists in ComfyUI after 0.3.64 only; a test
+deletes it to stand for older versions.
 """
 
 import os
 
+base_path = os.path.dirname(os.path.realpath(__file__))
 user_directory = "."
 
 

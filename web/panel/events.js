@@ -57,6 +57,14 @@ export function createEvents(host, state, call, render) {
 
   async function load() {
     const before = { ...heard };
+    // apart: nvidia-smi can take a while, and the rest need not wait for it
+    call("GET", "/dispatch/gpus").then(
+      (gpus) => {
+        state.gpus = gpus;
+        render();
+      },
+      () => {}, // no GPUs to offer
+    );
     try {
       const [view, status, templates, jobs, workers] = await Promise.all([
         call("GET", "/dispatch/config"),

@@ -1,13 +1,20 @@
 // The Workers section: ComfyUI processes the dispatcher starts and stops itself, one per
-// GPU, each also a server; their logs; the form that starts one.
+// GPU, each also a server; their logs; the form that starts one; the machine's GPUs, with
+// one click for a worker on each that has none.
 //
 // This file has no side effects: ComfyUI imports every .js file under web/.
 
 import { button, h, listOr, section, splitList, submitButton } from "./dom.js";
 
 async function refreshWorkers(ctx) {
+  const { state, call } = ctx;
   try {
-    ctx.state.workers = await ctx.call("GET", "/dispatch/workers");
+    const [workers, gpus] = await Promise.all([
+      call("GET", "/dispatch/workers"),
+      state.gpus ? call("GET", "/dispatch/gpus") : null, // which GPUs have a worker now
+    ]);
+    state.workers = workers;
+    if (gpus) state.gpus = gpus;
   } catch {
     // shown on the next load
   }
@@ -112,6 +119,42 @@ function startForm(ctx) {
   );
 }
 
+function gpuRow(gpu) {
+  const memory = gpu.memory_mb ? `${Math.round(gpu.memory_mb / 1024)} GB` : null;
+  const used = gpu.workers.length ? `worker ${gpu.workers.join(", ")}` : "no worker";
+  return h(
+    "li",
+    { className: "dp-gpu", "data-gpu": String(gpu.index) },
+    h("strong", {}, `GPU ${gpu.index}`),
+    h("span", { className: "dp-muted" }, [gpu.name, memory, used].filter(Boolean).join(" · ")),
+  );
+}
+
+/** The GPUs found, and the button that gives each without a worker one; nothing if none. */
+function gpusPart(ctx) {
+  const found = ctx.state.gpus;
+  if (!found || !found.gpus.length) return null;
+  const free = found.gpus.filter((gpu) => !gpu.workers.length);
+  const startAll = async () => {
+    const answer = await ctx.attempt(() => ctx.call("POST", "/dispatch/workers/per-gpu", {}));
+    if (!answer) return;
+    const names = answer.started.map((worker) => worker.name);
+    ctx.say("ok", names.length ? `Started ${names.join(", ")}` : "Every GPU has a worker");
+    await refreshWorkers(ctx);
+  };
+  return h(
+    "div",
+    { className: "dp-gpus" },
+    listOr(found.gpus, gpuRow, null, "dp-list dp-gpu-list"),
+    free.length
+      ? button("One worker per GPU", startAll, {
+          iconName: "pi-bolt",
+          title: `Start a worker on ${free.map((gpu) => `GPU ${gpu.index}`).join(", ")}`,
+        })
+      : null,
+  );
+}
+
 export function workersSection(ctx) {
   return section(
     "Workers",
@@ -121,6 +164,7 @@ export function workersSection(ctx) {
       { className: "dp-muted" },
       "ComfyUI processes started here, one per GPU; each becomes a server.",
     ),
+    gpusPart(ctx),
     listOr(ctx.state.workers, (worker) => workerRow(ctx, worker)),
     startForm(ctx),
   );
