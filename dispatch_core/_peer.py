@@ -3,8 +3,8 @@
 Completion comes from the WebSocket (`executing` with `node: null`). While the socket is
 down, each open prompt is polled through `/history/{id}`; after every (re)connect every
 open prompt is checked again, because a socket reconnected under the same `clientId` can
-silently stop receiving (REFERENCE.md §3.1). A prompt found in neither `/history` nor
-`/queue` was lost by a restarted peer.
+silently stop receiving (tests/protocol/REFERENCE.md §3.1). A prompt found in neither
+`/history` nor `/queue` was lost by a restarted peer.
 
 The client is built in layers: `_peer_http.PeerHTTP` bounds every request to a peer that
 may be hostile, `_peer_socket.PeerSocket` keeps the socket and the watchdog, and

@@ -1,6 +1,8 @@
 """Keeps FakePeer honest: it must answer what a real ComfyUI 0.3.64 answered.
 
-The transcripts in ../shared/comfyui-protocol/ were recorded from a real ComfyUI. Each
+The transcripts in tests/protocol/ were recorded from a real ComfyUI (by `record.py`
+there, which records them again when ComfyUI changes: point DISPATCH_PROTOCOL_DIR at the
+new folder to replay those instead). Each
 scenario's requests are replayed against the fake, sending the recorded prompt ids as our
 own so that ids match; then, frame by frame and answer by answer, the fake must produce
 the same message types in the same order, the same HTTP statuses and content types, and
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +27,8 @@ import pytest
 from dispatch_core.testing import FakePeer
 from dispatch_core.testing._png import Image, encode_png
 
-PROTOCOL = Path(__file__).resolve().parents[2] / "shared" / "comfyui-protocol"
-pytestmark = [
-    pytest.mark.skipif(
-        not PROTOCOL.is_dir(), reason=f"the recorded ComfyUI transcripts are not at {PROTOCOL}"
-    ),
-    pytest.mark.timeout(15),
-]
+PROTOCOL = Path(os.environ.get("DISPATCH_PROTOCOL_DIR") or Path(__file__).parent / "protocol")
+pytestmark = pytest.mark.timeout(15)
 Frame = dict[str, Any]
 Hook = Callable[["Replay"], Awaitable[None]]
 

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -236,3 +237,56 @@ async def test_closing_the_service_stops_its_workers(tmp_path: Path) -> None:
         worker = await service.fleet.start("w", {"port": free_port()})
     await asyncio.sleep(0)
     assert not alive(worker["pid"])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_serve_stopped_by_a_signal_stops_its_workers_and_closes_the_journal(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """As systemd or docker stop it (SIGTERM), or Ctrl-C: a clean exit 0, nothing left."""
+    port = free_port()
+    config = {"servers": {"gpu1": f"http://127.0.0.1:{port}"}, "routes": {"gen": "gpu1"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    fake_comfyui = Path(__file__).parent / "browser" / "fake-comfyui"
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "dispatch_core", "serve", "--config", tmp_path / "config.json"],
+        *["--port", "0", "--status-every", "0", "--comfyui", fake_comfyui],
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    try:
+        line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
+        base = line.split(" on ", 1)[1].split("/dispatch/ui/")[0]
+        async with aiohttp.ClientSession() as session:
+            body = {"name": "gpu1", "port": port}
+            async with session.post(base + "/dispatch/workers", json=body) as response:
+                assert response.status == 201, await response.text()
+                pid = (await response.json())["pid"]
+            async with session.ws_connect(base + "/dispatch/ws") as events:
+                run = {"route": "gen", "workflow": workflows.invert(), "timeout": 20}
+                async with session.post(base + "/dispatch/run", json=run) as response:
+                    assert response.status == 202, await response.text()
+                    job_id = (await response.json())["id"]
+                state = ""
+                while state not in ("done", "failed", "cancelled"):
+                    message = json.loads((await events.receive(timeout=20)).data)
+                    if message["type"] == "dispatch.job" and message["data"]["id"] == job_id:
+                        state = message["data"]["state"]
+                assert state == "done"
+        assert alive(pid)
+        process.send_signal(signum)
+        rest = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+        assert await process.wait() == 0, rest
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert "stopped: workers stopped, journal closed" in rest
+    assert not alive(pid)
+    # SQLite folds its write-ahead log back and removes it when the last connection closes
+    for name in ("journal.sqlite", "jobs.sqlite"):
+        assert (tmp_path / name).is_file()
+        assert not (tmp_path / f"{name}-wal").exists(), name
+    with sqlite3.connect(tmp_path / "journal.sqlite") as journal:
+        assert journal.execute("SELECT count(*) FROM jobs").fetchone() == (1,)

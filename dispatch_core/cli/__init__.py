@@ -1,4 +1,5 @@
-"""`python -m dispatch_core run|status|serve`: the engine from a shell, without ComfyUI."""
+"""`comfyui-dispatch run|status|serve` (or `python -m dispatch_core …`): the engine from a
+shell, without ComfyUI."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from . import _commands
 __all__ = ["main"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """`prog` names the command in help and errors: by default the script's own name."""
+    args = _parser(prog).parse_args(argv)
     try:
         return asyncio.run(args.handler(args))
     except DispatchError as error:
@@ -26,9 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dispatch_core",
+        prog=prog,
         description="Send ComfyUI API-format workflows to the right ComfyUI server.",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")

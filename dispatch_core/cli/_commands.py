@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -57,16 +61,42 @@ async def run(args: argparse.Namespace) -> int:
 async def serve(args: argparse.Namespace) -> int:
     from ..http.standalone import serve as serve_http  # the server's imports: only here
 
-    await serve_http(
-        config=args.config,
-        host=args.host,
-        port=args.port,
-        token=args.token,
-        status_every=args.status_every,
-        comfyui=args.comfyui,
-        allow_hosts=tuple(args.allow_host),
-    )
+    stop = asyncio.Event()
+    with _stopped_by_signals(stop):
+        await serve_http(
+            config=args.config,
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            status_every=args.status_every,
+            comfyui=args.comfyui,
+            allow_hosts=tuple(args.allow_host),
+            stop=stop,
+        )
+    print("ComfyUI-Dispatch stopped: workers stopped, journal closed", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM (systemd, docker) and SIGINT (Ctrl-C) both end `serve` cleanly, exit code 0.
+
+    Where the loop cannot take signals (Windows), Ctrl-C still cancels `serve`, whose
+    cleanup then runs as it unwinds.
+    """
+    loop = asyncio.get_running_loop()
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError):
+            continue
+        handled.append(signum)
+    try:
+        yield
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
 
 
 async def status(args: argparse.Namespace) -> int:

@@ -31,14 +31,35 @@ from ..service import DispatchService
 from . import add_routes
 from ._guard import HostPolicy, refusal
 
-__all__ = ["create_app", "default_folder", "serve"]
+__all__ = ["create_app", "default_folder", "panel_folder", "serve"]
 
 _COMFYUI_DEFAULT = "http://127.0.0.1:8188"
-_PANEL = Path(__file__).resolve().parents[2] / "web"
+_PANEL_PLACES = (
+    Path(__file__).resolve().parents[1] / "web",  # installed: the wheel carries it here
+    Path(__file__).resolve().parents[2] / "web",  # a checkout: ComfyUI's WEB_DIRECTORY
+)
+"""Where the panel's files may be, first match wins; in git they live in `web/` only."""
 _MAX_BODY = 64 * 1024 * 1024
 """Large enough for a workflow with an embedded image, small enough to refuse a mistake."""
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SESSION_COOKIE = "dispatch_session"
+
+
+def panel_folder() -> Path | None:
+    """The folder holding the panel's page and scripts, or None if neither place has it."""
+    for place in _PANEL_PLACES:
+        if (place / "standalone.html").is_file() and (place / "panel.js").is_file():
+            return place
+    return None
+
+
+def _no_panel() -> str:
+    places = " nor in ".join(str(p) for p in _PANEL_PLACES)
+    return (
+        f"the panel's files (standalone.html, panel.js) are neither in {places}: "
+        "reinstall the package (pip install --force-reinstall comfyui-dispatch) or run "
+        "from a complete checkout"
+    )
 
 
 def default_folder() -> Path:
@@ -96,9 +117,10 @@ def create_app(
     app.router.add_post("/dispatch/session", _session(token))
     app.router.add_get("/", _redirect_to_panel)
     app.router.add_get("/dispatch/ui", _redirect_to_panel)
-    app.router.add_get("/dispatch/ui/", _panel_page)
-    if _PANEL.is_dir():
-        app.router.add_static("/dispatch/ui/", _PANEL)
+    panel = panel_folder()
+    app.router.add_get("/dispatch/ui/", _panel_page(panel))
+    if panel is not None:
+        app.router.add_static("/dispatch/ui/", panel)
 
     async def close(app: web.Application) -> None:
         await hub.close()
@@ -112,15 +134,13 @@ async def _redirect_to_panel(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/dispatch/ui/")
 
 
-async def _panel_page(request: web.Request) -> web.StreamResponse:
-    page = _PANEL / "standalone.html"
-    if not page.is_file():
-        return web.Response(
-            status=500,
-            text=f"the panel's files are not in {_PANEL}: run from a source checkout "
-            "(pip install -e .)",
-        )
-    return web.FileResponse(page)
+def _panel_page(panel: Path | None) -> _Handler:
+    async def page(request: web.Request) -> web.StreamResponse:
+        if panel is None:  # `serve` refuses to start so; an app built by hand may be
+            return web.Response(status=500, text=_no_panel())
+        return web.FileResponse(panel / "standalone.html")
+
+    return page
 
 
 def _checked_token(token: str | None) -> str | None:
@@ -220,8 +240,12 @@ async def serve(
     comfyui: Path | None = None,
     allow_hosts: tuple[str, ...] = (),
     ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Run until cancelled (Ctrl-C)."""
+    """Run until cancelled or until `stop` is set; then stop the workers, end the jobs'
+    watchers and close the journal before returning."""
+    if panel_folder() is None:  # never announce a panel that would answer 500
+        raise SystemExit(f"error: {_no_panel()}")
     token = _checked_token(token)
     policy = HostPolicy.for_listen(host, allow_hosts)
     if token is None and not policy.loopback_only:
@@ -249,6 +273,6 @@ async def serve(
         url = f"http://{host}:{bound[1]}/dispatch/ui/"
         message = f"ComfyUI-Dispatch panel on {url} (config: {service.config_path})"
         (ready or (lambda text: print(text, file=sys.stderr, flush=True)))(message)
-        await asyncio.Event().wait()
+        await (stop or asyncio.Event()).wait()
     finally:
         await runner.cleanup()
