@@ -27,9 +27,12 @@ from ._model import (
     parse_title,
     titled,
 )
+from ._plan_json import REPLACEMENT_CLASS, plan_from_json, plan_to_json, replacement_node
+from ._rewrite import rewrite_prompt
 
 __all__ = [
     "NODE_TITLE_HEIGHT",
+    "REPLACEMENT_CLASS",
     "BoundaryInput",
     "BoundaryKind",
     "BoundaryOutput",
@@ -40,6 +43,10 @@ __all__ = [
     "Target",
     "TargetKind",
     "parse_title",
+    "plan_from_json",
+    "plan_to_json",
     "remote_groups",
+    "replacement_node",
+    "rewrite_prompt",
     "titled",
 ]
