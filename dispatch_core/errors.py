@@ -5,7 +5,8 @@
     │   ├── ConfigError                    a config key is wrong (names the key and the file)
     │   │   └── ConfigConflict                 the config changed since the caller read it
     │   ├── WorkflowError                  a workflow, override or builder call is wrong
-    │   │   └── TemplateError                  a saved template: bad name, unreadable
+    │   │   ├── TemplateError                  a saved template: bad name, unreadable
+    │   │   └── GroupError                     a remote group cannot be cut out of its graph
     │   ├── RoutingError                   no server can take the job (none enabled, none able)
     │   ├── WorkerError                    a managed worker cannot be started as asked
     │   ├── NotFound                       the server, route, template, worker, job or file
@@ -45,6 +46,7 @@ __all__ = [
     "DispatchTimeout",
     "DispatcherClosed",
     "ExecutionFailed",
+    "GroupError",
     "InputError",
     "Interrupted",
     "NodeError",
@@ -137,6 +139,21 @@ class TemplateError(WorkflowError):
         super().__init__(message, node=node)
         self.template = template
         self.field = node or "name"
+
+
+class GroupError(WorkflowError):
+    """A remote group cannot be cut out of its graph, so nothing of the prompt may run.
+
+    Refused before anything is queued: a link whose type cannot cross the group's edge, a
+    node outside the group between two of its nodes, a node in two remote groups. `node` is
+    the node to show the user (the one the refused link feeds); `group` is the group's key;
+    the message holds one line per problem, each saying what to move.
+    """
+
+    def __init__(self, message: str, *, node: str | None = None, group: str | None = None) -> None:
+        super().__init__(message, node=node)
+        self.group = group
+        self.problems: tuple[str, ...] = tuple(message.splitlines())
 
 
 class RoutingError(InputError):

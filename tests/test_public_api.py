@@ -24,6 +24,7 @@ PUBLIC = {
     "Dispatcher",
     "DispatcherClosed",
     "ExecutionFailed",
+    "GroupError",
     "InputError",
     "Interrupted",
     "JobHandle",
