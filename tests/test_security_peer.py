@@ -55,8 +55,14 @@ def assert_inert(*texts: object) -> None:
         assert not leaked, f"{leaked} shown in {shown[:500]!r}"
 
 
-def config_for(url: str, *, job: float = 5.0, password: bool = False) -> Config:
-    """One server `gpu` with secrets to keep: headers, or (with `password`) URL credentials."""
+def config_for(
+    url: str, *, job: float = 5.0, password: bool = False, request: float = REQUEST
+) -> Config:
+    """One server `gpu` with secrets to keep: headers, or (with `password`) URL credentials.
+
+    The short request deadline is for the cases about deadlines; others may take a longer
+    one, so that a busy machine does not turn a slow answer into a retry they do not test.
+    """
     if password:
         url = url.replace("http://", f"http://user:{PASSWORD}@")
         headers = {"X-Api-Key": KEY}
@@ -66,7 +72,7 @@ def config_for(url: str, *, job: float = 5.0, password: bool = False) -> Config:
         {
             "servers": {"gpu": {"url": "http://placeholder", "headers": headers}},
             "routes": {"gen": "gpu"},
-            "timeouts": {"request": REQUEST, "job": job, "poll_interval": 0.1},
+            "timeouts": {"request": request, "job": job, "poll_interval": 0.1},
         }
     )
     # A config file refuses URL credentials; a ServerConfig made in code can still hold
@@ -443,7 +449,7 @@ async def test_a_frame_we_cannot_read_is_dropped_and_the_socket_kept(
     hostile: HostilePeer, frames: list[str], dropped: int
 ) -> None:
     hostile.on_connect.extend(frames)
-    async with Dispatcher(config_for(hostile.url)) as dispatcher:
+    async with Dispatcher(config_for(hostile.url, request=10.0, job=30.0)) as dispatcher:
         result = await dispatcher.run("gen", workflows.invert())
         peer = dispatcher.peer("gpu")
         state = await dispatcher.server_status("gpu")
