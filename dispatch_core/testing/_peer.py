@@ -137,10 +137,7 @@ class FakePeer(ComfyRoutes):
 
     async def start(self) -> None:
         """Listen (on the same port as before after a stop) and start the executor."""
-        app = web.Application(middlewares=[self._faults], client_max_size=MAX_UPLOAD)
-        for prefix in ("", "/api"):
-            app.router.add_routes([web.route(m, prefix + p, h) for m, p, h in self._routes()])
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, handle_signals=False)
+        self._runner = web.AppRunner(self._app(), shutdown_timeout=0.5, handle_signals=False)
         await self._runner.setup()
         try:
             await web.TCPSite(self._runner, self.host, self.port).start()
@@ -151,6 +148,13 @@ class FakePeer(ComfyRoutes):
         if self.port == 0:
             self.port = self._runner.addresses[0][1]
         self._executor = asyncio.create_task(self._execute_forever(), name=f"fake-peer:{self.port}")
+
+    def _app(self) -> web.Application:
+        """A fresh app: each route under `/path` and, as ComfyUI aliases them, `/api/path`."""
+        app = web.Application(middlewares=[self._faults], client_max_size=MAX_UPLOAD)
+        for prefix in ("", "/api"):
+            app.router.add_routes([web.route(m, prefix + p, h) for m, p, h in self._routes()])
+        return app
 
     async def stop(self) -> None:
         """Stop listening (clients now get connection refused) and release hung requests;

@@ -1,0 +1,180 @@
+// The Dispatch tab in ComfyUI's real frontend: the comfyui-frontend-package wheel, at each
+// version of tests/frontend_host/versions.json, served by tests/frontend_host/serve.py with
+// this repository's web/ as a custom node's WEB_DIRECTORY and two fake GPU servers.
+// Run by tests/test_browser.py (one version each, FRONTENDS=1.27.10); alone, after
+// `python tests/frontend_host/fetch.py`: `node --test tests/browser/frontend.test.mjs`.
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { delimiter, dirname, join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const PYTHON = process.env.PYTHON || "python3";
+const SHOTS = process.env.SCREENSHOTS || join(ROOT, "test-output", "browser");
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const HOST = join(ROOT, "tests", "frontend_host");
+const VERSIONS = process.env.FRONTENDS
+  ? process.env.FRONTENDS.split(",")
+  : JSON.parse(readFileSync(join(HOST, "versions.json"), "utf8"));
+const TAB = "Dispatch: GPU servers, routes, templates and jobs"; // the tab's tooltip, its button's name
+
+// Errors the frontend makes on its own, with or without this extension, each with where it
+// comes from; an error whose stack passes through our files is never one of them.
+const KNOWN_PAGE_ERRORS = {
+  "1.27.10": [
+    {
+      message: /^Cannot read properties of undefined \(reading 'id'\)$/,
+      stack: /at Proxy\.addSetting/,
+      why: "Comfy.Canvas.NavigationMode's onChange sets two settings not registered yet, on a first start",
+    },
+  ],
+};
+
+let browser;
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+});
+
+function staticFolder(version) {
+  return join(ROOT, "test-output", "frontend", version, "comfyui_frontend_package", "static");
+}
+
+/** Serve one frontend; resolves with the host's process and base URL (no trailing slash). */
+function startHost(version) {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, PYTHONPATH: [ROOT, process.env.PYTHONPATH].filter(Boolean).join(delimiter) };
+    const args = [join(HOST, "serve.py"), "--frontend", staticFolder(version)];
+    const child = spawn(PYTHON, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    let seen = "";
+    const timer = setTimeout(() => reject(new Error(`no URL from the frontend host:\n${seen}`)), 20000);
+    const read = (chunk) => {
+      seen += chunk;
+      const match = seen.match(/frontend host on (http:\/\/\S+?)\/ /);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, base: match[1] });
+      }
+    };
+    child.stdout.on("data", read);
+    child.stderr.on("data", read);
+    child.on("exit", (code) => reject(new Error(`the frontend host exited (${code}):\n${seen}`)));
+  });
+}
+
+/** What a real ComfyUI 0.3.64 answered this page, by "METHOD path", from its recording. */
+function recordedStatuses(version) {
+  const folder = join(ROOT, "tests", "protocol");
+  const own = `frontend_requests_${version}.json`;
+  const files = existsSync(join(folder, own))
+    ? [own]
+    : readdirSync(folder).filter((name) => name.startsWith("frontend_requests_"));
+  const statuses = new Map();
+  for (const file of files) {
+    for (const r of JSON.parse(readFileSync(join(folder, file), "utf8")).requests) {
+      statuses.set(`${r.method} ${r.path}`, r.status);
+    }
+  }
+  return statuses;
+}
+
+function isOurs(text) {
+  return /ComfyUI-Dispatch|\/dispatch\//i.test(text);
+}
+
+for (const version of VERSIONS) {
+  const absent = !existsSync(join(staticFolder(version), "index.html"));
+  const skip = absent && `frontend ${version} not downloaded: python tests/frontend_host/fetch.py`;
+
+  test(`frontend ${version}: the Dispatch tab lists the servers online`, { skip }, async (t) => {
+    const host = await startHost(version);
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    try {
+      await context.route("https://**", (route) => route.abort()); // no internet: comfy.org's news
+      const page = await context.newPage();
+      const pageErrors = [];
+      const consoleErrors = [];
+      const answers = [];
+      const frames = [];
+      page.on("pageerror", (error) => pageErrors.push(error));
+      page.on("console", (message) => {
+        if (message.type() === "error") consoleErrors.push(message.text());
+      });
+      page.on("response", (response) => {
+        const url = new URL(response.url());
+        if (url.origin === host.base) {
+          answers.push({ method: response.request().method(), path: url.pathname, status: response.status() });
+        }
+      });
+      page.on("websocket", (socket) => socket.on("framereceived", ({ payload }) => frames.push(String(payload))));
+
+      // a user who has seen the tutorial: no template browser over the page on first start
+      const stored = await fetch(`${host.base}/api/settings`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ "Comfy.TutorialCompleted": true }),
+      });
+      assert.equal(stored.status, 200);
+
+      await page.goto(`${host.base}/`);
+      const button = page.getByRole("button", { name: TAB, exact: true });
+      await button.waitFor({ timeout: 60000 });
+      const loaded = await page.evaluate(() => window.app.extensions.map((e) => e.name));
+      assert.ok(loaded.includes("ComfyUI-Dispatch.panel"), loaded.join(", "));
+
+      await button.click();
+      const servers = page.locator("li[data-server]");
+      for (const name of ["gpu-a", "gpu-b"]) {
+        await page.locator(`li[data-server="${name}"].dp-online`).waitFor({ timeout: 20000 });
+      }
+      assert.equal(await servers.count(), 2);
+      assert.match(await servers.first().innerText(), /online/);
+      await page.screenshot({ path: join(SHOTS, `frontend-${version}.png`) });
+
+      // A change made elsewhere reaches the tab as an event on the frontend's own socket
+      // (what PromptServer.send_sync becomes), not through anything the page asked for.
+      const disabled = await fetch(`${host.base}/dispatch/servers/gpu-b/disable`, { method: "POST" });
+      assert.equal(disabled.status, 200, await disabled.text());
+      await page.locator('li[data-server="gpu-b"].dp-disabled').waitFor({ timeout: 10000 });
+      await page.locator('li[data-server="gpu-a"].dp-online').waitFor();
+
+      const status = frames.map((f) => JSON.parse(f)).find((m) => m.type === "status");
+      assert.ok(status && status.data.sid, "the page's /ws never sent its status frame");
+      assert.ok(frames.some((f) => f.includes('"dispatch.config"')), "no dispatch event on /ws");
+
+      // Every route the page called answered as the real ComfyUI did (its 404s included),
+      // and anything it was not recorded asking for answered without an error.
+      const recorded = recordedStatuses(version);
+      const wrong = answers
+        .filter((a) => /^\/(api|internal)\//.test(a.path))
+        .filter((a) => a.status !== (recorded.get(`${a.method} ${a.path}`) ?? a.status) || (!recorded.has(`${a.method} ${a.path}`) && a.status >= 400));
+      assert.deepEqual(wrong, [], "answers unlike a real ComfyUI 0.3.64's");
+      const ourFiles = answers.filter((a) => isOurs(a.path));
+      assert.ok(ourFiles.some((a) => a.path === "/extensions/ComfyUI-Dispatch/dispatch.js" && a.status === 200));
+      assert.deepEqual(ourFiles.filter((a) => a.status >= 400), []);
+
+      const known = KNOWN_PAGE_ERRORS[version] || [];
+      const unexpected = pageErrors.filter(
+        (e) => isOurs(e.stack || "") || !known.some((k) => k.message.test(e.message) && k.stack.test(e.stack || "")),
+      );
+      assert.deepEqual(unexpected.map((e) => e.stack || e.message), [], "page errors");
+      for (const error of pageErrors) t.diagnostic(`ignored, the frontend's own: ${error.message}`);
+      assert.deepEqual(consoleErrors.filter(isOurs), [], "console errors about the extension");
+    } finally {
+      await context.close();
+      host.child.kill();
+    }
+  });
+}
