@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..service import DispatchService
-from ..service._config_store import Edit
+from ..service import DispatchService, Edit
 from ._problems import Problem, expected_version, read_object, without
 
 __all__ = ["answer_edit", "get_config", "put_config", "put_settings"]
