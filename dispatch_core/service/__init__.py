@@ -5,7 +5,7 @@ and the panel share (see `_service.DispatchService`).
     service.templates  list, load, save, rename, delete (announced)
     service.jobs       spec, run, submit, cancel, fan_out, run_many, record, open_file
     service.monitor    status, test, inventory, calibrate, free
-    service.fleet      list, start, stop, log of managed workers; gpus, start_per_gpu; gpus, start_per_gpu
+    service.fleet      list, start, stop, log of managed workers; gpus, start_per_gpu
 """
 
 from ._activity import JobRecord
