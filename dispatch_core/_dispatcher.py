@@ -77,7 +77,8 @@ class Dispatcher:
 
     @property
     def affinity(self) -> bool:
-        """Prefer the server that holds a job's models already; off, the least busy wins."""
+        """Plan where jobs that need models run, counting what each server holds and what a
+        load costs it; off, each job takes the first free server (least busy)."""
         return self._runner.affinity
 
     @affinity.setter
@@ -85,13 +86,15 @@ class Dispatcher:
         self._runner.affinity = on
 
     @property
-    def switch_seconds(self) -> float:
-        """What loading other models is assumed to cost a GPU: a job waits up to about
-        this long for a busy server that holds its models, rather than use a free one."""
+    def switch_seconds(self) -> float | None:
+        """Seconds a model load is assumed to take on a server until one has been measured
+        there (a job's time beyond that server's warm median). None, the default: 1.1 warm
+        jobs there (the ratio measured on ComfyUI), at most what its cold first job took
+        beyond a warm one."""
         return self._runner.switch_seconds
 
     @switch_seconds.setter
-    def switch_seconds(self, seconds: float) -> None:
+    def switch_seconds(self, seconds: float | None) -> None:
         self._runner.switch_seconds = seconds
 
     async def __aenter__(self) -> Dispatcher:

@@ -1,11 +1,12 @@
 """How one job runs on the servers it may use: a slot, its uploads and prompt, its result.
 
-A job takes the first free slot among its servers (model affinity decides among them,
-see `_lanes`), submits its prompt under an id we mint, and frees the slot the moment the
-peer is done. A failure that may pass fails over to another server of the pool, or backs
-off and tries again; a prompt the peer forgot is submitted again. With a journal, a
-request sent before attaches to its prompt instead of running again. A job cancelled
-meanwhile takes its prompt back from the peer, and keeps its slot until the peer lets go.
+A job takes a slot on one of its servers (in turn, or where the plan that counts model
+loads puts it, see `_scheduler`), submits its prompt under an id we mint, and frees the
+slot the moment the peer is done. A failure that may pass fails over to another server of
+the pool, or backs off and tries again; a prompt the peer forgot is submitted again. With
+a journal, a request sent before attaches to its prompt instead of running again. A job
+cancelled meanwhile takes its prompt back from the peer, and keeps its slot until the peer
+lets go.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 
 from ._job import JobRun
 from ._journal import Journal
-from ._lanes import Lane, acquire
+from ._lanes import Lane
 from ._peer import PeerClient
 from ._retry import backoff, counts_against_server, is_transient
 from ._servers import Servers
@@ -40,14 +41,21 @@ class Runner:
         self.servers = servers
         self.journal = journal
         self.affinity = True
-        """Prefer the server that holds a job's models already; off, the least busy wins."""
-        self.switch_seconds = 3.0
-        """What loading other models is assumed to cost a GPU: a job waits up to about
-        this long for a busy server that holds its models, rather than use a free one."""
+        """Plan where jobs that need models run, counting loads; off, the least busy wins."""
         self.counts: collections.Counter[str] = collections.Counter()
         """How many prompts were submitted, completed, resubmitted after a loss, failed over
         to another server, or retried after a back-off."""
         self._cleanups: set[asyncio.Task[None]] = set()
+
+    @property
+    def switch_seconds(self) -> float | None:
+        """Seconds a model load is assumed to take on a server until one is measured there
+        (None: 1.1 warm jobs there)."""
+        return self.servers.scheduler.switch_seconds
+
+    @switch_seconds.setter
+    def switch_seconds(self, seconds: float | None) -> None:
+        self.servers.scheduler.switch_seconds = seconds
 
     async def close(self, grace: float) -> None:
         """Give each cancelled prompt `grace` seconds to be taken back, then stop waiting."""
@@ -118,13 +126,11 @@ class Runner:
         run.waiting_for = f"a free slot on server {names}"
         run.queued_on = lanes
         models = run.needs.model_files
-        switch_cost = self.switch_seconds if self.affinity else 0.0
-        lane = await acquire(lanes, models, switch_cost)
+        lane = await self.servers.scheduler.acquire(lanes, models if self.affinity else frozenset())
         run.reason = _reason(run, lane, lanes, models)
         if models and lane.loaded and not models <= lane.loaded:
             self.counts["model_switches"] += 1
-        if models:
-            lane.loaded = models
+        booking = lane.residency.start(models)
         peer = self.servers.peer(lane.name)
         began = time.monotonic()
         prompt_id = attach_to or str(uuid.uuid4())
@@ -137,7 +143,9 @@ class Runner:
                 lane.release()
 
         def finished() -> None:
-            lane.record_duration(time.monotonic() - began)
+            seconds = time.monotonic() - began
+            scheduler = self.servers.scheduler
+            lane.residency.finish(booking, seconds, lambda f: scheduler.load_cost(lane, f))
             lane.record_success()
             release()  # the peer is free: the next job need not wait for our history fetch
 
@@ -161,6 +169,7 @@ class Runner:
                 self._take_back_later(lane, peer, prompt_id)
             raise
         finally:
+            lane.residency.drop(booking)  # not done: it shows nothing of the server's speed
             release()
         self.counts["completed"] += 1
         return run.result(peer, prompt_id, entry)
@@ -224,4 +233,7 @@ def _reason(run: JobRun, lane: Lane, lanes: Sequence[Lane], models: frozenset[st
         return f"route {run.spec.route!r} goes to {lane.name!r}"
     if models and models <= lane.loaded:
         return f"{lane.name!r} had {', '.join(sorted(models))} loaded already"
+    if models and lane.loaded:
+        loading = ", ".join(sorted(models))
+        return f"{lane.name!r} was free, and loading {loading} there finishes the queue soonest"
     return f"{lane.name!r} was the first free of {len(lanes)} servers able to run it"

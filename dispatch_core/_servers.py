@@ -15,6 +15,8 @@ import aiohttp
 
 from ._lanes import Lane
 from ._peer import PeerClient
+from ._residency import Residency
+from ._scheduler import Scheduler
 from .config import Config
 from .errors import DispatcherClosed, NotFound
 
@@ -26,7 +28,11 @@ class Servers:
 
     def __init__(self, config: Config):
         self.config = config
-        self.lanes = {name: Lane(server) for name, server in config.servers.items()}
+        self.lanes: dict[str, Lane] = {}
+        self.scheduler = Scheduler(self.lanes)
+        """Which waiting job takes a slot that frees, on any server."""
+        for name, server in config.servers.items():
+            self.lanes[name] = Lane(server, self.scheduler.dispatch)
         self.session: aiohttp.ClientSession | None = None
         """Set while the dispatcher is open; clients are made on first use."""
         self._peers: dict[str, PeerClient] = {}
@@ -61,7 +67,7 @@ class Servers:
         for name, server in config.servers.items():
             lane = self.lanes.get(name)
             if lane is None:
-                self.lanes[name] = Lane(server)
+                self.lanes[name] = Lane(server, self.scheduler.dispatch)
                 continue
             moved = (lane.server.url, dict(lane.server.headers)) != (
                 server.url,
@@ -78,7 +84,7 @@ class Servers:
 
     async def _retire(self, name: str, lane: Lane) -> None:
         """Forget what the lane knew of its server; close the client when it is idle."""
-        lane.loaded, lane.calibrated, lane.seconds_per_job = frozenset(), None, None
+        lane.residency, lane.calibrated = Residency(), None
         peer = self._peers.pop(name, None)
         if peer is None:
             return

@@ -49,11 +49,15 @@ class ServerStatus:
     circuit_open: bool = False
     """Too many failures in a row: new jobs avoid this server until a probe succeeds."""
     seconds_per_job: float | None = None
-    """Measured on recent jobs (a moving average)."""
+    """Measured on recent jobs that found their models loaded (the median)."""
     calibrated_seconds: float | None = None
     """Measured by `calibrate`, before any job."""
     loaded_models: tuple[str, ...] = ()
-    """The model files of the last job that used any: what the GPU likely holds."""
+    """The model files its recent jobs used that it still holds, as far as they show."""
+    model_slots: int = 1
+    """How many jobs' models it was seen to hold at once (ComfyUI's default cache: 1)."""
+    load_seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """Model file → seconds measured to load it there (a job's time beyond a warm one)."""
     dropped_frames: int = 0
     """WebSocket frames from this server that could not be read, since we connected."""
 
@@ -71,6 +75,8 @@ async def server_status(lane: Lane, peer: PeerClient, request_timeout: float) ->
         seconds_per_job=_rounded(lane.seconds_per_job),
         calibrated_seconds=_rounded(lane.calibrated),
         loaded_models=tuple(sorted(lane.loaded)),
+        model_slots=1 + lane.residency.keeps,
+        load_seconds={k: round(v, 3) for k, v in sorted(lane.residency.load_seconds.items())},
         dropped_frames=peer.dropped_frames,
     )
     deadline = min(request_timeout, _DEADLINE)

@@ -13,6 +13,11 @@ ROWS = [
     "queued and",
     "fuzzy cache lookup",
     "PNG peer → caller",
+    "alternating: ",
+    "random 70/30: ",
+    "random 50/50: ",
+    "bursts of 3 to 8: ",
+    "three models, room for two: ",
 ]
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from ._rows import (
     Row,
-    row_affinity,
     row_detection,
     row_fuzzy,
     row_images,
@@ -24,6 +24,7 @@ from ._rows import (
     row_makespan,
     row_slow_fast,
 )
+from ._swaps import SEQUENCES, row_swaps
 
 __all__ = ["main"]
 
@@ -38,8 +39,11 @@ async def run(quick: bool) -> list[Row]:
         lambda: row_loop_lag(200 if q else 10_000, 20 if q else 500),
         lambda: asyncio.to_thread(row_fuzzy, 1_000 if q else 100_000, 20 if q else 200),
         lambda: row_images(64 if q else 1024, 2 if q else 10),
-        lambda: row_affinity(40 if q else 100),
     ]
+    for mix in SEQUENCES:
+        steps.append(
+            functools.partial(row_swaps, mix, 8 if q else 24, 0.02 if q else 0.2, 1 if q else 3)
+        )
     rows = []
     for step in steps:
         rows.append(await step())

@@ -19,6 +19,7 @@ from ..config import Config
 from ..job import JobSpec
 
 __all__ = [
+    "counted_peers",
     "makespan",
     "peers_alone",
     "pool_config",
@@ -45,7 +46,19 @@ def tiny(seed: int = 0) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def spawn_peers(count: int, job_seconds: float, *flags: str) -> AsyncIterator[list[str]]:
     """Fake peers in child processes; their URLs."""
-    processes = []
+    async with counted_peers(count, job_seconds, *flags) as (urls, _):
+        yield urls
+
+
+@contextlib.asynccontextmanager
+async def counted_peers(
+    count: int, job_seconds: float, *flags: str
+) -> AsyncIterator[tuple[list[str], list[int]]]:
+    """Fake peers in child processes; their URLs, and the models each has loaded so far,
+    counted from the lines it prints (as a real peer's log shows its loads)."""
+    processes: list[asyncio.subprocess.Process] = []
+    loads = [0] * count
+    readers: list[asyncio.Task[None]] = []
     try:
         for _ in range(count):
             process = await asyncio.create_subprocess_exec(
@@ -61,16 +74,24 @@ async def spawn_peers(count: int, job_seconds: float, *flags: str) -> AsyncItera
             )
             processes.append(process)
         urls = []
-        for process in processes:
+        for index, process in enumerate(processes):
             assert process.stdout is not None
             line = (await process.stdout.readline()).decode()
             urls.append(line.split(" on ")[1].split()[0])
-        yield urls
+            readers.append(asyncio.create_task(_count_loads(process.stdout, loads, index)))
+        yield urls, loads
     finally:
         for process in processes:
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
             await process.wait()
+        await asyncio.gather(*readers, return_exceptions=True)
+
+
+async def _count_loads(stream: asyncio.StreamReader, loads: list[int], index: int) -> None:
+    async for line in stream:
+        if line.startswith(b"loaded "):
+            loads[index] += 1
 
 
 def pool_config(urls: Sequence[str], **extra: Any) -> Config:

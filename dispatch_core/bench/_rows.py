@@ -21,11 +21,10 @@ from rapidfuzz.distance import Levenshtein
 from .._cache import ResultCache
 from .._dispatcher import Dispatcher
 from ..job import JobSpec
-from ._peers import makespan, peers_alone, pool_config, raw_job, spawn_peers, stream, tiny
+from ._peers import makespan, peers_alone, pool_config, raw_job, spawn_peers, tiny
 
 __all__ = [
     "Row",
-    "row_affinity",
     "row_detection",
     "row_fuzzy",
     "row_images",
@@ -186,40 +185,6 @@ async def row_loop_lag(queued: int, in_flight: int, peers: int = 5) -> Row:
         "—",
         "p99 < 20 ms",
         p99 < 20,
-    )
-
-
-async def row_affinity(jobs: int, seconds: float = 0.02) -> Row:
-    """Two peers with the same two checkpoints; a client keeps four jobs going, each asking
-    for one checkpoint or the other at random. Affinity against least-busy routing."""
-    checkpoints = ["a.safetensors", "b.safetensors"]
-    flags = [flag for name in checkpoints for flag in ("--checkpoint", name)]
-    chooser = random.Random(7)
-    picks = [chooser.choice(checkpoints) for _ in range(jobs)]
-
-    def workflow(index: int, checkpoint: str) -> dict[str, Any]:
-        loader = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}}
-        return {**tiny(index), "9": loader}
-
-    found = {}
-    async with spawn_peers(2, seconds, *flags) as urls:
-        for affinity in (True, False):
-            async with Dispatcher(pool_config(urls)) as dispatcher:
-                dispatcher.affinity = affinity
-                await dispatcher.refresh_inventory()
-                began = time.perf_counter()
-                await stream(dispatcher, [workflow(i, c) for i, c in enumerate(picks)], 4)
-                took = time.perf_counter() - began
-                found[affinity] = (dispatcher.counts["model_switches"], took)
-    (ours, ours_s), (base, base_s) = found[True], found[False]
-    return Row(
-        f"model switches per {jobs} mixed jobs (2 checkpoints, 2 peers)",
-        f"affinity: {ours} switches, {ours_s:.2f} s",
-        f"least-busy: {base} switches, {base_s:.2f} s",
-        f"{ours / base:.2f}× the switches" if base else "—",
-        "≤ 0.5× the switches (the fake peers load a model for free: on a GPU each "
-        "switch costs 0.4–6 s)",
-        ours * 2 <= base,
     )
 
 

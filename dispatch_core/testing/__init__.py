@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     for flag, folder in (("checkpoint", "checkpoints"), ("lora", "loras")):
         parser.add_argument(f"--{flag}", action="append", default=[], dest=folder)
     parser.add_argument("--upscale-model", action="append", default=[], dest="upscale_models")
+    parser.add_argument("--load-seconds", type=float, default=0.0, help="to load a model")
+    parser.add_argument("--cold-seconds", type=float, default=0.0, help="more, the first time")
+    parser.add_argument("--memory-slots", type=int, default=None, help="models held at once")
     args = parser.parse_args(argv)
     models = {
         "checkpoints": args.checkpoints or ["sd15.safetensors"],
@@ -45,8 +48,15 @@ def main(argv: list[str] | None = None) -> None:
 
     async def serve() -> None:
         async with FakePeer(
-            host=args.host, port=args.port, job_seconds=args.job_seconds, models=models
+            host=args.host,
+            port=args.port,
+            job_seconds=args.job_seconds,
+            models=models,
+            load_seconds=args.load_seconds,
+            cold_seconds=args.cold_seconds,
+            memory_slots=args.memory_slots,
         ) as peer:
+            peer.on_load = lambda name: print(f"loaded {name}", flush=True)
             print(f"fake ComfyUI peer on {peer.url} (Ctrl-C to stop)", flush=True)
             await asyncio.Event().wait()
 

@@ -25,6 +25,7 @@ __all__ = [
     "Context",
     "NodeFailure",
     "describe",
+    "model_file",
     "progress_steps",
     "run_node",
     "time_weight",
@@ -34,6 +35,11 @@ _INVERT = bytes(255 - i for i in range(256))
 Batch = list[Image]
 Outputs = tuple[Any, ...]
 UI = dict[str, Any]
+_MODEL_INPUTS = {
+    "CheckpointLoaderSimple": "ckpt_name",
+    "LoraLoader": "lora_name",
+    "UpscaleModelLoader": "model_name",
+}
 _WEIGHTS = {
     "KSampler": 8.0,
     "KSamplerAdvanced": 8.0,
@@ -74,6 +80,12 @@ def run_node(
     if function is None:
         return (_digest(class_type, inputs),) * 8, None
     return function(inputs, context), None
+
+
+def model_file(class_type: str, inputs: Mapping[str, Any]) -> str | None:
+    """The model file a loader node reads (a checkpoint, a LoRA, an upscale model)."""
+    name = inputs.get(_MODEL_INPUTS.get(class_type, ""))
+    return name if isinstance(name, str) else None
 
 
 def progress_steps(class_type: str, inputs: Mapping[str, Any]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import logging
@@ -33,6 +34,9 @@ class FakePeer(ComfyRoutes):
         models: Mapping[str, list[str]] | None = None,
         fail_nodes: Mapping[str, str] | None = None,
         prompt_seconds: Callable[[dict[str, Any]], float] | None = None,
+        load_seconds: float | Mapping[str, float] = 0.0,
+        cold_seconds: float = 0.0,
+        memory_slots: int | None = None,
     ):
         self.host = host
         self.port = port
@@ -42,6 +46,20 @@ class FakePeer(ComfyRoutes):
         """Seconds a given prompt takes, read when it starts; overrides job_seconds."""
         self.models = {k: list(v) for k, v in (models or {}).items()}
         """Model folder → file names: fills the loaders' lists (checkpoints, loras, ...)."""
+        self.load_seconds: float | dict[str, float] = (
+            float(load_seconds) if isinstance(load_seconds, float | int) else dict(load_seconds)
+        )
+        """Seconds a loader node takes to load its model file when it is not held (one
+        figure, or one per file name): ComfyUI reads it from disk and builds the model."""
+        self.cold_seconds = float(cold_seconds)
+        """Seconds more for the first load after a start: the process's own warm-up."""
+        self.memory_slots = memory_slots
+        """How many model files it holds at once; the least recently used goes first
+        (None: all). ComfyUI's default cache keeps those of the last prompt only."""
+        self.loads = 0
+        """Model files loaded since the peer was created, as its log would show."""
+        self.on_load: Callable[[str], None] | None = None
+        """Called with each model file loaded (the CLI prints it, as ComfyUI logs it)."""
         self.fail_nodes = dict(fail_nodes or {})
         """Class name → message: every node of that class raises RuntimeError(message)."""
         self.http_delay = 0.0
@@ -83,6 +101,8 @@ class FakePeer(ComfyRoutes):
         self._number = 0
         self._interrupt = False
         self._free_memory = False
+        self._held: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._cold = True
         self._wake.clear()
         self._idle.set()
         self.files.clear_temp()
@@ -207,6 +227,23 @@ class FakePeer(ComfyRoutes):
         return frames
 
     # -- execution ----------------------------------------------------------------------
+
+    def _load_model(self, name: str) -> float:
+        """A loader node needs `name`: the seconds it spends loading it (0 when held)."""
+        if name in self._held:
+            self._held.move_to_end(name)
+            return 0.0
+        self._held[name] = None
+        while self.memory_slots is not None and len(self._held) > max(self.memory_slots, 1):
+            self._held.popitem(last=False)
+        self.loads += 1
+        if self.on_load is not None:
+            self.on_load(name)
+        load = self.load_seconds
+        seconds = load.get(name, 0.0) if isinstance(load, dict) else load
+        seconds += self.cold_seconds if self._cold else 0.0
+        self._cold = False
+        return float(seconds)
 
     async def _execute_forever(self) -> None:
         """prompt_worker: one prompt at a time, lowest `number` first."""

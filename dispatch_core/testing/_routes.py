@@ -7,6 +7,7 @@ the queue, history, cache and files that FakePeer holds, declared here by their 
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import json
 import posixpath
@@ -50,6 +51,7 @@ class ComfyRoutes:
     _number: int
     _interrupt: bool
     _free_memory: bool
+    _held: collections.OrderedDict[str, None]
     # FakePeer's machinery.
     _hang: asyncio.Event
     _hub: SocketHub
@@ -252,6 +254,7 @@ class ComfyRoutes:
     def _apply_free(self) -> None:
         if self._free_memory:
             self._cache.clear()
+            self._held.clear()  # the cached loader outputs were what held the models
             self._free_memory = False
 
     async def _view(self, request: web.Request) -> web.Response:

@@ -19,7 +19,15 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from ._files import FileStore
-from ._nodes import Context, NodeFailure, describe, progress_steps, run_node, time_weight
+from ._nodes import (
+    Context,
+    NodeFailure,
+    describe,
+    model_file,
+    progress_steps,
+    run_node,
+    time_weight,
+)
 from ._ws import SocketHub
 
 __all__ = ["MAX_HISTORY", "PromptRun", "RunHost"]
@@ -66,6 +74,8 @@ class RunHost(Protocol):
     def _info(self) -> dict[str, Any]: ...
 
     def _broadcast_status(self) -> None: ...
+
+    def _load_model(self, name: str) -> float: ...
 
 
 class PromptRun:
@@ -258,6 +268,14 @@ class PromptRun:
                 async with asyncio.timeout(delay):
                     await retimed.wait()
 
+    async def load(self, class_type: str, inputs: dict[str, Any]) -> None:
+        """A loader whose model is not held loads it first: the prompt takes that longer."""
+        name = model_file(class_type, inputs)
+        seconds = self.peer._load_model(name) if name is not None else 0.0
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+            self.started += seconds  # the rest of the prompt keeps its own time
+
     def check_interrupt(self) -> None:
         if self.peer._interrupt:
             self.peer._interrupt = False
@@ -275,6 +293,7 @@ class PromptRun:
         links = node["inputs"].items()
         inputs = {k: self.output_of(v[0])[v[1]] if _is_link(v) else v for k, v in links}
         self.current_inputs = inputs
+        await self.load(class_type, inputs)
         steps = _failing_as_node(progress_steps, class_type, inputs)
         for step in range(1, steps + 1):
             await self.pause(start + (end - start) * step / steps)

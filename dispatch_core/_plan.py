@@ -1,0 +1,141 @@
+"""Where the waiting jobs that need models should run: a plan over the known queue.
+
+Each server (a lane here) finishes what it has in hand, then runs the jobs the plan gives
+it in their order of arrival; a job costs the server's warm run time, plus the load of
+each of its model files the server would not hold by then. Every way of spreading the
+first jobs of the queue over the servers each may use is tried (as many as `BUDGET`
+allows), and the plan that finishes the whole known queue soonest wins, counting the
+switch back: a model that jobs keep asking for and that the plan leaves on no server
+costs its load once more, weighted by how likely it is to be asked for soon. Ties go to
+the plan with fewer loads, then to the one whose jobs finish earlier on the whole.
+
+Only the first job of each free server's share starts now; the rest is planned again at
+the next event, when more is known. So a free server may stay idle, when every job waiting
+is better run, models and all, on a busy one that holds its models.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["BUDGET", "LaneState", "Wanted", "plan"]
+
+BUDGET = 512
+"""Most assignments tried per decision: the known queue is cut to fit."""
+_FLOW_WEIGHT = 0.01
+"""Weight of the jobs' summed finish times: among equal makespans, finish jobs early."""
+
+
+@dataclass(frozen=True)
+class LaneState:
+    """One server as the plan sees it."""
+
+    free: bool
+    """It has a slot for a job now."""
+    ready_in: float
+    """Seconds until the jobs it has in hand are done."""
+    history: tuple[frozenset[str], ...]
+    """Model sets of its jobs, the most recent first (after those in hand)."""
+    keeps: int
+    """Model sets it holds besides the last one's."""
+    run: float
+    """Seconds a job takes with its models loaded."""
+    load: Mapping[str, float]
+    """Seconds to load each model file the waiting jobs name."""
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One waiting job: its model files and the lanes (indices) it may run on."""
+
+    models: frozenset[str]
+    lanes: tuple[int, ...]
+
+
+def plan(
+    lanes: Sequence[LaneState], jobs: Sequence[Wanted], asked: Mapping[str, float]
+) -> dict[int, int]:
+    """Free lane → index of the waiting job to start on it now (free lanes left out idle).
+
+    `asked` is, per model file, the chance that a job will ask for it soon: what leaving
+    it on no server costs is its load, that much of the time.
+    """
+    known = _known(jobs)
+    best: tuple[float, int, float] | None = None
+    first: dict[int, int] = {}
+    for choice in itertools.product(*(jobs[j].lanes for j in known)):
+        cost = _cost(lanes, jobs, known, choice, asked)
+        if best is None or cost < best:
+            best = cost
+            first = {}
+            for j, lane in zip(known, choice, strict=True):
+                first.setdefault(lane, j)
+    starts = {lane: j for lane, j in first.items() if lanes[lane].free}
+    return _earliest(starts, jobs)
+
+
+def _earliest(starts: dict[int, int], jobs: Sequence[Wanted]) -> dict[int, int]:
+    """The same plan, each job started now swapped for the longest-waiting one like it
+    (same models, same servers): jobs alike keep their order of arrival."""
+    taken: set[int] = set()
+    for lane, j in sorted(starts.items(), key=lambda item: item[1]):
+        like = (jobs[j].models, jobs[j].lanes)
+        starts[lane] = next(
+            i for i in range(j + 1) if i not in taken and (jobs[i].models, jobs[i].lanes) == like
+        )
+        taken.add(starts[lane])
+    return starts
+
+
+def _known(jobs: Sequence[Wanted]) -> list[int]:
+    """The first jobs of the queue whose every assignment fits in `BUDGET`."""
+    known: list[int] = []
+    count = 1
+    for index, job in enumerate(jobs):
+        count *= max(len(job.lanes), 1)
+        if count > BUDGET and known:
+            break
+        if job.lanes:
+            known.append(index)
+    return known
+
+
+def _cost(
+    lanes: Sequence[LaneState],
+    jobs: Sequence[Wanted],
+    known: Sequence[int],
+    choice: Sequence[int],
+    asked: Mapping[str, float],
+) -> tuple[float, int, float]:
+    """(makespan with the switch-back, loads, summed finish times) of one assignment."""
+    ends = [lane.ready_in for lane in lanes]
+    history = [lane.history for lane in lanes]
+    loads, flow = 0, 0.0
+    for j, index in zip(known, choice, strict=True):
+        lane, models = lanes[index], jobs[j].models
+        missing = models - _held(history[index], lane.keeps)
+        ends[index] += lane.run + sum(lane.load[f] for f in missing)
+        loads += len(missing)
+        flow += ends[index]
+        history[index] = (models, *(m for m in history[index] if m != models))
+    pairs = zip(history, lanes, strict=True)
+    held = frozenset().union(*(_held(h, lane.keeps) for h, lane in pairs))
+    back = sum(
+        chance * _mean(lane.load.get(f) for lane in lanes)
+        for f, chance in asked.items()
+        if f not in held
+    )
+    makespan = max(ends, default=0.0) + back + _FLOW_WEIGHT * flow
+    return (round(makespan, 9), loads, round(flow, 9))
+
+
+def _held(history: tuple[frozenset[str], ...], keeps: int) -> frozenset[str]:
+    return frozenset().union(*history[: 1 + keeps])
+
+
+def _mean(values: Iterable[float | None]) -> float:
+    known = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(known) / len(known) if known else 0.0

@@ -1,0 +1,201 @@
+"""Which waiting job takes a server slot, and when: in turn, or by a plan that counts loads.
+
+A job that needs no model, or any job while affinity is off, waits in turn on every server
+it may use and takes the first free slot (least foreign work queued, then fastest). A job
+that names model files waits for the plan (`_plan`): every time a job arrives or a slot
+frees, the jobs waiting for models are spread over the servers by the expected finish of
+the whole known queue, each server's warm run time, the load cost of each model on it and
+the models it holds, all measured on its own jobs (`_residency`), with a switch back
+counted for each model in demand that the plan would leave on no server. Free servers take
+the first job of their share; a free server with no share stays idle.
+
+Models get no fixed homes: a model's home is wherever it is loaded, and it stays there
+because moving it costs a load now and, while jobs still ask for it, a load back later.
+Homes learned from demand would say the same where it is steady, and be wrong right after
+it changes, which the measured costs see at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+
+from ._lanes import Lane, Waiter, preferred, speeds
+from ._plan import LaneState, Wanted, plan
+from ._residency import LOAD_RUNS
+
+__all__ = ["Scheduler"]
+
+_log = logging.getLogger(__name__)
+
+_DEMAND_DECAY = 0.9
+"""Per arrival, how much of a model's share of demand carries over (about ten jobs)."""
+_FORGET_SHARE = 0.01
+"""A model asked for by less than this share of recent jobs is no longer in demand."""
+_HORIZON = 64
+"""Waiting jobs the plan looks at (it tries assignments of the first few only)."""
+
+
+class Scheduler:
+    """The waiting jobs of every server, and where each starts."""
+
+    def __init__(self, lanes: Mapping[str, Lane]):
+        self._lanes = lanes
+        """The live lanes of the dispatcher's servers, by name."""
+        self.switch_seconds: float | None = None
+        """Seconds a model load is assumed to take until one has been measured; None: 1.1
+        warm jobs there (the ratio measured on ComfyUI), whatever the GPU's scale."""
+        self._planned: list[Waiter] = []
+        self._share: dict[str, float] = {}
+        """Model file → decayed count of the jobs that named it."""
+        self._arrivals = 0.0
+        """Decayed count of all the jobs that named models."""
+        self._order = itertools.count()
+
+    async def acquire(self, lanes: Sequence[Lane], models: frozenset[str] = frozenset()) -> Lane:
+        """A slot on one of `lanes`; with `models`, where the plan puts the job."""
+        waiter = Waiter(lanes, models, next(self._order))
+        if models:
+            self._note_demand(models)
+            self._planned.append(waiter)
+            for lane in lanes:
+                lane.planned += 1
+        else:
+            for lane in lanes:
+                lane.queue(waiter)
+        self.dispatch()
+        try:
+            return await waiter.future
+        except BaseException:
+            if waiter.future.done() and not waiter.future.cancelled():
+                waiter.future.result().release()  # a slot was handed over just as we gave up
+            raise
+        finally:
+            self._forget(waiter)
+
+    def dispatch(self) -> None:
+        """Hand free slots to waiting jobs, one at a time, planning again after each."""
+        while self._grant_one():
+            pass
+
+    def _grant_one(self) -> bool:
+        free = [lane for lane in self._lanes.values() if lane.has_free_slot()]
+        if not free:
+            return False
+        planned = self._plan(free)
+        for lane in preferred(free):
+            in_turn = lane.first_waiting()
+            chosen = planned.get(lane)
+            if in_turn is not None and (chosen is None or in_turn.order < chosen.order):
+                chosen = in_turn
+            if chosen is not None:
+                lane.in_flight += 1
+                self._forget(chosen)
+                chosen.future.set_result(lane)
+                return True
+        return False
+
+    def _forget(self, waiter: Waiter) -> None:
+        if waiter in self._planned:
+            self._planned.remove(waiter)
+            for lane in waiter.lanes:
+                lane.planned -= 1
+
+    def _plan(self, free: Sequence[Lane]) -> dict[Lane, Waiter]:
+        waiting = list(
+            itertools.islice((w for w in self._planned if not w.future.done()), _HORIZON)
+        )
+        if not waiting:
+            return {}
+        lanes = list({lane: None for w in waiting for lane in w.lanes})
+        index = {lane: i for i, lane in enumerate(lanes)}
+        files = set(self._share).union(*(w.models for w in waiting))
+        states = self._states(lanes, set(free), files)
+        jobs = [Wanted(w.models, tuple(index[lane] for lane in w.lanes)) for w in waiting]
+        chances = self._chances(len(lanes))
+        starts = plan(states, jobs, chances)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("plan %s", _shown(lanes, states, waiting, chances, starts))
+        return {lanes[i]: waiting[j] for i, j in starts.items()}
+
+    def _states(self, lanes: Sequence[Lane], free: set[Lane], files: set[str]) -> list[LaneState]:
+        run = speeds(lanes)
+        now = time.monotonic()
+        states = []
+        for lane in lanes:
+            load = {f: self.load_cost(lane, f, lanes) for f in files}
+            residency = lane.residency
+            in_hand = sum(
+                max(run[lane] + sum(load.get(f, 0.0) for f in b.loads) - (now - b.began), 0.0)
+                for b in residency.running
+            )
+            states.append(
+                LaneState(
+                    free=lane in free,
+                    ready_in=in_hand + lane.external_queue * run[lane],
+                    history=tuple(residency.history),
+                    keeps=residency.keeps,
+                    run=run[lane],
+                    load=load,
+                )
+            )
+        return states
+
+    def load_cost(self, lane: Lane, name: str, lanes: Sequence[Lane] = ()) -> float:
+        """Seconds to load a file on a lane: the median of its loads measured there (else
+        on the other servers, else of its other files there), with what is assumed until
+        a load is measured counted as one more measurement."""
+        lanes = lanes or list(self._lanes.values())
+        measured = list(lane.residency.loads.get(name, ()))
+        if not measured:
+            measured = [t for x in lanes for t in x.residency.loads.get(name, ())]
+        if not measured:
+            measured = [t for times in lane.residency.loads.values() for t in times]
+        return statistics.median([*measured, self._assumed_load(lane, lanes)])
+
+    def _assumed_load(self, lane: Lane, lanes: Sequence[Lane]) -> float:
+        """`switch_seconds`, else a warm job's time there in the usual ratio; at most what
+        its cold first job took beyond a warm one (that job loaded models too)."""
+        assumed = self.switch_seconds
+        if assumed is None:
+            run = speeds(lanes)[lane] if lane in lanes else speeds([lane])[lane]
+            assumed = LOAD_RUNS * run
+        bound = lane.residency.load_bound
+        return min(assumed, bound) if bound is not None else assumed
+
+    def _note_demand(self, models: frozenset[str]) -> None:
+        self._arrivals = self._arrivals * _DEMAND_DECAY + (1 - _DEMAND_DECAY)
+        for name in list(self._share):
+            self._share[name] *= _DEMAND_DECAY
+            if self._share[name] < _FORGET_SHARE * self._arrivals:
+                del self._share[name]
+        for name in models:
+            self._share[name] = self._share.get(name, 0.0) + (1 - _DEMAND_DECAY)
+
+    def _chances(self, servers: int) -> dict[str, float]:
+        """Per model file, the chance a job asks for it among the next few (two a server)."""
+        asked = {f: min(s / self._arrivals, 1.0) for f, s in self._share.items()}
+        return {f: 1 - (1 - share) ** (2 * servers) for f, share in asked.items()}
+
+
+def _shown(
+    lanes: Sequence[Lane],
+    states: Sequence[LaneState],
+    waiting: Sequence[Waiter],
+    chances: Mapping[str, float],
+    starts: Mapping[int, int],
+) -> str:
+    """One decision, for the debug log: each server's state, the queue, what starts."""
+    servers = [
+        f"{lane.name}: {'free' if s.free else 'busy'} in {s.ready_in:.2f}s, "
+        f"run {s.run:.2f}s, holds {sorted(lane.loaded)}, loads "
+        + ", ".join(f"{f} {t:.2f}s" for f, t in sorted(s.load.items()))
+        for lane, s in zip(lanes, states, strict=True)
+    ]
+    queue = [",".join(sorted(w.models)) for w in waiting[:8]]
+    asked = {f: round(c, 2) for f, c in chances.items()}
+    begin = {lanes[i].name: queue[j] if j < len(queue) else j for i, j in starts.items()}
+    return f"{'; '.join(servers)} | queue {queue} | asked {asked} | start {begin}"

@@ -1,0 +1,175 @@
+"""The scheduler's parts: the plan over the known queue, what a server's jobs teach, and the
+dispatcher routing jobs between fake peers that swap checkpoints as ComfyUI does."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+
+from dispatch_core import Config, Dispatcher
+from dispatch_core._plan import BUDGET, LaneState, Wanted, plan
+from dispatch_core._residency import Residency
+from dispatch_core.testing import FakePeer
+
+import workflows
+
+A, B = frozenset({"a.safetensors"}), frozenset({"b.safetensors"})
+LOAD = {"a.safetensors": 1.0, "b.safetensors": 1.0}
+
+
+def lane(
+    held: frozenset[str] = frozenset(), *, free: bool = True, ready_in: float = 0.0
+) -> LaneState:
+    return LaneState(free, ready_in, (held,) if held else (), 0, 1.0, LOAD)
+
+
+def jobs(*models: frozenset[str], lanes: tuple[int, ...] = (0, 1)) -> list[Wanted]:
+    return [Wanted(m, lanes) for m in models]
+
+
+# -- the plan ---------------------------------------------------------------------------
+
+
+def test_a_job_goes_where_its_model_is() -> None:
+    assert plan([lane(B), lane(A)], jobs(A), {}) == {1: 0}
+
+
+def test_a_free_server_stays_idle_rather_than_load_what_a_busy_one_will_soon_run() -> None:
+    lanes = [lane(A, free=False, ready_in=0.2), lane(B)]
+    assert plan(lanes, jobs(A), {}) == {}
+
+
+def test_a_free_server_loads_when_the_warm_ones_queue_outgrows_the_load() -> None:
+    lanes = [lane(A, free=False, ready_in=0.5), lane(B)]
+    assert plan(lanes, jobs(A, A, A), {}) == {1: 0}
+
+
+def test_the_switch_back_is_counted_while_jobs_still_ask_for_the_evicted_model() -> None:
+    lanes = [lane(A, free=False, ready_in=0.5), lane(B)]
+    # Loading a on the free server would finish the queue 0.5 s sooner, but leave b
+    # on no server while jobs keep asking for it: a load back later.
+    assert plan(lanes, jobs(A, A), {"b.safetensors": 1.0}) == {}
+    assert plan(lanes, jobs(A, A), {"b.safetensors": 0.1}) == {1: 0}
+
+
+def test_jobs_run_only_where_they_may_and_each_free_server_starts_its_first() -> None:
+    wanted = [Wanted(A, (1,)), Wanted(B, (0, 1)), Wanted(A, (1,))]
+    assert plan([lane(), lane()], wanted, {}) == {1: 0, 0: 1}
+
+
+def test_a_long_queue_is_cut_to_the_budget() -> None:
+    lanes = [lane(A), lane(B), lane()]
+    found = plan(lanes, jobs(*[A, B] * 50, lanes=(0, 1, 2)), {})
+    assert found == {0: 0, 1: 1, 2: 2}
+    assert 3**5 <= BUDGET < 3**7  # a handful of jobs, whatever the queue
+
+
+# -- what a server's jobs teach ---------------------------------------------------------
+
+
+def cost(_: str) -> float:
+    return 1.0
+
+
+def test_the_run_time_leaves_the_cold_start_and_the_loads_out() -> None:
+    server = Residency()
+    server.finish(server.start(A), 9.4, cost)  # cold: neither a run time nor a load
+    assert server.run_seconds is None
+    assert (server.run_guess, server.load_bound) == pytest.approx((2.0, 7.4))  # ratio 4.7
+    for seconds in (2.0, 2.2, 2.1):
+        server.finish(server.start(A), seconds, cost)
+    server.finish(server.start(B), 4.6, cost)  # a switch: 2.5 s over the warm median
+    assert server.run_seconds == 2.1
+    assert server.load_seconds == {"b.safetensors": pytest.approx(2.5)}
+    assert server.load_bound == pytest.approx(7.3)
+    assert server.held == B
+
+
+def test_a_load_measured_before_any_warm_job_is_kept_for_later() -> None:
+    server = Residency()
+    server.finish(server.start(frozenset()), 1.0, cost)  # a job without models: warm
+    assert server.run_seconds == 1.0
+    other = Residency()
+    first = other.start(A)
+    switch = other.start(B)
+    other.finish(first, 9.0, cost)
+    other.finish(switch, 3.0, cost)  # no warm time yet: measured once there is one
+    assert other.load_seconds == {}
+    other.finish(other.start(B), 1.0, cost)
+    assert other.load_seconds == {"b.safetensors": pytest.approx(2.0)}
+
+
+def test_how_many_models_a_server_keeps_is_learned() -> None:
+    server = Residency()
+    server.finish(server.start(A), 10.0, cost)
+    server.finish(server.start(A), 1.0, cost)
+    server.finish(server.start(B), 2.0, cost)
+    assert (server.keeps, server.held) == (0, B)
+    server.finish(server.start(A), 1.05, cost)  # back to a, and it ran warm: a was kept
+    assert (server.keeps, server.held) == (1, A | B)
+    server.finish(server.start(frozenset({"c.safetensors"})), 2.0, cost)
+    server.finish(server.start(A), 2.1, cost)  # held, we thought: it ran cold
+    assert server.keeps == 0
+
+
+# -- the dispatcher with peers that swap ------------------------------------------------
+
+
+def txt2img(checkpoint: str, seed: int) -> dict[str, Any]:
+    workflow = workflows.txt2img(seed=seed)
+    workflow["4"]["inputs"]["ckpt_name"] = checkpoint
+    return workflow
+
+
+@pytest.fixture
+async def swapping() -> AsyncIterator[dict[str, FakePeer]]:
+    models = {"checkpoints": ["a.safetensors", "b.safetensors"]}
+    async with AsyncExitStack() as stack:
+        yield {
+            name: await stack.enter_async_context(
+                FakePeer(models=models, job_seconds=0.02, load_seconds=0.3, memory_slots=1)
+            )
+            for name in ("p", "q")
+        }
+
+
+def pool(peers: dict[str, FakePeer]) -> Config:
+    servers = {name: peer.url for name, peer in peers.items()}
+    return Config.from_dict({"servers": servers, "routes": {"gen": list(servers)}})
+
+
+async def test_each_model_finds_a_home_and_stays_there(swapping: dict[str, FakePeer]) -> None:
+    async with Dispatcher(pool(swapping)) as dispatcher:
+        results = [
+            await dispatcher.run("gen", txt2img(f"{'ab'[i % 2]}.safetensors", i)) for i in range(8)
+        ]
+        status = await dispatcher.status()
+    assert [r.server for r in results] == ["p", "q"] * 4
+    assert results[1].reason == "'q' was the first free of 2 servers able to run it"
+    assert results[2].reason == "'p' had a.safetensors loaded already"
+    assert swapping["p"].loads == swapping["q"].loads == 1
+    assert status["p"].loaded_models == ("a.safetensors",)
+    assert status["p"].seconds_per_job is not None and status["p"].model_slots == 1
+
+
+async def test_least_busy_routing_is_still_there(swapping: dict[str, FakePeer]) -> None:
+    async with Dispatcher(pool(swapping)) as dispatcher:
+        dispatcher.affinity = False
+        servers = [
+            (await dispatcher.run("gen", txt2img(f"{'ab'[i % 2]}.safetensors", i))).server
+            for i in range(4)
+        ]
+    assert servers == ["p"] * 4  # the first free server, whatever it holds
+    assert swapping["p"].loads == 4
+
+
+async def test_a_measured_switch_shows_in_the_status(swapping: dict[str, FakePeer]) -> None:
+    async with Dispatcher(pool(swapping)) as dispatcher:
+        for i, name in enumerate("aab"):
+            await dispatcher.run("gen", txt2img(f"{name}.safetensors", i), server="p")
+        status = await dispatcher.status()
+    assert list(status["p"].load_seconds) == ["b.safetensors"]
+    assert status["p"].loaded_models == ("b.safetensors",)
