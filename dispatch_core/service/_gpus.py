@@ -98,10 +98,21 @@ async def _nvidia_smi(path: str) -> tuple[Gpu, ...]:
         _log.warning("ComfyUI-Dispatch: %s did not answer within %g s", path, _TIMEOUT)
         return ()
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
+        await _end(process)
     return parse_nvidia_smi(output.decode(errors="replace"))
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    """Kill the probe and let its pipe close: a pipe with unread output left (a flood cut
+    at the limit) never reaches its end, and `wait()` would wait for it forever."""
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    assert process.stdout is not None
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_TIMEOUT):
+            while await process.stdout.read(1 << 16):
+                pass  # what the killed probe left in the pipe
+            await process.wait()
 
 
 async def _read(stream: asyncio.StreamReader, limit: int) -> bytes:
