@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from dispatch_core.http import add_routes
 from dispatch_core.service import DispatchService
@@ -23,3 +28,17 @@ async def serve_routes(service: DispatchService) -> tuple[web.AppRunner, str]:
     app = web.Application()
     app.add_routes(routes)
     return await start(app)
+
+
+async def call_json(
+    session: aiohttp.ClientSession, method: str, url: str | URL, body: Any = None
+) -> tuple[int, Any]:
+    """One request with a JSON body; the status and the JSON answer (or the raw bytes of an
+    answer that is not JSON, such as aiohttp's own plain-text 400s)."""
+    data = None if body is None else json.dumps(body)
+    async with session.request(method, url, data=data) as response:
+        raw = await response.read()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, raw

@@ -6,7 +6,6 @@ in `sys.modules`, as the host would have imported it. Workers are fake ComfyUI p
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
@@ -18,7 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from local_http import serve_routes
+from local_http import call_json, serve_routes
 from test_workers import FAKE, alive, free_port
 
 from dispatch_core.service import DispatchService, _gpus
@@ -166,9 +165,7 @@ class Stand:
     folder: Path
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body)
-        async with self.session.request(method, self.base + path, data=data) as response:
-            return response.status, await response.json()
+        return await call_json(self.session, method, self.base + path, body)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from local_http import serve_routes
+from local_http import call_json, serve_routes
 from test_workers import FAKE, free_port
 from yarl import URL
 
@@ -35,13 +35,7 @@ class Stand:
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         url = URL(self.base + path, encoded=True)  # hostile paths go out exactly as written
-        data = None if body is None else json.dumps(body)
-        async with self.session.request(method, url, data=data) as response:
-            raw = await response.read()
-            try:
-                return response.status, json.loads(raw)
-            except ValueError:
-                return response.status, raw
+        return await call_json(self.session, method, url, body)
 
     def state(self) -> dict[str, bytes]:
         """Every file of the folder: a refused request changes none."""
