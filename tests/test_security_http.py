@@ -270,6 +270,7 @@ HOST_CASES = [
         ("start-worker", rebinding("POST", "/dispatch/workers/w1/start")),
         ("worker-per-gpu", rebinding("POST", "/dispatch/workers/per-gpu", {})),
         ("gpus", rebinding("GET", "/dispatch/gpus")),
+        ("cancel-job", rebinding("DELETE", "/dispatch/jobs/jnope")),
     ]
 ] + [
     hostile(
@@ -405,6 +406,7 @@ CROSS_SITE_CASES = (
             ("PUT", "/dispatch/settings", {"cache": {"enabled": False}}),
             ("DELETE", "/dispatch/templates/inv", NO_BODY),
             ("POST", "/dispatch/workers/per-gpu", {}),
+            ("DELETE", "/dispatch/jobs/jnope", NO_BODY),
         ]
     ]
     + [
@@ -1511,6 +1513,15 @@ async def test_a_body_over_the_apps_limit_is_a_413_not_a_500(tmp_path: Path) -> 
 
 JOB_CASES = [
     hostile("unknown-id", "GET", "/dispatch/jobs/jnope", status=404, field="id"),
+    hostile("cancel-unknown-id", "DELETE", "/dispatch/jobs/jnope", status=404, field="id"),
+    hostile("cancel-long-id", "DELETE", "/dispatch/jobs/" + "j" * 4000, status=404, field="id"),
+    hostile(
+        "cancel-traversal-id",
+        "DELETE",
+        "/dispatch/jobs/..%2F..%2Fjobs.sqlite",
+        status=404,
+        field="id",
+    ),
     hostile("long-id", "GET", "/dispatch/jobs/" + "j" * 4000, status=404, field="id"),
     hostile("traversal-id", "GET", "/dispatch/jobs/..%2F..%2Fjobs.sqlite", status=404, field="id"),
     hostile("files-of-unknown-id", "GET", "/dispatch/jobs/jnope/files/0", status=404, field="id"),
