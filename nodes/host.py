@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from ..dispatch_core.http import HostPolicy, add_routes
 from ..dispatch_core.service import DispatchService, adopt_folder
 
 T = TypeVar("T")
+PromptHandler = Callable[[dict[str, Any]], dict[str, Any]]
 _log = logging.getLogger("ComfyUI-Dispatch")
 _service: DispatchService | None = None
 _STATE_NAME = "dispatch"
@@ -140,8 +141,9 @@ def worker_flags() -> tuple[str, ...]:
     return tuple(flags)
 
 
-def install() -> None:
-    """Register the `/dispatch/*` routes and the shutdown hook on ComfyUI's server."""
+def install(prompt_handlers: Sequence[PromptHandler] = ()) -> None:
+    """Register the `/dispatch/*` routes, the shutdown hook and our prompt handlers (which
+    see every queued prompt first) on ComfyUI's server."""
     server = _prompt_server()
     if server is None:
         return  # imported by a tool or a test, not by ComfyUI: nothing to hook into
@@ -156,6 +158,8 @@ def install() -> None:
             await _service.close()
 
     server.app.on_shutdown.append(close)
+    for handler in prompt_handlers:
+        server.add_on_prompt_handler(handler)
 
 
 def host_policy() -> HostPolicy:
@@ -212,3 +216,16 @@ async def on_server_loop(
         if model_management.processing_interrupted():
             future.cancel()  # cancels the job's task, which interrupts the prompt on the peer
             model_management.throw_exception_if_processing_interrupted()
+
+
+def send_executed(node_id: str, output: dict[str, Any]) -> None:
+    """ComfyUI's `executed` message for a node of the running prompt, to its browser tab."""
+    server = _prompt_server()
+    if server is not None:
+        message = {
+            "node": node_id,
+            "display_node": node_id,
+            "output": output,
+            "prompt_id": getattr(server, "last_prompt_id", None),
+        }
+        server.send_sync("executed", message, client_id())

@@ -763,6 +763,8 @@ def test_the_groups_face() -> None:
         "parse_title",
         "plan_from_json",
         "plan_to_json",
+        "refusal_node",
+        "refusal_of",
         "remote_groups",
         "replacement_node",
         "rewrite_prompt",

@@ -27,7 +27,14 @@ from ._model import (
     parse_title,
     titled,
 )
-from ._plan_json import REPLACEMENT_CLASS, plan_from_json, plan_to_json, replacement_node
+from ._plan_json import (
+    REPLACEMENT_CLASS,
+    plan_from_json,
+    plan_to_json,
+    refusal_node,
+    refusal_of,
+    replacement_node,
+)
 from ._rewrite import rewrite_prompt
 
 __all__ = [
@@ -45,6 +52,8 @@ __all__ = [
     "parse_title",
     "plan_from_json",
     "plan_to_json",
+    "refusal_node",
+    "refusal_of",
     "remote_groups",
     "replacement_node",
     "rewrite_prompt",

@@ -11,6 +11,10 @@ own inputs, so that the prompt in ComfyUI's queue and history says what ran wher
 `in_0…in_N` are links, fed by the nodes that fed the group; output `i` of the node is the
 group's boundary output `i`. The plan is a JSON text because a ComfyUI STRING input is
 the only kind that carries a structure through validation unchanged.
+
+A graph that cannot be cut is queued as one such node whose `group` is a refusal,
+`{"refused": "<message>"}`, under the id of the node to show: its validation fails with
+the message, so ComfyUI answers the queueing with a 400 that names that node.
 """
 
 from __future__ import annotations
@@ -30,7 +34,14 @@ from ._model import (
     Target,
 )
 
-__all__ = ["REPLACEMENT_CLASS", "plan_from_json", "plan_to_json", "replacement_node"]
+__all__ = [
+    "REPLACEMENT_CLASS",
+    "plan_from_json",
+    "plan_to_json",
+    "refusal_node",
+    "refusal_of",
+    "replacement_node",
+]
 
 REPLACEMENT_CLASS = "RemoteDispatchGroup"
 _VERSION = 1
@@ -44,6 +55,26 @@ def replacement_node(plan: GroupPlan) -> dict[str, Any]:
     }
     inputs.update({boundary.name: boundary.source.link() for boundary in plan.inputs})
     return {"class_type": REPLACEMENT_CLASS, "inputs": inputs, "_meta": {"title": plan.group.title}}
+
+
+def refusal_node(message: str) -> dict[str, Any]:
+    """The node that stands for a graph refused whole: its validation fails with `message`."""
+    return {
+        "class_type": REPLACEMENT_CLASS,
+        "inputs": {"group": json.dumps({"refused": message}), "target": ""},
+        "_meta": {"title": "Remote group refused"},
+    }
+
+
+def refusal_of(text: str) -> str | None:
+    """The message of a refusal made by `refusal_node`; None for anything else."""
+    if not text.startswith('{"refused"'):
+        return None
+    try:
+        message = json.loads(text).get("refused")
+    except ValueError:
+        return None
+    return message if isinstance(message, str) else None
 
 
 def plan_to_json(plan: GroupPlan) -> dict[str, Any]:

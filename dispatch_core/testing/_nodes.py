@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._files import FileStore
+from ._latent import LatentFileError, read_latent, write_latent
 from ._pixels import center_crop, color, crop, gray, jpeg_size, resize
 from ._png import Image, PNGError, read_png
 
@@ -320,6 +321,36 @@ def _save_webp(i: Mapping[str, Any], context: Context) -> UI:
     return {"images": saved, "animated": [len(images) != 1]}
 
 
+def _save_latent(i: Mapping[str, Any], context: Context) -> UI:
+    prefix = str(i.get("filename_prefix", "latents/ComfyUI"))
+    try:
+        saved = context.files.save_file("output", prefix, write_latent(i["samples"]), "latent")
+    except ValueError as error:
+        raise NodeFailure("Exception", str(error)) from None
+    return {"latents": [saved]}
+
+
+def _load_latent(i: Mapping[str, Any], context: Context) -> Outputs:
+    name = str(i["latent"])
+    data = context.files.read_input(name)
+    if data is None:
+        raise NodeFailure("FileNotFoundError", f"[Errno 2] No such file or directory: {name!r}")
+    try:
+        return (read_latent(data),)
+    except LatentFileError as error:
+        raise NodeFailure("SafetensorError", str(error)) from None
+
+
+def _preview_any(i: Mapping[str, Any], _: Context) -> UI:
+    """PreviewAny's text: a string as it is, numbers and booleans by str(), others as JSON."""
+    source = i.get("source")
+    if isinstance(source, str):
+        return {"text": [source]}
+    if isinstance(source, int | float | bool):
+        return {"text": [str(source)]}
+    return {"text": [json.dumps(describe(source))]}
+
+
 def _write(context: Context, kind: str, prefix: str, i: Mapping[str, Any]) -> list[Any]:
     try:
         return context.files.save(kind, prefix, i["images"], text=_metadata(context))
@@ -331,6 +362,8 @@ _SAVERS: dict[str, Callable[[Mapping[str, Any], Context], UI]] = {
     "SaveImage": _save,
     "PreviewImage": _preview,
     "SaveAnimatedWEBP": _save_webp,
+    "SaveLatent": _save_latent,
+    "PreviewAny": _preview_any,
 }
 
 _NODES: dict[str, Callable[[Mapping[str, Any], Context], Outputs]] = {
@@ -338,6 +371,7 @@ _NODES: dict[str, Callable[[Mapping[str, Any], Context], Outputs]] = {
     "ImageInvert": _invert,
     "LoadImage": _load_image,
     "LoadImageMask": _load_image_mask,
+    "LoadLatent": _load_latent,
     "ImageToMask": _image_to_mask,
     "MaskToImage": lambda i, _: (i["mask"],),
     "SolidMask": _solid_mask,

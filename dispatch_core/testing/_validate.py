@@ -17,7 +17,7 @@ __all__ = ["Validation", "validate_prompt"]
 InputExists = Callable[[str], bool]
 Result = tuple[bool, list[dict[str, Any]], str]
 # Classes whose VALIDATE_INPUTS names these inputs: built-in range and list checks are skipped.
-_CUSTOM = {"LoadImage": ("image",), "LoadImageMask": ("image",)}
+_CUSTOM = {"LoadImage": ("image",), "LoadImageMask": ("image",), "LoadLatent": ("latent",)}
 
 
 @dataclass
@@ -224,7 +224,7 @@ class _Validator:
         return _range_or_list(name, info, value)
 
     def _custom(self, name: str, value: Any) -> list[dict[str, Any]]:
-        """LoadImage.VALIDATE_INPUTS: any existing annotated input path is fine."""
+        """LoadImage's (and LoadLatent's) VALIDATE_INPUTS: any existing input path is fine."""
         if value is None or self.input_exists(str(value)):
             return []
         return [

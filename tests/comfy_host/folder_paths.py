@@ -10,6 +10,7 @@ import os
 
 base_path = os.path.dirname(os.path.realpath(__file__))
 user_directory = "."
+temp_directory = "."
 
 
 def get_user_directory() -> str:
@@ -21,3 +22,7 @@ def get_system_user_directory(name: str = "system") -> str:
     if not name or name.startswith("_") or not name.replace("_", "").isalnum():
         raise ValueError(f"Invalid system user name: {name!r}")
     return os.path.join(get_user_directory(), "__" + name)
+
+
+def get_temp_directory() -> str:
+    return temp_directory

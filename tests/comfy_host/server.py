@@ -20,6 +20,8 @@ class PromptServer:
         self.routes = web.RouteTableDef()
         self.app = web.Application()
         self.client_id: str | None = None
+        self.last_prompt_id: str | None = None
+        self.on_prompt_handlers: list[Any] = []
         self.messages: list[tuple[str, Any, str | None]] = []
         self.progress_text: list[tuple[str, str, str | None]] = []
         self._lock = threading.Lock()
@@ -33,6 +35,18 @@ class PromptServer:
         if not path:
             return web.Response(status=404)
         return web.FileResponse(path)
+
+    def add_on_prompt_handler(self, handler: Any) -> None:
+        self.on_prompt_handlers.append(handler)
+
+    def trigger_on_prompt(self, json_data: Any) -> Any:
+        """As ComfyUI's: each handler in turn; one that raises is logged and skipped."""
+        for handler in self.on_prompt_handlers:
+            try:
+                json_data = handler(json_data)
+            except Exception:
+                continue
+        return json_data
 
     def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
         """Thread-safe, like ComfyUI's: queued onto the server's loop."""
