@@ -71,8 +71,11 @@ class RemoteDispatchGroup:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, group: str, target: str) -> bool | str:
-        """Refused at queueing: a graph that could not be cut, or a target that is gone."""
+    def VALIDATE_INPUTS(cls, group: str) -> bool | str:
+        """Refused at queueing: a graph that could not be cut, or a target that is gone.
+
+        Only `group` is taken: ComfyUI repeats a refusal once for each input named here.
+        """
         refused = refusal_of(group)
         if refused is not None:
             return refused

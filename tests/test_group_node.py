@@ -111,7 +111,7 @@ async def run(host: Comfy, prompt: dict[str, Any]) -> dict[str, Any]:
             for name, value in node["inputs"].items()
         }
         if node["class_type"] == "RemoteDispatchGroup":
-            assert node_class.VALIDATE_INPUTS(inputs["group"], inputs["target"]) is True
+            assert node_class.VALIDATE_INPUTS(inputs["group"]) is True
             outputs[node_id] = await host.execute(
                 "RemoteDispatchGroup", unique_id=node_id, **inputs
             )
@@ -239,7 +239,7 @@ async def test_a_model_link_across_the_edge_is_refused_at_validation(local: Comf
     queued = queue(local, prompt, {"1": ("Sample [server: gen]", ["3"])})
     ((node_id, node),) = queued.items()
     assert node_id == "3"  # the node the refused link feeds: the frontend marks it
-    message = local.node("RemoteDispatchGroup").VALIDATE_INPUTS(**node["inputs"])
+    message = local.node("RemoteDispatchGroup").VALIDATE_INPUTS(node["inputs"]["group"])
     assert message.startswith("cannot send MODEL into remote group 'Sample': the link from node 4")
     assert "move node 4 (CheckpointLoaderSimple) into the group" in message
 
@@ -251,7 +251,7 @@ async def test_a_target_that_is_not_configured_is_refused_at_validation(local: C
     }
     queued = queue(local, prompt, {"1": ("[server: gpu-z]", ["1", "2"])})
     (node,) = queued.values()
-    message = local.node("RemoteDispatchGroup").VALIDATE_INPUTS(**node["inputs"])
+    message = local.node("RemoteDispatchGroup").VALIDATE_INPUTS(node["inputs"]["group"])
     assert message.startswith("remote group: unknown server 'gpu-z' (known: c, edit, gen)")
 
 
@@ -284,5 +284,5 @@ def test_a_failure_of_the_cut_itself_refuses_rather_than_runs_here(
     }
     queued = handler.on_prompt(body)["prompt"]
     (node,) = queued.values()
-    message = local.node("RemoteDispatchGroup").VALIDATE_INPUTS(**node["inputs"])
+    message = local.node("RemoteDispatchGroup").VALIDATE_INPUTS(node["inputs"]["group"])
     assert message == "remote groups could not be prepared: boom"

@@ -1,0 +1,78 @@
+// Remote groups in ComfyUI's graph: a group's menu sets where its nodes run.
+//
+// Right-click on a group: "Run group on ▸" lists here, the servers, the routes and the
+// fan-outs of the Dispatch config. The choice is written into the group's title (see
+// groups/target.js), which the server reads when the graph is queued.
+
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import { choices, parseTitle, setTarget } from "./groups/target.js";
+
+let config = { servers: {}, routes: {} };
+
+async function loadConfig() {
+  try {
+    const response = await api.fetchApi("/dispatch/config");
+    if (response.ok) config = (await response.json()).config || config;
+  } catch {
+    // No dispatcher answering: the menu offers "here" only.
+  }
+}
+
+function groupUnderMouse(canvas) {
+  const [x, y] = canvas.graph_mouse || [0, 0];
+  return canvas.graph?.getGroupOnPos?.(x, y) || null;
+}
+
+function runOnItem(group) {
+  const current = parseTitle(group.title).target;
+  const options = choices(config).map(({ label, target }) => {
+    const same = JSON.stringify(target) === JSON.stringify(current);
+    return {
+      content: same ? `✓ ${label}` : label,
+      callback: () => {
+        setTarget(group, target);
+        app.graph.setDirtyCanvas(true, true);
+        app.graph.change?.();
+      },
+    };
+  });
+  return {
+    content: current ? `Run group on ▸ (${current.kind}: ${current.name})` : "Run group on ▸",
+    has_submenu: true,
+    submenu: { title: "Run group on", options },
+  };
+}
+
+/** The items for the canvas menu opened over a group; [] elsewhere. */
+function menuItems(canvas) {
+  const group = groupUnderMouse(canvas);
+  if (!group) return [];
+  void loadConfig(); // fresh for the next opening; this one uses what is known
+  return [null, runOnItem(group)];
+}
+
+app.registerExtension({
+  name: "ComfyUI-Dispatch.remoteGroups",
+  // Frontends that collect canvas menu items from extensions (1.28 and later).
+  getCanvasMenuItems(canvas) {
+    if (canvas.__dispatchMenuBuilt) return [];
+    return menuItems(canvas);
+  },
+  async setup() {
+    await loadConfig();
+    api.addEventListener("dispatch.config", (event) => {
+      config = event.detail?.config || config;
+    });
+    // Older frontends (1.27) build the canvas menu in getCanvasMenuOptions only.
+    const canvas = app.canvas;
+    const original = canvas.getCanvasMenuOptions.bind(canvas);
+    canvas.getCanvasMenuOptions = (...args) => {
+      const options = original(...args);
+      const items = menuItems(canvas);
+      canvas.__dispatchMenuBuilt = items.length > 0;
+      queueMicrotask(() => (canvas.__dispatchMenuBuilt = false));
+      return [...options, ...items];
+    };
+  },
+});
