@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..dispatch_core.errors import GroupError
@@ -32,9 +32,19 @@ _REFUSED_ID = "remote_groups"
 
 
 def on_prompt(json_data: dict[str, Any]) -> dict[str, Any]:
-    """The body of a queued prompt, its remote groups cut out; never raises."""
+    """ComfyUI's prompt handler: the body with its remote groups cut out; never raises."""
+    return cut_remote_groups(json_data, local_object_info)
+
+
+def cut_remote_groups(
+    json_data: dict[str, Any], object_info: Callable[[], Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The body of `POST /prompt` with each remote group replaced; never raises.
+
+    `object_info` gives what each node class outputs, asked only when there are groups.
+    """
     try:
-        return _rewritten(json_data)
+        return _rewritten(json_data, object_info)
     except GroupError as error:
         return _refused(json_data, str(error), error.node)
     except Exception as error:  # a bug of ours must not run the groups here instead
@@ -42,7 +52,9 @@ def on_prompt(json_data: dict[str, Any]) -> dict[str, Any]:
         return _refused(json_data, f"remote groups could not be prepared: {error}", None)
 
 
-def _rewritten(json_data: dict[str, Any]) -> dict[str, Any]:
+def _rewritten(
+    json_data: dict[str, Any], object_info: Callable[[], Mapping[str, Any]]
+) -> dict[str, Any]:
     prompt = json_data.get("prompt")
     workflow = _ui_workflow(json_data)
     if not isinstance(prompt, dict) or workflow is None:
@@ -50,7 +62,7 @@ def _rewritten(json_data: dict[str, Any]) -> dict[str, Any]:
     groups = remote_groups(workflow)
     if not groups:
         return json_data
-    rewrite = rewrite_prompt(prompt, groups, object_info=local_object_info())
+    rewrite = rewrite_prompt(prompt, groups, object_info=object_info())
     _check_sizes(rewrite)
     return {**json_data, "prompt": rewrite.prompt}
 

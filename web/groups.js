@@ -6,7 +6,7 @@
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { choices, parseTitle, setTarget } from "./groups/target.js";
+import { choices, parseTitle, refusals, setTarget } from "./groups/target.js";
 
 let config = { servers: {}, routes: {} };
 
@@ -52,6 +52,34 @@ function menuItems(canvas) {
   return [null, runOnItem(group)];
 }
 
+/** A refused remote group, said in a toast: newer frontends show validation details only
+ * on demand, and this one tells what to move. */
+function toastRefusals(error) {
+  const answer = error?.response ?? error?.error ?? error;
+  for (const text of refusals(answer)) {
+    const [first, ...more] = text.split("\n");
+    const rest = more.length ? ` (and ${more.length} more: see the node's error)` : "";
+    app.extensionManager?.toast?.add({
+      severity: "error",
+      summary: "Remote group",
+      detail: first + rest,
+      life: 15000,
+    });
+  }
+}
+
+function watchQueueing() {
+  const queuePrompt = api.queuePrompt.bind(api);
+  api.queuePrompt = async (...args) => {
+    try {
+      return await queuePrompt(...args);
+    } catch (error) {
+      toastRefusals(error);
+      throw error;
+    }
+  };
+}
+
 app.registerExtension({
   name: "ComfyUI-Dispatch.remoteGroups",
   // Frontends that collect canvas menu items from extensions (1.28 and later).
@@ -60,6 +88,7 @@ app.registerExtension({
     return menuItems(canvas);
   },
   async setup() {
+    watchQueueing();
     await loadConfig();
     api.addEventListener("dispatch.config", (event) => {
       config = event.detail?.config || config;

@@ -5,7 +5,9 @@ order (held to recorded transcripts by a conformance test), writes real PNGs tha
 the inputs, validates prompts against real `object_info`, and can be made slow, hung,
 restarted or silent, so that pipelines can be tested without a GPU. `HostilePeer` is one
 that can also misbehave as a compromised server would (echo our headers, redirect, drip,
-nest, send frames that cannot be read), and `BannerServer` a port that is not HTTP at all:
+nest, send frames that cannot be read), and `BannerServer` a port that is not HTTP at all.
+A test can add custom node classes (`CustomNode`) and prompt handlers to a FakePeer, as a
+custom node pack adds them to ComfyUI:
 
     async with FakePeer(job_seconds=0.1, models={"checkpoints": ["sd15.safetensors"]}) as peer:
         ...  # point a Dispatcher or any ComfyUI client at peer.url
@@ -19,10 +21,11 @@ import argparse
 import asyncio
 import contextlib
 
+from ._custom import CustomNode, PromptHandler
 from ._hostile import BannerServer, HostilePeer
 from ._peer import FakePeer
 
-__all__ = ["BannerServer", "FakePeer", "HostilePeer", "main"]
+__all__ = ["BannerServer", "CustomNode", "FakePeer", "HostilePeer", "PromptHandler", "main"]
 
 
 def main(argv: list[str] | None = None) -> None:

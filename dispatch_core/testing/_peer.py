@@ -7,11 +7,12 @@ import collections
 import contextlib
 import heapq
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
+from ._custom import CustomNode, PromptHandler
 from ._files import FileStore
 from ._info import MAX_UPLOAD
 from ._routes import ComfyRoutes
@@ -37,6 +38,8 @@ class FakePeer(ComfyRoutes):
         load_seconds: float | Mapping[str, float] = 0.0,
         cold_seconds: float = 0.0,
         memory_slots: int | None = None,
+        custom_nodes: Mapping[str, CustomNode] | None = None,
+        prompt_handlers: Sequence[PromptHandler] = (),
     ):
         self.host = host
         self.port = port
@@ -60,6 +63,11 @@ class FakePeer(ComfyRoutes):
         """Model files loaded since the peer was created, as its log would show."""
         self.on_load: Callable[[str], None] | None = None
         """Called with each model file loaded (the CLI prints it, as ComfyUI logs it)."""
+        self.custom_nodes = dict(custom_nodes or {})
+        """Class name → a custom node pack's node class, run by this peer as its own."""
+        self.prompt_handlers = list(prompt_handlers)
+        """What custom node packs registered with add_on_prompt_handler: each sees every
+        `POST /prompt` body first; one that raises is skipped, as ComfyUI logs and skips it."""
         self.fail_nodes = dict(fail_nodes or {})
         """Class name → message: every node of that class raises RuntimeError(message)."""
         self.http_delay = 0.0

@@ -10,6 +10,7 @@ import asyncio
 import collections
 import heapq
 import json
+import logging
 import posixpath
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ._custom import CustomNode, PromptHandler
 from ._files import TROUBLE, FileStore, upload, view
 from ._info import FEATURES, MODEL_FOLDERS, object_info, system_stats
 from ._validate import validate_prompt
@@ -33,6 +35,8 @@ class ComfyRoutes:
     # FakePeer's settings and records, documented there.
     port: int
     models: dict[str, list[str]]
+    custom_nodes: dict[str, CustomNode]
+    prompt_handlers: list[PromptHandler]
     files: FileStore
     http_delay: float
     fail_http: dict[str, int]
@@ -62,12 +66,16 @@ class ComfyRoutes:
     # -- answers ------------------------------------------------------------------------
 
     def object_info(self) -> dict[str, Any]:
-        """The shipped object_info with this peer's model lists and input files filled in."""
-        return object_info(self.models, self.files.input_names())
+        """The shipped object_info with this peer's model lists and input files filled in,
+        and its custom nodes."""
+        info = object_info(self.models, self.files.input_names())
+        return info | {name: dict(node.info) for name, node in self.custom_nodes.items()}
 
     def _info(self) -> dict[str, Any]:
         """object_info for validation, rebuilt only when models or input files change."""
-        key = json.dumps([self.models, self.files.input_names()], sort_keys=True)
+        key = json.dumps(
+            [self.models, self.files.input_names(), sorted(self.custom_nodes)], sort_keys=True
+        )
         if self._info_cache[0] != key:
             self._info_cache = (key, self.object_info())
         return self._info_cache[1]
@@ -135,6 +143,7 @@ class ComfyRoutes:
             body = await request.json()
         except ValueError:
             return web.Response(status=500, text=TROUBLE)
+        body = self._handled(body)
         if "number" in body:  # the counter moves even for prompts that fail validation
             number: float = float(body["number"])
         else:
@@ -151,7 +160,9 @@ class ComfyRoutes:
         prompt = body["prompt"]
         prompt_id = str(body.get("prompt_id", uuid.uuid4()))
         targets = body.get("partial_execution_targets")
-        check = validate_prompt(prompt, self._info(), self._input_exists, targets)
+        check = validate_prompt(
+            prompt, self._info(), self._input_exists, targets, custom=self.custom_nodes
+        )
         extra = body.get("extra_data", {})
         if "client_id" in body:
             extra["client_id"] = body["client_id"]
@@ -293,6 +304,15 @@ class ComfyRoutes:
         if folder not in MODEL_FOLDERS:
             return web.Response(status=404)
         return web.json_response(sorted(self.models.get(folder, [])))
+
+    def _handled(self, body: Any) -> Any:
+        """The body after every prompt handler, as PromptServer.trigger_on_prompt does it."""
+        for handler in self.prompt_handlers:
+            try:
+                body = handler(body)
+            except Exception:
+                logging.getLogger(__name__).exception("a prompt handler raised: skipped")
+        return body
 
     def _input_exists(self, name: str) -> bool:
         return self.files.read_input(name) is not None

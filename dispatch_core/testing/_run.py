@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from ._custom import CustomNode
 from ._files import FileStore
 from ._nodes import (
     Context,
@@ -59,6 +60,7 @@ class RunHost(Protocol):
 
     models: dict[str, list[str]]
     fail_nodes: dict[str, str]
+    custom_nodes: dict[str, CustomNode]
     files: FileStore
     prompt_seconds: Callable[[dict[str, Any]], float] | None
     _hub: SocketHub
@@ -302,11 +304,28 @@ class PromptRun:
             progress = {"value": step, "max": steps, "prompt_id": self.prompt_id, "node": node_id}
             self.send("progress", progress, broadcast=True)
         await self.pause(end)  # most nodes never check for an interrupt
-        outputs = self.compute(node_id, class_type, inputs)
+        custom = self.peer.custom_nodes.get(class_type)
+        if custom is not None:
+            outputs = await self.run_custom(node_id, custom, inputs)
+        else:
+            outputs = self.compute(node_id, class_type, inputs)
         self.peer._cache[self.signature[node_id]] = (outputs, self.ui.get(node_id))
         self.executed.append(node_id)
         done = self.states[node_id]["max"]
         self.state(node_id, done, done, "finished")
+
+    async def run_custom(
+        self, node_id: str, node: CustomNode, inputs: dict[str, Any]
+    ) -> tuple[Any, ...]:
+        try:
+            outputs, ui = await node.run(inputs)
+        except Exception as error:  # a pack's node raising: ComfyUI's execution_error
+            raise NodeFailure(type(error).__name__, str(error)) from None
+        if ui is not None:
+            self.ui[node_id] = ui
+            message = {"node": node_id, "display_node": node_id, "output": ui}
+            self.send("executed", message | {"prompt_id": self.prompt_id})
+        return outputs
 
     def compute(self, node_id: str, class_type: str, inputs: dict[str, Any]) -> tuple[Any, ...]:
         if class_type in self.peer.fail_nodes:

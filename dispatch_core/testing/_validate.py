@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._custom import CustomNode
+
 __all__ = ["Validation", "validate_prompt"]
 
 InputExists = Callable[[str], bool]
@@ -48,6 +50,7 @@ def validate_prompt(
     object_info: Mapping[str, Any],
     input_exists: InputExists = lambda _: True,
     targets: list[str] | None = None,
+    custom: Mapping[str, CustomNode] | None = None,
 ) -> Validation:
     """`targets` is `partial_execution_targets`: only those output nodes run."""
     outputs: list[str] = []
@@ -74,7 +77,8 @@ def validate_prompt(
             outputs.append(node_id)
     if not outputs:
         return Validation(_top("prompt_no_outputs", "Prompt has no outputs"))
-    return _validate_outputs(_Validator(prompt, object_info, input_exists), outputs)
+    validator = _Validator(prompt, object_info, input_exists, custom or {})
+    return _validate_outputs(validator, outputs)
 
 
 def _validate_outputs(validator: _Validator, outputs: list[str]) -> Validation:
@@ -124,8 +128,15 @@ def _validate_outputs(validator: _Validator, outputs: list[str]) -> Validation:
 class _Validator:
     """validate_inputs with its `validated` memo shared across outputs."""
 
-    def __init__(self, prompt: Any, object_info: Mapping[str, Any], input_exists: InputExists):
+    def __init__(
+        self,
+        prompt: Any,
+        object_info: Mapping[str, Any],
+        input_exists: InputExists,
+        custom_nodes: Mapping[str, CustomNode],
+    ):
         self.prompt = prompt
+        self.custom_nodes = custom_nodes
         self.info = object_info
         self.input_exists = input_exists
         self.validated: dict[str, Result] = {}
@@ -139,7 +150,8 @@ class _Validator:
         declared = self.info[class_type].get("input") or {}
         required = declared.get("required") or {}
         everything = {**required, **(declared.get("optional") or {})}
-        custom = _CUSTOM.get(class_type, ())
+        pack_node = self.custom_nodes.get(class_type)
+        custom = pack_node.validates if pack_node else _CUSTOM.get(class_type, ())
         errors: list[dict[str, Any]] = []
         valid = True
         for name, config in everything.items():
@@ -157,9 +169,12 @@ class _Validator:
                 problem = self._value(inputs, name, config, name in custom)
             if problem is not None:
                 errors.append(problem)
-        for name in custom:
-            if not isinstance(inputs.get(name), list):
-                errors += self._custom(name, inputs.get(name))
+        if pack_node is not None and pack_node.validate is not None:
+            errors += _pack_validation(pack_node, inputs)
+        else:
+            for name in custom:
+                if not isinstance(inputs.get(name), list):
+                    errors += self._custom(name, inputs.get(name))
         result: Result = (not errors and valid, errors, node_id)
         self.validated[node_id] = result
         return result
@@ -235,6 +250,23 @@ class _Validator:
                 "extra_info": {"input_name": name},
             }
         ]
+
+
+def _pack_validation(node: CustomNode, inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A custom node's VALIDATE_INPUTS: its refusal once for each input it takes."""
+    assert node.validate is not None
+    answer = node.validate(**{name: inputs.get(name) for name in node.validates})
+    if answer is True:
+        return []
+    return [
+        {
+            "type": "custom_validation_failed",
+            "message": "Custom validation failed for node",
+            "details": f"{name} - {answer}",
+            "extra_info": {"input_name": name},
+        }
+        for name in node.validates
+    ]
 
 
 def _config(config: Any) -> list[Any]:

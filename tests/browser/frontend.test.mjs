@@ -177,4 +177,111 @@ for (const version of VERSIONS) {
       host.child.kill();
     }
   });
+
+  test(`frontend ${version}: a remote group runs on its server and hands its image back`, { skip }, async () => {
+    const host = await startHost(version);
+    const context = await browser.newContext({ viewport: { width: 1400, height: 800 } });
+    try {
+      await context.route("https://**", (route) => route.abort());
+      const page = await context.newPage();
+      const frames = [];
+      page.on("websocket", (socket) => socket.on("framereceived", ({ payload }) => frames.push(String(payload))));
+      await openPage(page, host);
+      await loadWorkflow(page, "remote_group.json");
+
+      // The group's menu sets its target, which a save and a reload keep.
+      await runGroupOn(page, "Edit", "Server: gpu-a");
+      const saved = await page.evaluate(() => JSON.stringify(window.app.graph.serialize()));
+      await page.evaluate(async (text) => window.app.loadGraphData(JSON.parse(text)), saved);
+      assert.deepEqual(await groupTitles(page), ["Edit [server: gpu-a]"]);
+
+      await page.evaluate(() => window.app.queuePrompt(0, 1));
+      const executed = await waitForFrame(frames, (m) => m.type === "executed" && m.data.node === "3");
+      const image = executed.data.output.images[0];
+      const query = new URLSearchParams({ filename: image.filename, subfolder: image.subfolder, type: image.type });
+      const pixel = await page.evaluate(async (url) => {
+        const picture = new Image();
+        picture.src = url;
+        await picture.decode();
+        const canvas = Object.assign(document.createElement("canvas"), { width: 1, height: 1 });
+        const drawing = canvas.getContext("2d");
+        drawing.drawImage(picture, 0, 0);
+        return [...drawing.getImageData(0, 0, 1, 1).data];
+      }, `${host.base}/api/view?${query}`);
+      assert.deepEqual(pixel, [0, 255, 255, 255], "the local SaveImage has the peer's inverted red");
+      await page.screenshot({ path: join(SHOTS, `remote-group-${version}.png`) });
+
+      const config = await (await fetch(`${host.base}/dispatch/config`)).json();
+      const history = await (await fetch(`${config.config.servers["gpu-a"].url}/history`)).json();
+      const ran = Object.values(history).map((entry) => Object.values(entry.prompt[2]).map((n) => n.class_type).sort());
+      assert.deepEqual(ran, [["ImageInvert", "LoadImage", "PreviewImage"]], "the group ran on gpu-a");
+
+      // A MODEL link across the group's edge: refused before anything runs, saying why.
+      await loadWorkflow(page, "model_across.json");
+      await page.evaluate(() => window.app.queuePrompt(0, 1));
+      // In our toast (1.5x shows ComfyUI's own details only on demand).
+      await page.getByText("Remote group", { exact: true }).first().waitFor({ timeout: 10000 });
+      const refusal = /^cannot send MODEL into remote group 'Sample': the link from node 1 .* \(and 2 more: see the node's error\)$/;
+      await page.getByText(refusal).first().waitFor({ timeout: 10000 });
+      await page.screenshot({ path: join(SHOTS, `remote-group-refused-${version}.png`) });
+    } finally {
+      await context.close();
+      host.child.kill();
+    }
+  });
+}
+
+/** The page of a host, past the first-start tutorial, with the graph's app ready. */
+async function openPage(page, host) {
+  const stored = await fetch(`${host.base}/api/settings`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ "Comfy.TutorialCompleted": true }),
+  });
+  assert.equal(stored.status, 200);
+  await page.goto(`${host.base}/`);
+  await page.getByRole("button", { name: TAB, exact: true }).waitFor({ timeout: 60000 });
+  await page.waitForFunction(() => window.app?.graph && window.app?.canvas, null, { timeout: 20000 });
+}
+
+async function loadWorkflow(page, name) {
+  const workflow = JSON.parse(readFileSync(join(ROOT, "tests", "browser", "workflows", name), "utf8"));
+  await page.evaluate(async (data) => {
+    await window.app.loadGraphData(data);
+    const canvas = window.app.canvas;
+    canvas.ds.scale = 1;
+    canvas.ds.offset = [0, 0];
+    canvas.setDirty(true, true);
+  }, workflow);
+}
+
+function groupTitles(page) {
+  return page.evaluate(() => window.app.graph._groups.map((group) => group.title));
+}
+
+/** Right-click the group's title bar, then pick "Run group on ▸" and the choice. */
+async function runGroupOn(page, title, choice) {
+  const at = await page.evaluate((wanted) => {
+    const canvas = window.app.canvas;
+    const group = window.app.graph._groups.find((g) => g.title.startsWith(wanted));
+    const [x, y] = canvas.ds.convertOffsetToCanvas([group.pos[0] + 40, group.pos[1] + 12]);
+    const box = canvas.canvas.getBoundingClientRect();
+    return { x: box.left + x, y: box.top + y };
+  }, title);
+  await page.mouse.click(at.x, at.y, { button: "right" });
+  await page.getByText("Run group on ▸").first().click();
+  await page.getByText(choice, { exact: true }).first().click();
+}
+
+async function waitForFrame(frames, matches, timeout = 20000) {
+  const end = Date.now() + timeout;
+  while (Date.now() < end) {
+    for (const frame of frames) {
+      if (!frame.startsWith("{")) continue;
+      const message = JSON.parse(frame);
+      if (matches(message)) return message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error("no such frame on the page's /ws");
 }

@@ -11,8 +11,8 @@ page asks its server for, as recorded from a real ComfyUI 0.3.64 in
 `web/` at `/extensions/ComfyUI-Dispatch/` and listed by `/api/extensions`, settings, users,
 userdata, i18n and the model folders. Our `/dispatch/*` routes come from a DispatchService
 whose config names two more fake peers, `gpu-a` and `gpu-b`; its events reach the page
-over `/ws`, as ComfyUI's `send_sync` sends them. It prints its URL, then serves until
-SIGTERM or Ctrl-C.
+over `/ws`, as ComfyUI's `send_sync` sends them. Remote groups run as with the package in
+ComfyUI (`remote_group.py`). It prints its URL, then serves until SIGTERM or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from dispatch_core.http import add_routes  # noqa: E402
 from dispatch_core.service import DispatchService  # noqa: E402
 from dispatch_core.testing import FakePeer  # noqa: E402
 from dispatch_core.testing._info import MODEL_FOLDERS  # noqa: E402
+
+import remote_group  # noqa: E402  (beside this file)
 
 EXTENSION = "ComfyUI-Dispatch"
 """The folder name under custom_nodes/, which ComfyUI serves the WEB_DIRECTORY under."""
@@ -188,13 +190,15 @@ async def serve(frontend: Path, port: int, stop: asyncio.Event) -> None:
         async with contextlib.AsyncExitStack() as stack:
             peers = [await stack.enter_async_context(FakePeer(job_seconds=0.3)) for _ in SERVERS]
             config = {"servers": {n: p.url for n, p in zip(SERVERS, peers, strict=True)}}
-            config["routes"] = {"default": SERVERS[0]}
+            config["routes"] = {"default": SERVERS[0], "pool": list(SERVERS)}
             (folder / "config.json").write_text(json.dumps(config))
             service = DispatchService(folder, status_interval=0.5)
             stack.push_async_callback(service.close)
-            host = await stack.enter_async_context(
-                FrontendHost(frontend, service, port=port, job_seconds=0.3)
-            )
+            models = {"checkpoints": ["sd15.safetensors"]}
+            host = FrontendHost(frontend, service, port=port, job_seconds=0.3, models=models)
+            host.custom_nodes["RemoteDispatchGroup"] = remote_group.group_node(service)
+            host.prompt_handlers.append(remote_group.prompt_handler(host))
+            await stack.enter_async_context(host)
             print(f"frontend host on {host.url}/ (frontend {frontend})", flush=True)
             await stop.wait()
     finally:

@@ -49,3 +49,20 @@ export function setTarget(group, target) {
   group.title = titled(group.title, target);
   group.color = target ? REMOTE_COLOR : undefined;
 }
+
+/**
+ * The refusals of remote groups in an answer of POST /prompt ({ node_errors }): one text
+ * per refused node, without ComfyUI's "group - " prefix. ComfyUI names the failing input
+ * first; the message after it says what to move.
+ */
+export function refusals(answer) {
+  const found = [];
+  for (const node of Object.values(answer?.node_errors || {})) {
+    if (node?.class_type !== "RemoteDispatchGroup") continue;
+    for (const error of node.errors || []) {
+      const text = String(error?.details || "").replace(/^group - /, "");
+      if (text && !found.includes(text)) found.push(text);
+    }
+  }
+  return found;
+}
