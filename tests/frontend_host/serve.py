@@ -36,12 +36,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: dispatch_core from this checkout
     sys.path.insert(0, str(ROOT))
 
+import remote_group  # noqa: E402  (beside this file)
+
 from dispatch_core.http import add_routes  # noqa: E402
 from dispatch_core.service import DispatchService  # noqa: E402
 from dispatch_core.testing import FakePeer  # noqa: E402
 from dispatch_core.testing._info import MODEL_FOLDERS  # noqa: E402
-
-import remote_group  # noqa: E402  (beside this file)
 
 EXTENSION = "ComfyUI-Dispatch"
 """The folder name under custom_nodes/, which ComfyUI serves the WEB_DIRECTORY under."""
