@@ -68,6 +68,8 @@ class JobSpec:
     cache: bool = False
     """Serve a repeat of this very request (same workflow, values and images) from the
     result cache, when the config's cache is on."""
+    name: str | None = None
+    """What a job list calls it (a remote group's title, say); else the template's name."""
 
     def __post_init__(self) -> None:
         if (self.workflow is None) == (self.template is None):
@@ -75,7 +77,9 @@ class JobSpec:
 
     @property
     def label(self) -> str:
-        """What a job list shows: the template's name, or "workflow"."""
+        """What a job list shows: its name, the template's name, or "workflow"."""
+        if self.name:
+            return self.name
         return self.template.name if self.template is not None else "workflow"
 
 

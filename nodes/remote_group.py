@@ -120,16 +120,16 @@ def _servers(target: Target) -> tuple[str, ...]:
 
 def _specs(plan: GroupPlan, inputs: Mapping[str, Any]) -> list[JobSpec]:
     """One job, or one per server of a fan-out (server i with every seed + i)."""
-    target = plan.group.target
+    target, name = plan.group.target, plan.group.title
     builder = _builder(plan, inputs)
     if target.kind == "fan-out":
         return [
-            JobSpec("fan-out", workflow=_seeded(builder, index), server=server)
+            JobSpec("fan-out", workflow=_seeded(builder, index), server=server, name=name)
             for index, server in enumerate(_servers(target))
         ]
     if target.kind == "server":
-        return [JobSpec(str(target), workflow=builder, server=target.name)]
-    return [JobSpec(target.name, workflow=builder)]
+        return [JobSpec(str(target), workflow=builder, server=target.name, name=name)]
+    return [JobSpec(target.name, workflow=builder, name=name)]
 
 
 def _builder(plan: GroupPlan, inputs: Mapping[str, Any]) -> WorkflowBuilder:

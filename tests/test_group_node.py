@@ -148,6 +148,8 @@ async def test_a_group_runs_on_its_peer_and_the_local_save_gets_its_pixels(local
     saved = outputs["3"][0]
     assert tuple(saved.shape) == (1, 4, 6, 3)
     assert pixels(saved)[:3] == b"\x00\xff\xff"  # red, inverted on the peer
+    (job,) = local.service.jobs.activity.recent()
+    assert job.label == "Edit [server: edit]" and job.server == "edit"
 
 
 async def test_a_batch_crosses_as_one_loader_per_image(local: Comfy) -> None:
