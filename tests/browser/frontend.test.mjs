@@ -229,6 +229,41 @@ for (const version of VERSIONS) {
       host.child.kill();
     }
   });
+
+  test(`frontend ${version}: Queue graph on ▸ sends the whole graph to a server, Alt+Enter again`, { skip }, async () => {
+    const host = await startHost(version);
+    const context = await browser.newContext({ viewport: { width: 1400, height: 800 } });
+    try {
+      await context.route("https://**", (route) => route.abort());
+      const page = await context.newPage();
+      await openPage(page, host);
+      await loadWorkflow(page, "remote_group.json"); // its group is local: the whole graph goes
+
+      const empty = await screenPoint(page, [100, 520]);
+      await page.mouse.click(empty.x, empty.y, { button: "right" });
+      await page.getByText("Queue graph on ▸").first().click();
+      await page.getByText("Server: gpu-b", { exact: true }).first().click();
+      await page.getByText(/^Done on gpu-b in [\d.]+ s, 1 file\(s\): see the Dispatch tab$/).first().waitFor({ timeout: 20000 });
+
+      await page.mouse.click(empty.x, empty.y); // the canvas has the keyboard
+      await page.keyboard.press("Alt+Enter");
+      let jobs = [];
+      for (let tries = 0; tries < 100 && jobs.length < 2; tries++) {
+        const records = await (await fetch(`${host.base}/dispatch/jobs`)).json();
+        jobs = records.filter((job) => job.server === "gpu-b" && job.state === "done");
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      assert.equal(jobs.length, 2, "Alt+Enter queued the graph on gpu-b again");
+      const config = await (await fetch(`${host.base}/dispatch/config`)).json();
+      const history = await (await fetch(`${config.config.servers["gpu-b"].url}/history`)).json();
+      const ran = Object.values(history).map((entry) => Object.values(entry.prompt[2]).map((n) => n.class_type).sort().join(","));
+      assert.deepEqual([...new Set(ran)], ["EmptyImage,ImageInvert,SaveImage"], "the whole graph ran on gpu-b");
+      await page.screenshot({ path: join(SHOTS, `queue-on-${version}.png`) });
+    } finally {
+      await context.close();
+      host.child.kill();
+    }
+  });
 }
 
 /** The page of a host, past the first-start tutorial, with the graph's app ready. */
@@ -259,15 +294,23 @@ function groupTitles(page) {
   return page.evaluate(() => window.app.graph._groups.map((group) => group.title));
 }
 
-/** Right-click the group's title bar, then pick "Run group on ▸" and the choice. */
-async function runGroupOn(page, title, choice) {
-  const at = await page.evaluate((wanted) => {
+/** Where a point of the graph is on the screen. */
+function screenPoint(page, point) {
+  return page.evaluate(([gx, gy]) => {
     const canvas = window.app.canvas;
-    const group = window.app.graph._groups.find((g) => g.title.startsWith(wanted));
-    const [x, y] = canvas.ds.convertOffsetToCanvas([group.pos[0] + 40, group.pos[1] + 12]);
+    const [x, y] = canvas.ds.convertOffsetToCanvas([gx, gy]);
     const box = canvas.canvas.getBoundingClientRect();
     return { x: box.left + x, y: box.top + y };
+  }, point);
+}
+
+/** Right-click the group's title bar, then pick "Run group on ▸" and the choice. */
+async function runGroupOn(page, title, choice) {
+  const corner = await page.evaluate((wanted) => {
+    const group = window.app.graph._groups.find((g) => g.title.startsWith(wanted));
+    return [group.pos[0] + 40, group.pos[1] + 12];
   }, title);
+  const at = await screenPoint(page, corner);
   await page.mouse.click(at.x, at.y, { button: "right" });
   await page.getByText("Run group on ▸").first().click();
   await page.getByText(choice, { exact: true }).first().click();

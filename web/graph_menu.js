@@ -1,12 +1,18 @@
-// Remote groups in ComfyUI's graph: a group's menu sets where its nodes run.
+// Dispatch in ComfyUI's graph: where a group's nodes run, and where the whole graph runs.
 //
 // Right-click on a group: "Run group on ▸" lists here, the servers, the routes and the
 // fan-outs of the Dispatch config. The choice is written into the group's title (see
-// groups/target.js), which the server reads when the graph is queued.
+// groups/target.js), which the server reads when the graph is queued. Right-click on the
+// canvas: "Queue graph on ▸" sends the whole graph to a server or route now; Alt+Enter
+// sends it again to the last one.
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { jobEndToasts, lastTarget, queueGraphOn } from "./groups/queue_on.js";
 import { choices, parseTitle, refusals, setTarget } from "./groups/target.js";
+
+const QUEUE_ON_LAST = "ComfyUI-Dispatch.QueueOnLast";
+const queuedHere = new Set();
 
 let config = { servers: {}, routes: {} };
 
@@ -44,12 +50,27 @@ function runOnItem(group) {
   };
 }
 
-/** The items for the canvas menu opened over a group; [] elsewhere. */
+function toast(severity, detail) {
+  app.extensionManager?.toast?.add({ severity, summary: "Dispatch", detail, life: 6000 });
+}
+
+async function queueOn(target) {
+  const id = await queueGraphOn({ app, api, toast }, target);
+  if (id) queuedHere.add(id);
+}
+
+function queueOnItem() {
+  const options = choices(config)
+    .filter(({ target }) => target && target.kind !== "fan-out")
+    .map(({ label, target }) => ({ content: label, callback: () => void queueOn(target) }));
+  return { content: "Queue graph on ▸", has_submenu: true, submenu: { title: "Queue graph on", options } };
+}
+
+/** The items for the canvas menu: over a group, where it runs; elsewhere, the graph's. */
 function menuItems(canvas) {
-  const group = groupUnderMouse(canvas);
-  if (!group) return [];
   void loadConfig(); // fresh for the next opening; this one uses what is known
-  return [null, runOnItem(group)];
+  const group = groupUnderMouse(canvas);
+  return [null, group ? runOnItem(group) : queueOnItem()];
 }
 
 /** A refused remote group, said in a toast: newer frontends show validation details only
@@ -81,7 +102,20 @@ function watchQueueing() {
 }
 
 app.registerExtension({
-  name: "ComfyUI-Dispatch.remoteGroups",
+  name: "ComfyUI-Dispatch.graph",
+  commands: [
+    {
+      id: QUEUE_ON_LAST,
+      label: "Queue the graph on the last Dispatch server or route",
+      icon: "pi pi-share-alt",
+      function: () => {
+        const target = lastTarget();
+        if (target) return queueOn(target);
+        toast("warn", "Pick a server once: right-click the canvas, Queue graph on ▸");
+      },
+    },
+  ],
+  keybindings: [{ combo: { key: "Enter", alt: true }, commandId: QUEUE_ON_LAST }],
   // Frontends that collect canvas menu items from extensions (1.28 and later).
   getCanvasMenuItems(canvas) {
     if (canvas.__dispatchMenuBuilt) return [];
@@ -90,6 +124,8 @@ app.registerExtension({
   async setup() {
     watchQueueing();
     await loadConfig();
+    const ended = jobEndToasts(queuedHere, toast);
+    api.addEventListener("dispatch.job", (event) => ended(event.detail));
     api.addEventListener("dispatch.config", (event) => {
       config = event.detail?.config || config;
     });
