@@ -30,6 +30,7 @@ from .._files import private_folder, write_atomically
 from ..service import DispatchService
 from . import add_routes
 from ._guard import HostPolicy, refusal
+from .metrics import get_metrics
 
 __all__ = ["create_app", "default_folder", "panel_folder", "serve"]
 
@@ -114,6 +115,7 @@ def create_app(
     add_routes(routes, service, policy=policy)
     app.add_routes(routes)
     app.router.add_get("/dispatch/ws", hub.handler)
+    app.router.add_get("/metrics", _metrics(service))  # where scrapers look by default
     app.router.add_post("/dispatch/session", _session(token))
     app.router.add_get("/", _redirect_to_panel)
     app.router.add_get("/dispatch/ui", _redirect_to_panel)
@@ -128,6 +130,13 @@ def create_app(
 
     app.on_shutdown.append(close)
     return app
+
+
+def _metrics(service: DispatchService) -> _Handler:
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        return await get_metrics(request, service)
+
+    return metrics
 
 
 async def _redirect_to_panel(request: web.Request) -> web.StreamResponse:
@@ -162,6 +171,7 @@ def _guard(token: str | None, policy: HostPolicy) -> Any:
             return web.json_response(body, status=refused.status)
         path = request.path
         guarded = path.startswith("/dispatch/") and not path.startswith("/dispatch/ui")
+        guarded = guarded or path == "/metrics"
         if guarded and path != "/dispatch/session" and token is not None:
             if not _has_token(request, token):
                 return _unauthorized(request)

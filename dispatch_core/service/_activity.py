@@ -38,6 +38,12 @@ class JobRecord:
     prompt_id: str | None = None
     error: str | None = None
     files: tuple[OutputFile, ...] = ()
+    timings: dict[str, float | None] | None = None
+    """The result's instants (queued, started, executed, finished), once done."""
+    key: str | None = None
+    """The name of the API key that asked for it, on the standalone gateway."""
+    webhook: dict[str, Any] | None = None
+    """Where its outcome is sent, and how that went: url, state, status, attempts."""
 
     @property
     def duration(self) -> float | None:
@@ -69,6 +75,9 @@ class JobRecord:
             prompt_id=text("prompt_id"),
             error=text("error"),
             files=tuple(_output_file(f) for f in data.get("files") or () if isinstance(f, dict)),
+            timings=_mapping(data.get("timings")),
+            key=text("key"),
+            webhook=_mapping(data.get("webhook")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +96,9 @@ class JobRecord:
                 f.to_dict() | {"index": i, "download": f"/dispatch/jobs/{self.id}/files/{i}"}
                 for i, f in enumerate(self.files)
             ],
+            "timings": self.timings,
+            "key": self.key,
+            "webhook": self.webhook,
         }
 
 
@@ -95,6 +107,10 @@ def _state(text: str | None) -> JobState:
         return JobState(text or "")
     except ValueError:
         return JobState.FAILED  # a state this version does not know has ended, unseen
+
+
+def _mapping(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else None
 
 
 def _output_file(data: dict[str, Any]) -> OutputFile:
@@ -164,6 +180,7 @@ class Activity:
         record.state = JobState.DONE
         record.server, record.prompt_id = result.server, result.prompt_id
         record.files = result.without_data().files
+        record.timings = result.to_dict()["timings"]
         record.finished_at = time.time()
         self._changed(record)
 

@@ -28,6 +28,7 @@ from ._config_store import ConfigStore, Edit
 from ._fleet import Fleet
 from ._job_table import JobTable
 from ._jobs import Jobs
+from ._metrics import Metrics
 from ._monitor import Monitor
 from ._support import Background, Events, Notify, StateFile
 from ._templates import Templates
@@ -56,6 +57,7 @@ class DispatchService:
         comfyui: str | Path | None = None,
         comfyui_args: Sequence[str] = (),
         worker_command: Sequence[str] | None = None,
+        metrics: bool = True,
     ):
         self.folder = Path(folder)
         self.config_path = Path(config_path) if config_path else self.folder / "config.json"
@@ -74,6 +76,12 @@ class DispatchService:
         self.jobs = Jobs(self.ready, self._config, self.templates, activity)
         calibrations = StateFile(self.folder / "calibration.json")
         self.monitor = Monitor(self.ready, self._config, self._events, calibrations)
+        self.metrics = (
+            Metrics.create(lambda: self._dispatcher, self.monitor.latencies) if metrics else None
+        )
+        """Prometheus metrics, or None without prometheus-client (or with `metrics=False`)."""
+        if self.metrics is not None:
+            self._events.listen(self.metrics.listen)
         self.fleet = Fleet(
             WorkerManager(
                 self.folder / "workers",
