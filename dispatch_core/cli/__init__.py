@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._logs import FORMATS
 from ..errors import DispatchError
 from . import _commands
 
@@ -49,6 +50,7 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, default=Path("."), help="folder for the outputs")
     run.add_argument("--timeout", type=float, default=None, help="seconds (default: config)")
+    _add_logging(run)
     run.set_defaults(handler=_commands.run)
 
     serve = commands.add_parser(
@@ -90,6 +92,7 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
         metavar="FOLDER",
         help="the ComfyUI checkout that managed workers run (main.py in it)",
     )
+    _add_logging(serve)
     serve.set_defaults(handler=_commands.serve)
 
     status = commands.add_parser("status", help="show every server's state")
@@ -97,6 +100,22 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_commands.status)
     return parser
+
+
+def _add_logging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="human",
+        help="log lines for people (default) or one JSON object a line, with the job id, "
+        "route, server and prompt id as keys",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="info: one line a job when it ends; debug: every step (default: info)",
+    )
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ from . import _config_edits as edits
 from ._activity import Activity, JobRecord
 from ._config_store import ConfigStore, Edit
 from ._fleet import Fleet
+from ._job_log import JobLog
 from ._job_table import JobTable
 from ._jobs import Jobs
 from ._metrics import Metrics
@@ -82,6 +83,7 @@ class DispatchService:
         """Prometheus metrics, or None without prometheus-client (or with `metrics=False`)."""
         if self.metrics is not None:
             self._events.listen(self.metrics.listen)
+        self._events.listen(JobLog().listen)
         self.fleet = Fleet(
             WorkerManager(
                 self.folder / "workers",
