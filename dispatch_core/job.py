@@ -68,6 +68,9 @@ class JobSpec:
     cache: bool = False
     """Serve a repeat of this very request (same workflow, values and images) from the
     result cache, when the config's cache is on."""
+    webhook: str | None = None
+    """A URL that receives the job's outcome when it ends, signed (the service sends it;
+    the route's or the config's `webhooks` URL if None). The dispatcher alone ignores it."""
 
     def __post_init__(self) -> None:
         if (self.workflow is None) == (self.template is None):

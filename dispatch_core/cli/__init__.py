@@ -92,6 +92,13 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
         metavar="FOLDER",
         help="the ComfyUI checkout that managed workers run (main.py in it)",
     )
+    serve.add_argument(
+        "--webhooks-internal",
+        action="store_true",
+        default=os.environ.get("DISPATCH_WEBHOOKS_INTERNAL", "") == "1",
+        help="let webhooks reach loopback and private addresses (a receiver on this machine "
+        "or the LAN); by default only public ones (also $DISPATCH_WEBHOOKS_INTERNAL=1)",
+    )
     _add_logging(serve)
     serve.set_defaults(handler=_commands.serve)
 

@@ -86,6 +86,7 @@ async def serve(args: argparse.Namespace) -> int:
             status_every=args.status_every,
             comfyui=args.comfyui,
             allow_hosts=tuple(args.allow_host),
+            webhooks_internal=args.webhooks_internal,
             ready=say,
             stop=stop,
         )

@@ -20,6 +20,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "server": str,
     "timeout": (int, float),
     "output_node": str,
+    "webhook": str,
 }
 """What the body takes besides `route`, and the JSON type of each."""
 _MAX_TIMEOUT = 7 * 86400.0

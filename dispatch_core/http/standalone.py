@@ -249,6 +249,7 @@ async def serve(
     status_every: float = 5.0,
     comfyui: Path | None = None,
     allow_hosts: tuple[str, ...] = (),
+    webhooks_internal: bool = False,
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -269,7 +270,11 @@ async def serve(
         if not (folder / "config.json").exists():
             print(await _first_config(folder), file=sys.stderr)
     service = DispatchService(
-        folder, config_path=config, status_interval=status_every, comfyui=comfyui
+        folder,
+        config_path=config,
+        status_interval=status_every,
+        comfyui=comfyui,
+        webhooks_internal=webhooks_internal,
     )
     if service.config_error:
         print(f"warning: {service.config_error}", file=sys.stderr)

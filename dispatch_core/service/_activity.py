@@ -154,9 +154,17 @@ class Activity:
                 table.put(record.to_dict(), terminal=True)
             self._records[record.id] = record
 
-    def start(self, label: str, route: str, server: str | None = None) -> JobRecord:
+    def start(
+        self,
+        label: str,
+        route: str,
+        server: str | None = None,
+        *,
+        key: str | None = None,
+        webhook: dict[str, Any] | None = None,
+    ) -> JobRecord:
         record = JobRecord(id=f"j{uuid.uuid4().hex[:16]}", label=label, route=route)
-        record.server = server
+        record.server, record.key, record.webhook = server, key, webhook
         self._records[record.id] = record
         self._changed(record)
         self._evict()
@@ -193,6 +201,12 @@ class Activity:
             record.prompt_id = error.prompt_id or record.prompt_id
         record.finished_at = time.time()
         self._changed(record)
+
+    def update(self, record: JobRecord) -> None:
+        """Write and announce a change made to a record in place (its webhook's progress);
+        a record already evicted stays gone."""
+        if self._records.get(record.id) is record:
+            self._changed(record)
 
     def get(self, job_id: str) -> JobRecord | None:
         return self._records.get(job_id)

@@ -65,5 +65,6 @@ class JobLog:
         fields["webhook_status"] = webhook.get("status")
         text = f"job {fields['job']}: webhook {webhook.get('state')} after "
         text += f"{webhook.get('attempts')} attempts (last answer {webhook.get('status')})"
-        level = logging.INFO if webhook.get("state") == "delivered" else logging.WARNING
+        levels = {"delivered": logging.INFO, "sending": logging.DEBUG}
+        level = levels.get(str(webhook.get("state")), logging.WARNING)
         _log.log(level, "%s", text, extra={"dispatch": fields})
