@@ -102,11 +102,36 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
     _add_logging(serve)
     serve.set_defaults(handler=_commands.serve)
 
+    _add_keys(commands)
+
     status = commands.add_parser("status", help="show every server's state")
     _add_target(status)
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_commands.status)
     return parser
+
+
+def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser("keys", help="the gateway's named API keys: create, list, revoke")
+    keys.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="the gateway's config file; its keys.json lies beside it (default: "
+        "~/.config/comfyui-dispatch)",
+    )
+    actions = keys.add_subparsers(required=True, dest="action", metavar="ACTION")
+    create = actions.add_parser(
+        "create", help="make a key; it is printed once, then only its hash is kept"
+    )
+    create.add_argument("name", help="letters, digits, '.', '_', '-'; shown in logs and metrics")
+    create.add_argument(
+        "--rate", default=None, metavar="N/min", help="requests a minute (default: no limit)"
+    )
+    actions.add_parser("list", help="every key's name, rate and creation time (never the key)")
+    revoke = actions.add_parser("revoke", help="delete a key: the gateway refuses it at once")
+    revoke.add_argument("name")
+    keys.set_defaults(handler=_commands.keys)
 
 
 def _add_logging(parser: argparse.ArgumentParser) -> None:

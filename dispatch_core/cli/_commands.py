@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -96,6 +97,27 @@ async def serve(args: argparse.Namespace) -> int:
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+async def keys(args: argparse.Namespace) -> int:
+    from ..http.standalone import default_folder
+    from ..service._keys import ApiKeys, parse_rate
+
+    folder = args.config.parent if args.config is not None else default_folder()
+    store = ApiKeys(folder / "keys.json")
+    if args.action == "create":
+        folder.mkdir(parents=True, exist_ok=True)
+        print(store.create(args.name, parse_rate(args.rate)))
+        print(f"key {args.name!r} created: it is shown this once", file=sys.stderr)
+    elif args.action == "list":
+        for key in store.list():
+            rate = f"{key['rate']}/min" if key["rate"] else "no limit"
+            made = time.strftime("%Y-%m-%d %H:%M", time.localtime(key["created"]))
+            print(f"{key['name']:<24} {rate:<12} created {made}")
+    else:
+        store.revoke(args.name)
+        print(f"key {args.name!r} revoked", file=sys.stderr)
+    return 0
 
 
 @contextlib.contextmanager

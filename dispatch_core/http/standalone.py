@@ -28,7 +28,9 @@ from aiohttp import web
 
 from .._files import private_folder, write_atomically
 from ..service import DispatchService
+from ..service._keys import ApiKeys
 from . import add_routes
+from ._gateway_keys import authorize
 from ._guard import HostPolicy, refusal
 from .metrics import get_metrics
 
@@ -110,7 +112,10 @@ def create_app(
     token = _checked_token(token)
     hub = _EventHub()
     service.notify = hub.notify
-    app = web.Application(client_max_size=_MAX_BODY, middlewares=[_guard(token, policy)])
+    if service.keys is None:
+        service.keys = ApiKeys(service.folder / "keys.json")
+    guard = _guard(token, policy, service.keys)
+    app = web.Application(client_max_size=_MAX_BODY, middlewares=[guard])
     routes = web.RouteTableDef()
     add_routes(routes, service, policy=policy)
     app.add_routes(routes)
@@ -162,7 +167,7 @@ def _checked_token(token: str | None) -> str | None:
     return token.strip() if token is not None else None
 
 
-def _guard(token: str | None, policy: HostPolicy) -> Any:
+def _guard(token: str | None, policy: HostPolicy, keys: ApiKeys | None = None) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
         refused = refusal(request, policy)  # every path: the panel's page and files too
@@ -172,9 +177,11 @@ def _guard(token: str | None, policy: HostPolicy) -> Any:
         path = request.path
         guarded = path.startswith("/dispatch/") and not path.startswith("/dispatch/ui")
         guarded = guarded or path == "/metrics"
-        if guarded and path != "/dispatch/session" and token is not None:
-            if not _has_token(request, token):
-                return _unauthorized(request)
+        if guarded and path != "/dispatch/session":
+            token_ok = token is None or _has_token(request, token)
+            denied = authorize(request, keys, token_ok=token_ok, unauthorized=_unauthorized)
+            if denied is not None:
+                return denied
         return await handler(request)
 
     return guard

@@ -30,6 +30,7 @@ from ._fleet import Fleet
 from ._job_log import JobLog
 from ._job_table import JobTable
 from ._jobs import Jobs
+from ._keys import ApiKeys
 from ._metrics import Metrics
 from ._monitor import Monitor
 from ._support import Background, Events, Notify, StateFile
@@ -85,6 +86,8 @@ class DispatchService:
         self.jobs = Jobs(self.ready, self._config, self.templates, activity, self.webhooks.target)
         calibrations = StateFile(self.folder / "calibration.json")
         self.monitor = Monitor(self.ready, self._config, self._events, calibrations)
+        self.keys: ApiKeys | None = None
+        """The gateway's named API keys (`keys.json`); None inside ComfyUI."""
         self.metrics = (
             Metrics.create(lambda: self._dispatcher, self.monitor.latencies) if metrics else None
         )
