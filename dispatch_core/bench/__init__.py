@@ -80,10 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, default=20, help="jobs a row with --peers (default: 20)"
     )
+    parser.add_argument(
+        "--job",
+        default="calibration",
+        metavar="tiny|calibration|FILE",
+        help="the pool row's job with --peers: tiny (8×8, all overhead), calibration (blur "
+        "and invert a 1024² batch, the default), or your API-format workflow (seeds varied)",
+    )
     args = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", file=sys.stderr)
     if args.peers:
-        rows = asyncio.run(run_on_peers(args.peers, max(args.jobs, 2)))
+        rows = asyncio.run(run_on_peers(args.peers, max(args.jobs, 2), args.job))
     else:
         rows = asyncio.run(run(args.quick))
     print(render(rows))

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -158,12 +158,14 @@ async def makespan(urls: Sequence[str], jobs: list[JobSpec], **config: Any) -> f
     return took
 
 
-async def peers_alone(urls: Sequence[str], jobs_each: int) -> float:
+async def peers_alone(
+    urls: Sequence[str], jobs_each: int, make: Callable[[int], dict[str, Any]] = tiny
+) -> float:
     """How long the peers themselves take with all their prompts queued on them at once."""
 
     async def one(session: aiohttp.ClientSession, url: str) -> None:
         for i in range(jobs_each):
-            async with session.post(url + "/prompt", json={"prompt": tiny(i)}) as response:
+            async with session.post(url + "/prompt", json={"prompt": make(i)}) as response:
                 await response.read()
         while True:
             async with session.get(url + "/prompt") as response:
