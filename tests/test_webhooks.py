@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from local_http import call_json, serve_routes, start
 
-from dispatch_core._outbound import is_internal
+from dispatch_core._outbound import is_internal, reachable
 from dispatch_core.job import JobSpec
 from dispatch_core.service import DispatchService
 from dispatch_core.testing import FakePeer
@@ -252,3 +252,46 @@ async def test_a_delivery_cut_short_by_a_restart_is_sent_on_the_next_start(
             hook = await until_settled(again, record.id)
     assert (hook["state"], hook["attempts"], hook["status"]) == ("delivered", 2, 204)
     assert [json.loads(b)["id"] for _, b in found.deliveries] == [record.id, record.id]
+
+
+@pytest.mark.parametrize(
+    ("address", "by_default", "allowed_internal"),
+    [
+        ("93.184.216.34", True, True),
+        ("2606:4700::1111", True, True),
+        ("127.0.0.1", False, True),
+        ("::1", False, True),
+        ("10.1.2.3", False, True),
+        ("192.168.0.9", False, True),
+        ("100.64.0.1", False, True),  # carrier-grade NAT
+        ("::ffff:10.0.0.1", False, True),
+        ("169.254.169.254", False, False),  # cloud metadata: never
+        ("fe80::1", False, False),
+        ("0.0.0.0", False, False),
+        ("224.0.0.1", False, False),
+        ("240.0.0.1", False, False),
+    ],
+)
+def test_which_addresses_a_webhook_may_reach(
+    address: str, by_default: bool, allowed_internal: bool
+) -> None:
+    assert reachable(address, allow_internal=False) is by_default
+    assert reachable(address, allow_internal=True) is allowed_internal
+
+
+async def test_the_metadata_address_is_refused_even_when_internal_ones_are_allowed(
+    tmp_path: Path,
+) -> None:
+    async with FakePeer() as peer, service_of(tmp_path, peer) as service:
+        runner, base = await serve_routes(service)
+        try:
+            async with aiohttp.ClientSession() as session:
+                body = {
+                    "route": "gen",
+                    "workflow": workflows.invert(1),
+                    "webhook": "http://169.254.169.254/latest/meta-data/",
+                }
+                status, answer = await call_json(session, "POST", base + "/dispatch/run", body)
+        finally:
+            await runner.cleanup()
+    assert (status, answer["field"]) == (400, "webhook")

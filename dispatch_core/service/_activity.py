@@ -188,7 +188,8 @@ class Activity:
         record.state = JobState.DONE
         record.server, record.prompt_id = result.server, result.prompt_id
         record.files = result.without_data().files
-        record.timings = result.to_dict()["timings"]
+        # a cached result's instants are those of the run it repeats: not this job's
+        record.timings = None if result.cached else result.to_dict()["timings"]
         record.finished_at = time.time()
         self._changed(record)
 

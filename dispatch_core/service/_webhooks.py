@@ -88,8 +88,8 @@ class Webhooks:
                 own = url = check_webhook_url(own)
             except ValueError as bad:
                 raise InputError(str(bad), field="webhook") from None
-            if not self.allow_internal:
-                refuse_internal_literal(urlsplit(own).hostname or "", field="webhook")
+            host = urlsplit(own).hostname or ""
+            refuse_internal_literal(host, field="webhook", allow_internal=self.allow_internal)
         return {"url": url, "state": "pending", "attempts": 0, "status": None, "error": None}
 
     def listen(self, event: str, data: dict[str, Any]) -> None:
@@ -155,8 +155,8 @@ class Webhooks:
             "User-Agent": "comfyui-dispatch-webhook",
         }
         try:
-            if not self.allow_internal:
-                refuse_internal_literal(urlsplit(url).hostname or "", field="webhook")
+            host = urlsplit(url).hostname or ""
+            refuse_internal_literal(host, field="webhook", allow_internal=self.allow_internal)
             async with self._client().post(
                 url, data=body, headers=headers, allow_redirects=False
             ) as response:
