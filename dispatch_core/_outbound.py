@@ -26,6 +26,7 @@ from .errors import InputError
 __all__ = [
     "InternalAddress",
     "OutboundResolver",
+    "RefusedName",
     "is_internal",
     "reachable",
     "refuse_internal_literal",
@@ -34,6 +35,11 @@ __all__ = [
 
 class InternalAddress(InputError):
     """A URL that would reach an address the policy keeps out of reach."""
+
+
+class RefusedName(OSError):
+    """A name that resolves only to addresses out of reach (raised inside aiohttp's connect,
+    which wraps it: look for it along `__cause__`)."""
 
 
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
@@ -102,7 +108,7 @@ class OutboundResolver(AbstractResolver):
         allow = self.allow_internal
         kept = [e for e in found if reachable(str(e["host"]), allow_internal=allow)]
         if not kept:
-            raise OSError(f"{host} resolves only to internal addresses, which are refused")
+            raise RefusedName(f"{host} resolves only to internal addresses, which are refused")
         return kept
 
     async def close(self) -> None:

@@ -21,6 +21,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 from .._files import write_atomically
 from ..errors import Conflict, InputError, NotFound
 
-__all__ = ["ApiKey", "ApiKeys", "parse_rate"]
+__all__ = ["ApiKey", "ApiKeys", "parse_rate", "retry_after"]
 
 _PREFIX = "dk_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -71,7 +72,7 @@ def parse_rate(text: str | int | None) -> int | None:
 class ApiKeys:
     """The keys in one file, and each key's bucket of requests."""
 
-    def __init__(self, path: Path, *, clock: Any = time.monotonic):
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.monotonic):
         self.path = path
         self._clock = clock
         self._keys: dict[str, ApiKey] = {}

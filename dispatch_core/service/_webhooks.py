@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from .._files import write_atomically
-from .._outbound import InternalAddress, OutboundResolver, refuse_internal_literal
+from .._outbound import InternalAddress, OutboundResolver, RefusedName, refuse_internal_literal
 from ..config import Config, check_webhook_url
 from ..errors import InputError
 from ._activity import Activity, JobRecord
@@ -207,9 +207,12 @@ def _payload(record: JobRecord) -> dict[str, Any]:
 
 
 def _refused_by_policy(failure: BaseException) -> bool:
+    """Whether our resolver refused the name (aiohttp wraps what it raised)."""
     seen: BaseException | None = failure
-    while seen is not None:
-        if "resolves only to internal addresses" in str(seen):
+    for _ in range(10):  # a chain of causes, never a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, RefusedName):
             return True
         seen = seen.__cause__ or getattr(seen, "os_error", None)
     return False
