@@ -66,7 +66,7 @@ async def test_the_page_counts_a_run_of_jobs_by_route_server_and_outcome(tmp_pat
     failed = (("key", ""), ("outcome", "failed"), ("route", "edit"), ("server", "b"))
     assert page[("dispatch_jobs_total", failed)] == 1
     for phase in ("queued", "running", "fetching"):
-        phase_labels = (("phase", phase), ("route", "gen"), ("server", "a"))
+        phase_labels = (("key", ""), ("phase", phase), ("route", "gen"), ("server", "a"))
         assert page[("dispatch_job_phase_seconds_count", phase_labels)] == 3
     assert page[("dispatch_submitted_total", ())] == 5
     assert page[("dispatch_completed_total", ())] == 4  # the failure did not complete

@@ -73,7 +73,7 @@ class Metrics:
             "dispatch_job_phase_seconds",
             "Seconds of a job: queued (until its peer starts it), running (until the peer "
             "says it is over), fetching (until its outputs are in hand).",
-            ["phase", "route", "server"],
+            ["phase", "route", "server", "key"],
             buckets=_PHASE_BUCKETS,
             registry=self.registry,
         )
@@ -128,12 +128,13 @@ class Metrics:
 
     def _ended(self, data: dict[str, Any], state: str) -> None:
         route, server = str(data.get("route") or ""), str(data.get("server") or "")
-        self.jobs.labels(route, server, state, str(data.get("key") or "")).inc()
+        key = str(data.get("key") or "")
+        self.jobs.labels(route, server, state, key).inc()
         timings = data.get("timings") or {}
         instants = [timings.get(k) for k in ("queued", "started", "executed", "finished")]
         for phase, start, end in zip(_PHASES, instants, instants[1:], strict=False):
             if isinstance(start, (int, float)) and isinstance(end, (int, float)):
-                self.phases.labels(phase, route, server).observe(max(end - start, 0.0))
+                self.phases.labels(phase, route, server, key).observe(max(end - start, 0.0))
 
 
 class _Seen(NamedTuple):
