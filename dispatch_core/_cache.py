@@ -54,10 +54,12 @@ class ResultCache(Generic[V]):
         return CacheHit(self._entries[(namespace, found)], found, distance)
 
     def _nearest(self, namespace: str, key: str) -> tuple[str, int] | None:
-        """Only keys within `max_distance` of the length can be that close: skip the rest."""
+        """Only keys within `max_distance` of the length can be that close: skip the rest.
+        The nearest lengths go first, so that a close match found early tightens the
+        cutoff and spares the buckets further away."""
         buckets = self._keys.get(namespace, {})
         best: tuple[str, int] | None = None
-        for length in range(len(key) - self.max_distance, len(key) + self.max_distance + 1):
+        for length in _by_closeness(len(key), self.max_distance):
             choices = buckets.get(length)
             if not choices:
                 continue
@@ -82,3 +84,11 @@ class ResultCache(Generic[V]):
     def clear(self) -> None:
         self._entries.clear()
         self._keys.clear()
+
+
+def _by_closeness(length: int, reach: int) -> list[int]:
+    """`length`, then `length ± 1`, … up to `length ± reach`."""
+    order = [length]
+    for step in range(1, reach + 1):
+        order += [length - step, length + step]
+    return order

@@ -56,6 +56,8 @@ class JobRun:
         """The failure of an earlier try, if this job is trying again."""
         self.needs = needs_of(self.builder.view())
         self.reason = ""
+        self.executed: float | None = None
+        """When the peer said the prompt was over (set by the runner)."""
         """Why the server was chosen, for the result."""
         self._waiting_for = "a free slot"
 
@@ -112,7 +114,8 @@ class JobRun:
                         files.append(_output_file(peer, str(node_id), item))
                     elif key == "text" and isinstance(item, str):
                         text.append(item)
-        timings = Timings(queued=self.queued, started=_started_at(entry), finished=time.time())
+        started, now = _started_at(entry), time.time()
+        timings = Timings(self.queued, started=started, finished=now, executed=self.executed)
         return DispatchResult(
             server=peer.name,
             prompt_id=prompt_id,

@@ -154,9 +154,10 @@ class PeerClient(PeerSocket):
                 if on_finished is not None and watch.done.done():
                     on_finished()
             entry = watch.done.result()
-            if entry.get("from") == "websocket":
+            if entry.get("from") == "websocket" and not entry.get("whole"):
                 # The history lists cached outputs too; if it cannot be had, the outputs the
                 # frames announced are the result: running the prompt again would be worse.
+                # When the frames saw the whole run, they are the history: one request less.
                 with contextlib.suppress(PeerUnreachable, BadResponse):
                     entry = await self.history(prompt_id) or entry
             return entry

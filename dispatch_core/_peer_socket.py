@@ -179,13 +179,14 @@ class PeerSocket(PeerHTTP):
                 if message.type == aiohttp.WSMsgType.TEXT:
                     heard = self._take_frame(message.data) or heard
                 elif message.type == aiohttp.WSMsgType.ERROR:
-                    self.dropped_frames += 1  # too large or not WebSocket: aiohttp closes it
+                    self._dropped()  # too large or not WebSocket: aiohttp closes it
         return heard
 
     def _recheck_everything(self) -> None:
         """After a (re)connect, frames may have been missed: check every open prompt."""
         for watch in self._watches.values():
             watch.last_frame_at = float("-inf")
+            watch.gap = True
         self._recheck_now.set()
 
     def _take_frame(self, text: str) -> bool:
@@ -199,8 +200,14 @@ class PeerSocket(PeerHTTP):
             )
             used = False
         if not used:
-            self.dropped_frames += 1
+            self._dropped()
         return used
+
+    def _dropped(self) -> None:
+        """A frame could not be read: it may have been any open prompt's output."""
+        self.dropped_frames += 1
+        for watch in self._watches.values():
+            watch.gap = True
 
     def _on_text(self, text: str) -> bool:
         try:

@@ -143,6 +143,7 @@ class Runner:
                 lane.release()
 
         def finished() -> None:
+            run.executed = time.time()
             seconds = time.monotonic() - began
             scheduler = self.servers.scheduler
             lane.residency.finish(booking, seconds, lambda f: scheduler.load_cost(lane, f))

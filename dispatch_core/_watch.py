@@ -57,6 +57,11 @@ class PromptWatch:
         self.error: PeerError | None = None
         self.polled = False
         """Followed by polling only: a prompt another client submitted."""
+        self.cached_seen: bool = False
+        self.start_stamp: float | None = None
+        """The peer's own `execution_start` timestamp, in seconds."""
+        self.gap = False
+        """A frame may have been missed (a reconnect, a dropped frame) while it was open."""
         self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._progress_tasks: set[asyncio.Task[None]] = set()
 
@@ -69,8 +74,11 @@ class PromptWatch:
         self.last_frame_at = time.monotonic()
         if kind == "execution_start":
             self.started_at = time.time()
+            stamp = data.get("timestamp")
+            self.start_stamp = stamp / 1000 if isinstance(stamp, (int, float)) else None
             self._report(None, 0, max(self.nodes_total, 1))  # it runs: say so before any node
         elif kind == "execution_cached":
+            self.cached_seen = True
             self.cached_nodes.update(str(n) for n in _list(data.get("nodes")))
         elif kind == "executed" and data.get("node") is not None:
             output = data.get("output")
@@ -87,7 +95,23 @@ class PromptWatch:
         elif kind == "execution_interrupted":
             self.error = interrupted(self.server, data, self.clean)
         elif kind == "executing" and data.get("node") is None:
-            self.finish({"outputs": self.outputs, "from": "websocket"})
+            self.finish(self._entry_from_frames())
+
+    def _entry_from_frames(self) -> dict[str, Any]:
+        """The history entry the frames make. `whole` when they hold every output: the run
+        was seen from its start, nothing was cached (a cached node's outputs may not be
+        announced again) and no frame can have been missed; else the caller asks `/history`.
+        """
+        whole = self.started_at is not None and self.cached_seen and not self.cached_nodes
+        entry: dict[str, Any] = {
+            "outputs": self.outputs,
+            "from": "websocket",
+            "whole": whole and not self.gap,
+        }
+        if self.start_stamp is not None:
+            start = {"timestamp": self.start_stamp * 1000}
+            entry["status"] = {"messages": [["execution_start", start]]}
+        return entry
 
     def _on_progress_state(self, nodes: Mapping[str, Any]) -> None:
         finished = {

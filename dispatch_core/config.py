@@ -34,6 +34,8 @@ __all__ = [
     "Config",
     "ServerConfig",
     "Timeouts",
+    "WebhookSettings",
+    "check_webhook_url",
     "load_config",
     "save_config",
 ]
@@ -100,6 +102,21 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Where jobs' outcomes are sent when they end (a job may name its own URL instead)."""
+
+    url: str | None = None
+    """For every job whose route names none."""
+    routes: Mapping[str, str] = field(default_factory=dict)
+    """Route → URL, for that route's jobs."""
+    retry_for: float = 600.0
+    """Seconds after a job's end during which a failed delivery is tried again."""
+
+    def for_route(self, route: str) -> str | None:
+        return self.routes.get(route, self.url)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole dispatcher configuration."""
 
@@ -109,6 +126,7 @@ class Config:
     every enabled server, and the dispatcher picks among those that have what it needs."""
     timeouts: Timeouts = field(default_factory=Timeouts)
     cache: CacheSettings = field(default_factory=CacheSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     def servers_for(self, route: str, *, server: str | None = None) -> tuple[str, ...]:
         """The enabled servers a job of `route` may run on, or just `server` when named.
@@ -162,7 +180,15 @@ class Config:
                 "max_distance": self.cache.max_distance,
                 "max_entries": self.cache.max_entries,
             },
-        }
+        } | (
+            {"webhooks": _webhooks_dict(self.webhooks)}
+            if self.webhooks != WebhookSettings()
+            else {}
+        )
+
+
+def _webhooks_dict(webhooks: WebhookSettings) -> dict[str, Any]:
+    return {"url": webhooks.url, "routes": dict(webhooks.routes), "retry_for": webhooks.retry_for}
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -199,7 +225,8 @@ class _Parser:
         return ConfigError(message, key=key, path=self.path)
 
     def config(self, data: Any) -> Config:
-        obj = self.mapping("(top level)", data, {"servers", "routes", "timeouts", "cache"})
+        allowed = {"servers", "routes", "timeouts", "cache", "webhooks"}
+        obj = self.mapping("(top level)", data, allowed)
         servers = self.servers(obj.get("servers", {}))
         routes = self.routes(obj.get("routes", {}), servers)
         return Config(
@@ -207,6 +234,7 @@ class _Parser:
             routes=routes,
             timeouts=self.timeouts(obj.get("timeouts", {})),
             cache=self.cache(obj.get("cache", {})),
+            webhooks=self.webhooks(obj.get("webhooks", {})),
         )
 
     def mapping(self, key: str, value: Any, allowed: set[str]) -> Mapping[str, Any]:
@@ -352,6 +380,31 @@ class _Parser:
             ),
         )
 
+    def webhooks(self, value: Any) -> WebhookSettings:
+        obj = self.mapping("webhooks", value, {"url", "routes", "retry_for"})
+        routes = obj.get("routes", {})
+        if not isinstance(routes, Mapping):
+            raise self.fail(
+                "webhooks.routes", f"expected an object of route → URL, got {_kind(routes)}"
+            )
+        url = obj.get("url")
+        return WebhookSettings(
+            url=None if url is None else self.webhook_url("webhooks.url", url),
+            routes={
+                self.name("webhooks.routes", name): self.webhook_url(f"webhooks.routes.{name}", u)
+                for name, u in routes.items()
+            },
+            retry_for=self.number("webhooks.retry_for", obj.get("retry_for", 600.0), float, 0),
+        )
+
+    def webhook_url(self, key: str, value: Any) -> str:
+        """An http(s) URL without credentials; unlike a server's, it may carry a query
+        (receivers often take their own token there)."""
+        try:
+            return check_webhook_url(value)
+        except ValueError as error:
+            raise self.fail(key, str(error)) from None
+
     def boolean(self, key: str, value: Any) -> bool:
         if not isinstance(value, bool):
             raise self.fail(key, f"expected true or false, got {_kind(value)}")
@@ -376,6 +429,25 @@ class _Parser:
             bound = "greater than" if strict else "at least"
             raise self.fail(key, f"must be {bound} {minimum:g}, got {value!r}")
         return kind(value)
+
+
+def check_webhook_url(value: Any) -> str:
+    """`value` as a webhook URL, or ValueError saying why not. Which addresses it may
+    reach is decided when it is sent (`_outbound`), once its name is resolved."""
+    if not isinstance(value, str) or len(value) > 2048:
+        raise ValueError(f"expected a URL string of at most 2048 characters, got {_kind(value)}")
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"{value[:100]!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value[:100]!r} is not an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        raise ValueError("a webhook URL takes no user name, password or fragment")
+    if any(c in value for c in "\r\n\0 "):
+        raise ValueError("a webhook URL has no spaces or line breaks")
+    return value.strip()
 
 
 def _kind(value: Any) -> str:

@@ -70,6 +70,9 @@ class JobSpec:
     result cache, when the config's cache is on."""
     name: str | None = None
     """What a job list calls it (a remote group's title, say); else the template's name."""
+    webhook: str | None = None
+    """A URL that receives the job's outcome when it ends, signed (the service sends it;
+    the route's or the config's `webhooks` URL if None). The dispatcher alone ignores it."""
 
     def __post_init__(self) -> None:
         if (self.workflow is None) == (self.template is None):

@@ -95,6 +95,8 @@ class Timings:
     """When the peer began executing it (`execution_start`), or when it was submitted."""
     finished: float | None = None
     """When the result was in hand."""
+    executed: float | None = None
+    """When the peer said the prompt was over: `finished` minus this is the fetching."""
 
     @property
     def duration(self) -> float | None:
@@ -157,5 +159,6 @@ class DispatchResult:
                 "queued": self.timings.queued,
                 "started": self.timings.started,
                 "finished": self.timings.finished,
+                "executed": self.timings.executed,
             },
         }

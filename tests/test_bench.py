@@ -36,3 +36,18 @@ async def test_quick_benchmark_prints_every_row() -> None:
     assert table[0].startswith("| row |")
     for row in ROWS:
         assert sum(row in line for line in table) == 1, row
+
+
+async def test_the_benchmark_measures_servers_it_is_given() -> None:
+    from dispatch_core.testing import FakePeer
+
+    async with FakePeer(job_seconds=0.02) as one, FakePeer(job_seconds=0.04) as two:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dispatch_core.bench", "--peers", one.url, two.url,
+            "--jobs", "4", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    table = out.decode().splitlines()
+    for row in ("added latency per job", "completion detection", "pool of 2 servers, 4 "):
+        assert sum(row in line for line in table) == 1, row

@@ -20,6 +20,7 @@ import { createApi } from "./panel/api.js";
 import { createDrafts, h } from "./panel/dom.js";
 import { applyConfig, createEvents } from "./panel/events.js";
 import { jobsSection } from "./panel/jobs.js";
+import { keysSection, loadKeys } from "./panel/keys.js";
 import { routesSection } from "./panel/routes.js";
 import { serversSection } from "./panel/servers.js";
 import { templatesSection } from "./panel/templates.js";
@@ -45,6 +46,8 @@ export function createPanel(host) {
     workerLog: null, // {name, text}
     gpus: null, // {gpus: [{index, name, memory_mb, workers}], source}, read when the panel loads
     message: null, // {kind, text}
+    keys: null, // the gateway's API keys [{name, rate, created}]; null: no keys here
+    newKey: null, // {name, key}: a key just made, shown once
   };
   let root = null;
   const { field, forget } = createDrafts();
@@ -114,6 +117,7 @@ export function createPanel(host) {
       templatesSection(ctx),
       workersSection(ctx),
       jobsSection(ctx),
+      keysSection(ctx) || "",
     );
     const again = key && find(key);
     if (!again) return;
@@ -131,6 +135,7 @@ export function createPanel(host) {
       element.replaceChildren(root);
       render();
       events.load();
+      loadKeys(ctx);
     },
     unmount() {
       root = null;

@@ -3,6 +3,7 @@
 Fake ComfyUI peers run in their own processes on loopback (so their work does not share
 the dispatcher's event loop); each row measures the dispatcher and its baseline in the
 same run and prints medians and a ratio. `--quick` runs a few jobs a row, for tests.
+`--peers URL …` measures the user's own ComfyUI servers instead (see `_own`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
+from ._own import run_on_peers
 from ._rows import (
     Row,
     row_detection,
@@ -67,7 +69,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m dispatch_core.bench", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="a few jobs a row (a smoke test)")
+    parser.add_argument(
+        "--peers",
+        nargs="+",
+        metavar="URL",
+        default=None,
+        help="measure these ComfyUI servers of yours instead of fake peers: per-job overhead "
+        "and completion detection on the first, the pool's makespan on all",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=20, help="jobs a row with --peers (default: 20)"
+    )
+    parser.add_argument(
+        "--job",
+        default="calibration",
+        metavar="tiny|calibration|FILE",
+        help="the pool row's job with --peers: tiny (8×8, all overhead), calibration (blur "
+        "and invert a 1024² batch, the default), or your API-format workflow (seeds varied)",
+    )
     args = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", file=sys.stderr)
-    print(render(asyncio.run(run(args.quick))))
+    if args.peers:
+        rows = asyncio.run(run_on_peers(args.peers, max(args.jobs, 2), args.job))
+    else:
+        rows = asyncio.run(run(args.quick))
+    print(render(rows))
     return 0

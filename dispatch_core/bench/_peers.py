@@ -9,7 +9,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -20,6 +20,7 @@ from ..job import JobSpec
 
 __all__ = [
     "counted_peers",
+    "given_or_spawned",
     "makespan",
     "peers_alone",
     "pool_config",
@@ -48,6 +49,18 @@ async def spawn_peers(count: int, job_seconds: float, *flags: str) -> AsyncItera
     """Fake peers in child processes; their URLs."""
     async with counted_peers(count, job_seconds, *flags) as (urls, _):
         yield urls
+
+
+@contextlib.asynccontextmanager
+async def given_or_spawned(
+    urls: Sequence[str], count: int, job_seconds: float
+) -> AsyncIterator[list[str]]:
+    """The user's own servers when given (`--peers`), else fake peers spawned for the row."""
+    if urls:
+        yield list(urls)
+        return
+    async with spawn_peers(count, job_seconds) as spawned:
+        yield spawned
 
 
 @contextlib.asynccontextmanager
@@ -101,12 +114,16 @@ def pool_config(urls: Sequence[str], **extra: Any) -> Config:
 
 
 async def raw_job(
-    session: aiohttp.ClientSession, url: str, frames: asyncio.Queue[str], client_id: str
+    session: aiohttp.ClientSession,
+    url: str,
+    frames: asyncio.Queue[str],
+    client_id: str,
+    seed: int = 0,
 ) -> float:
     """The baseline client: POST /prompt, wait on the WebSocket, GET /history and /view."""
     began = time.perf_counter()
     prompt_id = str(uuid.uuid4())
-    body = {"prompt": tiny(), "client_id": client_id, "prompt_id": prompt_id}
+    body = {"prompt": tiny(seed), "client_id": client_id, "prompt_id": prompt_id}
     async with session.post(url + "/prompt", json=body) as response:
         await response.read()
     while True:
@@ -141,12 +158,14 @@ async def makespan(urls: Sequence[str], jobs: list[JobSpec], **config: Any) -> f
     return took
 
 
-async def peers_alone(urls: Sequence[str], jobs_each: int) -> float:
+async def peers_alone(
+    urls: Sequence[str], jobs_each: int, make: Callable[[int], dict[str, Any]] = tiny
+) -> float:
     """How long the peers themselves take with all their prompts queued on them at once."""
 
     async def one(session: aiohttp.ClientSession, url: str) -> None:
         for i in range(jobs_each):
-            async with session.post(url + "/prompt", json={"prompt": tiny(i)}) as response:
+            async with session.post(url + "/prompt", json={"prompt": make(i)}) as response:
                 await response.read()
         while True:
             async with session.get(url + "/prompt") as response:

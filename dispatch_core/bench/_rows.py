@@ -21,7 +21,15 @@ from rapidfuzz.distance import Levenshtein
 from .._cache import ResultCache
 from .._dispatcher import Dispatcher
 from ..job import JobSpec
-from ._peers import makespan, peers_alone, pool_config, raw_job, spawn_peers, tiny
+from ._peers import (
+    given_or_spawned,
+    makespan,
+    peers_alone,
+    pool_config,
+    raw_job,
+    spawn_peers,
+    tiny,
+)
 
 __all__ = [
     "Row",
@@ -45,8 +53,9 @@ class Row:
     met: bool
 
 
-async def row_latency(jobs: int) -> Row:
-    async with spawn_peers(1, 0.0) as urls, aiohttp.ClientSession() as session:
+async def row_latency(jobs: int, urls: Sequence[str] = ()) -> Row:
+    """`urls`: a server of the user's to measure on, instead of a fake peer."""
+    async with given_or_spawned(urls, 1, 0.0) as urls, aiohttp.ClientSession() as session:
         frames: asyncio.Queue[str] = asyncio.Queue()
         client_id = uuid.uuid4().hex
         async with session.ws_connect(urls[0] + "/ws", params={"clientId": client_id}) as ws:
@@ -59,10 +68,10 @@ async def row_latency(jobs: int) -> Row:
             raw, ours = [], []
             async with Dispatcher(pool_config(urls)) as dispatcher:
                 await dispatcher.peer("p0").start()
-                for _ in range(jobs):  # interleaved, so both see the same machine state
-                    raw.append(await raw_job(session, urls[0], frames, client_id))
+                for i in range(jobs):  # interleaved, so both see the same machine state
+                    raw.append(await raw_job(session, urls[0], frames, client_id, 2 * i))
                     began = time.perf_counter()
-                    result = await dispatcher.run("pool", tiny())
+                    result = await dispatcher.run("pool", tiny(2 * i + 1))  # never cached
                     await asyncio.gather(*(f.read() for f in result.files))
                     ours.append(time.perf_counter() - began)
             reader.cancel()
@@ -78,15 +87,16 @@ async def row_latency(jobs: int) -> Row:
     )
 
 
-async def row_detection(jobs: int, poll: float = 1.2) -> Row:
-    """Time from the peer's `execution_success` to the result in hand, against polling."""
+async def row_detection(jobs: int, poll: float = 1.2, urls: Sequence[str] = ()) -> Row:
+    """Time from the peer's `execution_success` to the result in hand, against polling;
+    `urls`: a server of the user's to measure on, instead of a fake peer."""
 
     def success_ms(entry: dict[str, Any]) -> float:
         return next(
             m[1]["timestamp"] for m in entry["status"]["messages"] if m[0] == "execution_success"
         )
 
-    async with spawn_peers(1, 0.05) as urls, aiohttp.ClientSession() as session:
+    async with given_or_spawned(urls, 1, 0.05) as urls, aiohttp.ClientSession() as session:
         ours, polled = [], []
         async with Dispatcher(pool_config(urls)) as dispatcher:
             await dispatcher.peer("p0").start()
@@ -98,7 +108,7 @@ async def row_detection(jobs: int, poll: float = 1.2) -> Row:
             for i in range(jobs):
                 prompt_id = str(uuid.uuid4())
                 async with session.post(
-                    urls[0] + "/prompt", json={"prompt": tiny(i), "prompt_id": prompt_id}
+                    urls[0] + "/prompt", json={"prompt": tiny(jobs + i), "prompt_id": prompt_id}
                 ):
                     pass
                 while not (entry := await dispatcher.peer("p0").history(prompt_id)):  # noqa: ASYNC110

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .._logs import FORMATS
 from ..errors import DispatchError
 from . import _commands
 
@@ -49,6 +50,7 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, default=Path("."), help="folder for the outputs")
     run.add_argument("--timeout", type=float, default=None, help="seconds (default: config)")
+    _add_logging(run)
     run.set_defaults(handler=_commands.run)
 
     serve = commands.add_parser(
@@ -90,13 +92,62 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
         metavar="FOLDER",
         help="the ComfyUI checkout that managed workers run (main.py in it)",
     )
+    serve.add_argument(
+        "--webhooks-internal",
+        action="store_true",
+        default=os.environ.get("DISPATCH_WEBHOOKS_INTERNAL", "") == "1",
+        help="let webhooks reach loopback and private addresses (a receiver on this machine "
+        "or the LAN); by default only public ones (also $DISPATCH_WEBHOOKS_INTERNAL=1)",
+    )
+    _add_logging(serve)
     serve.set_defaults(handler=_commands.serve)
+
+    _add_keys(commands)
 
     status = commands.add_parser("status", help="show every server's state")
     _add_target(status)
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_commands.status)
     return parser
+
+
+def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser("keys", help="the gateway's named API keys: create, list, revoke")
+    keys.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="the gateway's config file; its keys.json lies beside it (default: "
+        "~/.config/comfyui-dispatch)",
+    )
+    actions = keys.add_subparsers(required=True, dest="action", metavar="ACTION")
+    create = actions.add_parser(
+        "create", help="make a key; it is printed once, then only its hash is kept"
+    )
+    create.add_argument("name", help="letters, digits, '.', '_', '-'; shown in logs and metrics")
+    create.add_argument(
+        "--rate", default=None, metavar="N/min", help="requests a minute (default: no limit)"
+    )
+    actions.add_parser("list", help="every key's name, rate and creation time (never the key)")
+    revoke = actions.add_parser("revoke", help="delete a key: the gateway refuses it at once")
+    revoke.add_argument("name")
+    keys.set_defaults(handler=_commands.keys)
+
+
+def _add_logging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default="human",
+        help="log lines for people (default) or one JSON object a line, with the job id, "
+        "route, server and prompt id as keys",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="info: one line a job when it ends; debug: every step (default: info)",
+    )
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:

@@ -6,13 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from .._dispatcher import Dispatcher, ServerStatus
+from .._logs import configure
 from ..config import Config, load_config
 from ..result import Progress
 from ..workflow import WorkflowBuilder
@@ -20,6 +23,7 @@ from ..workflow import WorkflowBuilder
 __all__ = ["DEFAULT_SERVER", "run", "serve", "status"]
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
+_log = logging.getLogger("dispatch_core.cli")
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -35,6 +39,7 @@ async def run(args: argparse.Namespace) -> int:
         known = ", ".join(config.routes) or "none"
         print(f"error: say which route with --route (configured: {known})", file=sys.stderr)
         return 2
+    _logging(args)
     builder = WorkflowBuilder.from_file(args.workflow)
     for assignment in args.sets:
         path, _, value = assignment.partition("=")
@@ -42,7 +47,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"error: --set {assignment!r}: expected NODE.INPUT=VALUE", file=sys.stderr)
             return 2
         builder.set_path(path, _parse_value(value))
-    bar = _ProgressBar(sys.stderr)
+    bar = _ProgressBar(sys.stderr if args.log_format == "human" else None)
     async with Dispatcher(config) as dispatcher:
         result = await dispatcher.run(route, builder, timeout=args.timeout, on_progress=bar.update)
         bar.close()
@@ -54,13 +59,24 @@ async def run(args: argparse.Namespace) -> int:
         for text in result.text:
             print(text)
     took = result.timings.duration or 0.0
-    print(f"done on {result.server} in {took:.1f} s (prompt {result.prompt_id})", file=sys.stderr)
+    if args.log_format == "json":
+        fields = {"route": route, "server": result.server, "prompt_id": result.prompt_id}
+        _log.info("done in %.1f s", took, extra={"dispatch": fields | {"duration": took}})
+    else:
+        done = f"done on {result.server} in {took:.1f} s (prompt {result.prompt_id})"
+        print(done, file=sys.stderr)
     return 0
+
+
+def _logging(args: argparse.Namespace) -> None:
+    configure(args.log_format, level=getattr(logging, args.log_level.upper()))
 
 
 async def serve(args: argparse.Namespace) -> int:
     from ..http.standalone import serve as serve_http  # the server's imports: only here
 
+    _logging(args)
+    say = _say if args.log_format == "human" else _log.info  # JSON owns stderr: lines only
     stop = asyncio.Event()
     with _stopped_by_signals(stop):
         await serve_http(
@@ -71,9 +87,36 @@ async def serve(args: argparse.Namespace) -> int:
             status_every=args.status_every,
             comfyui=args.comfyui,
             allow_hosts=tuple(args.allow_host),
+            webhooks_internal=args.webhooks_internal,
+            ready=say,
             stop=stop,
         )
-    print("ComfyUI-Dispatch stopped: workers stopped, journal closed", file=sys.stderr)
+    say("ComfyUI-Dispatch stopped: workers stopped, journal closed")
+    return 0
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def keys(args: argparse.Namespace) -> int:
+    from ..http.standalone import default_folder
+    from ..service._keys import ApiKeys, parse_rate
+
+    folder = args.config.parent if args.config is not None else default_folder()
+    store = ApiKeys(folder / "keys.json")
+    if args.action == "create":
+        folder.mkdir(parents=True, exist_ok=True)
+        print(store.create(args.name, parse_rate(args.rate)))
+        print(f"key {args.name!r} created: it is shown this once", file=sys.stderr)
+    elif args.action == "list":
+        for key in store.list():
+            rate = f"{key['rate']}/min" if key["rate"] else "no limit"
+            made = time.strftime("%Y-%m-%d %H:%M", time.localtime(key["created"]))
+            print(f"{key['name']:<24} {rate:<12} created {made}")
+    else:
+        store.revoke(args.name)
+        print(f"key {args.name!r} revoked", file=sys.stderr)
     return 0
 
 
@@ -136,12 +179,15 @@ def _parse_value(text: str) -> Any:
 class _ProgressBar:
     """One line on stderr, redrawn in place."""
 
-    def __init__(self, stream: TextIO, width: int = 30):
+    def __init__(self, stream: TextIO | None, width: int = 30):
+        """Without a stream (JSON logs own stderr) it draws nothing."""
         self.stream = stream
         self.width = width
         self.drawn = False
 
     def update(self, progress: Progress) -> None:
+        if self.stream is None:
+            return
         fraction = progress.value / progress.max if progress.max else 0.0
         filled = int(self.width * min(max(fraction, 0.0), 1.0))
         bar = "█" * filled + "░" * (self.width - filled)
@@ -152,6 +198,6 @@ class _ProgressBar:
         self.drawn = True
 
     def close(self) -> None:
-        if self.drawn:
+        if self.drawn and self.stream is not None:
             self.stream.write("\n")
             self.stream.flush()

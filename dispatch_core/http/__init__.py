@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ..errors import DispatchError
 from ..service import DispatchService
-from . import config, jobs, routes, run, servers, templates, workers
+from . import config, jobs, keys, metrics, routes, run, servers, templates, workers
 from ._guard import HostPolicy, refusal
 from ._problems import Problem, error, from_dispatch_error
 
@@ -61,6 +61,10 @@ TABLE: list[tuple[str, str, Handler]] = [
     ("GET", "/dispatch/jobs/{id}", jobs.get_job),
     ("DELETE", "/dispatch/jobs/{id}", jobs.cancel_job),
     ("GET", "/dispatch/jobs/{id}/files/{index}", jobs.get_job_file),
+    ("GET", "/dispatch/metrics", metrics.get_metrics),
+    ("GET", "/dispatch/keys", keys.list_keys),
+    ("POST", "/dispatch/keys", keys.create_key),
+    ("DELETE", "/dispatch/keys/{name}", keys.revoke_key),
 ]
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..errors import NotFound
 from ..service import DispatchService
+from ._gateway_keys import current_key
 from ._problems import Problem, read_object
 
 __all__ = ["run_job"]
@@ -20,6 +21,7 @@ _FIELDS: dict[str, type | tuple[type, ...]] = {
     "server": str,
     "timeout": (int, float),
     "output_node": str,
+    "webhook": str,
 }
 """What the body takes besides `route`, and the JSON type of each."""
 _MAX_TIMEOUT = 7 * 86400.0
@@ -33,7 +35,8 @@ async def run_job(request: web.Request, service: DispatchService) -> web.Respons
         service.config.servers_for(route, server=job.get("server"))
     except NotFound as unknown:
         raise Problem(400, str(unknown), unknown.field) from None
-    record, _ = await service.jobs.submit(service.jobs.spec(route, **job))
+    key = current_key.get(None)  # the gateway's API key that asked, if one did
+    record, _ = await service.jobs.submit(service.jobs.spec(route, **job), key=key)
     return web.json_response({"id": record.id, "url": f"/dispatch/jobs/{record.id}"}, status=202)
 
 

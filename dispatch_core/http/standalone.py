@@ -28,8 +28,11 @@ from aiohttp import web
 
 from .._files import private_folder, write_atomically
 from ..service import DispatchService
+from ..service._keys import ApiKeys
 from . import add_routes
+from ._gateway_keys import authorize
 from ._guard import HostPolicy, refusal
+from .metrics import get_metrics
 
 __all__ = ["create_app", "default_folder", "panel_folder", "serve"]
 
@@ -109,11 +112,15 @@ def create_app(
     token = _checked_token(token)
     hub = _EventHub()
     service.notify = hub.notify
-    app = web.Application(client_max_size=_MAX_BODY, middlewares=[_guard(token, policy)])
+    if service.keys is None:
+        service.keys = ApiKeys(service.folder / "keys.json")
+    guard = _guard(token, policy, service.keys)
+    app = web.Application(client_max_size=_MAX_BODY, middlewares=[guard])
     routes = web.RouteTableDef()
     add_routes(routes, service, policy=policy)
     app.add_routes(routes)
     app.router.add_get("/dispatch/ws", hub.handler)
+    app.router.add_get("/metrics", _metrics(service))  # where scrapers look by default
     app.router.add_post("/dispatch/session", _session(token))
     app.router.add_get("/", _redirect_to_panel)
     app.router.add_get("/dispatch/ui", _redirect_to_panel)
@@ -128,6 +135,13 @@ def create_app(
 
     app.on_shutdown.append(close)
     return app
+
+
+def _metrics(service: DispatchService) -> _Handler:
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        return await get_metrics(request, service)
+
+    return metrics
 
 
 async def _redirect_to_panel(request: web.Request) -> web.StreamResponse:
@@ -153,7 +167,7 @@ def _checked_token(token: str | None) -> str | None:
     return token.strip() if token is not None else None
 
 
-def _guard(token: str | None, policy: HostPolicy) -> Any:
+def _guard(token: str | None, policy: HostPolicy, keys: ApiKeys | None = None) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
         refused = refusal(request, policy)  # every path: the panel's page and files too
@@ -162,9 +176,12 @@ def _guard(token: str | None, policy: HostPolicy) -> Any:
             return web.json_response(body, status=refused.status)
         path = request.path
         guarded = path.startswith("/dispatch/") and not path.startswith("/dispatch/ui")
-        if guarded and path != "/dispatch/session" and token is not None:
-            if not _has_token(request, token):
-                return _unauthorized(request)
+        guarded = guarded or path == "/metrics"
+        if guarded and path != "/dispatch/session":
+            token_ok = token is None or _has_token(request, token)
+            denied = authorize(request, keys, token_ok=token_ok, unauthorized=_unauthorized)
+            if denied is not None:
+                return denied
         return await handler(request)
 
     return guard
@@ -239,6 +256,7 @@ async def serve(
     status_every: float = 5.0,
     comfyui: Path | None = None,
     allow_hosts: tuple[str, ...] = (),
+    webhooks_internal: bool = False,
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -259,7 +277,11 @@ async def serve(
         if not (folder / "config.json").exists():
             print(await _first_config(folder), file=sys.stderr)
     service = DispatchService(
-        folder, config_path=config, status_interval=status_every, comfyui=comfyui
+        folder,
+        config_path=config,
+        status_interval=status_every,
+        comfyui=comfyui,
+        webhooks_internal=webhooks_internal,
     )
     if service.config_error:
         print(f"warning: {service.config_error}", file=sys.stderr)

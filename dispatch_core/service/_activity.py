@@ -38,6 +38,12 @@ class JobRecord:
     prompt_id: str | None = None
     error: str | None = None
     files: tuple[OutputFile, ...] = ()
+    timings: dict[str, float | None] | None = None
+    """The result's instants (queued, started, executed, finished), once done."""
+    key: str | None = None
+    """The name of the API key that asked for it, on the standalone gateway."""
+    webhook: dict[str, Any] | None = None
+    """Where its outcome is sent, and how that went: url, state, status, attempts."""
 
     @property
     def duration(self) -> float | None:
@@ -69,6 +75,9 @@ class JobRecord:
             prompt_id=text("prompt_id"),
             error=text("error"),
             files=tuple(_output_file(f) for f in data.get("files") or () if isinstance(f, dict)),
+            timings=_mapping(data.get("timings")),
+            key=text("key"),
+            webhook=_mapping(data.get("webhook")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +96,9 @@ class JobRecord:
                 f.to_dict() | {"index": i, "download": f"/dispatch/jobs/{self.id}/files/{i}"}
                 for i, f in enumerate(self.files)
             ],
+            "timings": self.timings,
+            "key": self.key,
+            "webhook": self.webhook,
         }
 
 
@@ -95,6 +107,10 @@ def _state(text: str | None) -> JobState:
         return JobState(text or "")
     except ValueError:
         return JobState.FAILED  # a state this version does not know has ended, unseen
+
+
+def _mapping(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else None
 
 
 def _output_file(data: dict[str, Any]) -> OutputFile:
@@ -138,9 +154,17 @@ class Activity:
                 table.put(record.to_dict(), terminal=True)
             self._records[record.id] = record
 
-    def start(self, label: str, route: str, server: str | None = None) -> JobRecord:
+    def start(
+        self,
+        label: str,
+        route: str,
+        server: str | None = None,
+        *,
+        key: str | None = None,
+        webhook: dict[str, Any] | None = None,
+    ) -> JobRecord:
         record = JobRecord(id=f"j{uuid.uuid4().hex[:16]}", label=label, route=route)
-        record.server = server
+        record.server, record.key, record.webhook = server, key, webhook
         self._records[record.id] = record
         self._changed(record)
         self._evict()
@@ -164,6 +188,8 @@ class Activity:
         record.state = JobState.DONE
         record.server, record.prompt_id = result.server, result.prompt_id
         record.files = result.without_data().files
+        # a cached result's instants are those of the run it repeats: not this job's
+        record.timings = None if result.cached else result.to_dict()["timings"]
         record.finished_at = time.time()
         self._changed(record)
 
@@ -176,6 +202,12 @@ class Activity:
             record.prompt_id = error.prompt_id or record.prompt_id
         record.finished_at = time.time()
         self._changed(record)
+
+    def update(self, record: JobRecord) -> None:
+        """Write and announce a change made to a record in place (its webhook's progress);
+        a record already evicted stays gone."""
+        if self._records.get(record.id) is record:
+            self._changed(record)
 
     def get(self, job_id: str) -> JobRecord | None:
         return self._records.get(job_id)

@@ -37,11 +37,14 @@ class Jobs:
         config: Callable[[], Config],
         templates: Templates,
         activity: Activity,
+        webhook_for: Callable[[str, str | None], dict[str, Any] | None] = lambda r, w: None,
     ):
         self._ready = ready
         self._config = config
         self._templates = templates
         self.activity = activity
+        self._webhook_for = webhook_for
+        """(route, the job's own URL) → the record's webhook; refuses a URL out of bounds."""
         self._handles: dict[str, JobHandle] = {}
         """Job id → handle, while the job runs: what `cancel` stops."""
 
@@ -64,10 +67,17 @@ class Jobs:
         return JobSpec(route, template=template, cache=True, **fields)
 
     async def submit(
-        self, spec: JobSpec, *, on_progress: ProgressCallback | None = None
+        self,
+        spec: JobSpec,
+        *,
+        on_progress: ProgressCallback | None = None,
+        key: str | None = None,
     ) -> tuple[JobRecord, JobHandle]:
-        """Start a job; its record follows it. A bad value is refused here, not later."""
+        """Start a job; its record follows it. A bad value is refused here, not later.
+
+        `key` names the API key that asked for it, for its record, logs and metrics."""
         dispatcher = await self._ready()
+        webhook = self._webhook_for(spec.route, spec.webhook)
 
         async def progress(report: Progress) -> None:
             self.activity.running(record, report.server, report.prompt_id)
@@ -78,7 +88,7 @@ class Jobs:
 
         handle = dispatcher.submit(spec, on_progress=progress)
         # The job's task starts at the next await, so the record exists before it reports.
-        record = self.activity.start(spec.label, spec.route, spec.server)
+        record = self.activity.start(spec.label, spec.route, spec.server, key=key, webhook=webhook)
         self._handles[record.id] = handle
         handle.when_done(lambda: self._ended(record, handle))
         return record, handle

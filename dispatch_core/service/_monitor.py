@@ -51,6 +51,11 @@ class Monitor:
         saved = self._calibrations.load()
         return {k: float(v) for k, v in saved.items() if isinstance(v, (int, float))}
 
+    def latencies(self) -> dict[str, float]:
+        """Seconds each server took to answer its last status request, for the metrics."""
+        found = self._status.values()
+        return {s.name: s.latency_ms / 1000 for s in found if s.latency_ms is not None}
+
     async def status(self, *, refresh: bool = False) -> list[dict[str, Any]]:
         dispatcher = await self._ready()
         if refresh or set(self._status) != set(self._config().servers):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,15 @@ from . import _config_edits as edits
 from ._activity import Activity, JobRecord
 from ._config_store import ConfigStore, Edit
 from ._fleet import Fleet
+from ._job_log import JobLog
 from ._job_table import JobTable
 from ._jobs import Jobs
+from ._keys import ApiKeys
+from ._metrics import Metrics
 from ._monitor import Monitor
 from ._support import Background, Events, Notify, StateFile
 from ._templates import Templates
+from ._webhooks import Webhooks
 from ._workers import WorkerManager
 
 __all__ = ["DispatchService"]
@@ -56,6 +61,8 @@ class DispatchService:
         comfyui: str | Path | None = None,
         comfyui_args: Sequence[str] = (),
         worker_command: Sequence[str] | None = None,
+        metrics: bool = True,
+        webhooks_internal: bool | None = None,
     ):
         self.folder = Path(folder)
         self.config_path = Path(config_path) if config_path else self.folder / "config.json"
@@ -71,9 +78,24 @@ class DispatchService:
         self._store = ConfigStore(self.config_path)
         self.templates = Templates(TemplateStore(self.folder / "templates"), self._events)
         activity = Activity(listener=self._job_changed, table=JobTable(self.folder / "jobs.sqlite"))
-        self.jobs = Jobs(self.ready, self._config, self.templates, activity)
+        if webhooks_internal is None:
+            webhooks_internal = os.environ.get("DISPATCH_WEBHOOKS_INTERNAL", "") == "1"
+        self.webhooks = Webhooks(
+            self.folder, self._config, activity, self._background, allow_internal=webhooks_internal
+        )
+        self.jobs = Jobs(self.ready, self._config, self.templates, activity, self.webhooks.target)
         calibrations = StateFile(self.folder / "calibration.json")
         self.monitor = Monitor(self.ready, self._config, self._events, calibrations)
+        self.keys: ApiKeys | None = None
+        """The gateway's named API keys (`keys.json`); None inside ComfyUI."""
+        self.metrics = (
+            Metrics.create(lambda: self._dispatcher, self.monitor.latencies) if metrics else None
+        )
+        """Prometheus metrics, or None without prometheus-client (or with `metrics=False`)."""
+        if self.metrics is not None:
+            self._events.listen(self.metrics.listen)
+        self._events.listen(JobLog().listen)
+        self._events.listen(self.webhooks.listen)
         self.fleet = Fleet(
             WorkerManager(
                 self.folder / "workers",
@@ -106,6 +128,7 @@ class DispatchService:
         async with self._starting:
             if self._dispatcher is None:
                 self._dispatcher = await self._start_dispatcher()
+                self.webhooks.resume_all()  # deliveries a previous process left unsent
                 if self.status_interval > 0:
                     watch = self.monitor.watch(self.status_interval)
                     self._watch = asyncio.create_task(watch, name="dispatch-status")
@@ -124,6 +147,7 @@ class DispatchService:
     async def close(self) -> None:
         await self.fleet.manager.close()
         await self._background.close()
+        await self.webhooks.close()
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):

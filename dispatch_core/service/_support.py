@@ -18,18 +18,28 @@ _log = logging.getLogger("dispatch_core.service")
 
 
 class Events:
-    """Announces changes to the panels: in ComfyUI through `PromptServer.send_sync`."""
+    """Announces changes to the panels: in ComfyUI through `PromptServer.send_sync`.
+
+    Listeners inside the service (metrics, logs, webhooks) hear every event first, with
+    or without a panel: they watch the jobs through the same events the panels do, so
+    that the engine needs no calls of theirs.
+    """
 
     def __init__(self, notify: Notify | None = None):
         self.notify = notify
+        self._listeners: list[Notify] = []
+
+    def listen(self, listener: Notify) -> None:
+        self._listeners.append(listener)
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
-        if self.notify is None:
-            return
-        try:
-            self.notify(event, data)
-        except Exception:  # a panel that cannot be told must not fail the change itself
-            _log.exception("ComfyUI-Dispatch: could not send %s", event)
+        for listener in (*self._listeners, self.notify):
+            if listener is None:
+                continue
+            try:
+                listener(event, data)
+            except Exception:  # a panel that cannot be told must not fail the change itself
+                _log.exception("ComfyUI-Dispatch: could not send %s", event)
 
 
 class Background:

@@ -29,6 +29,24 @@ function thumbnail(ctx, job) {
   });
 }
 
+// The webhook's delivery as a short line: where, how it went, after how many attempts.
+function webhookLine(job) {
+  const hook = job.webhook;
+  if (!hook) return null;
+  const tries = hook.attempts === 1 ? "1 attempt" : `${hook.attempts} attempts`;
+  const answer = hook.status ? `, last answer ${hook.status}` : "";
+  const host = (() => {
+    try {
+      return new URL(hook.url).host;
+    } catch {
+      return "?";
+    }
+  })();
+  const text = `webhook ${host}: ${hook.state} (${tries}${answer})`;
+  const kind = hook.state === "failed" || hook.state === "refused" ? "dp-error-text" : "dp-muted";
+  return h("div", { className: `${kind} dp-webhook`, title: hook.error || undefined }, text);
+}
+
 function jobRow(ctx, job) {
   const where = [job.server || job.route, seconds(job.duration)].filter(Boolean).join(" · ");
   return h(
@@ -46,6 +64,7 @@ function jobRow(ctx, job) {
       ),
       h("div", { className: "dp-muted" }, where),
       job.error ? h("div", { className: "dp-error-text" }, job.error) : null,
+      webhookLine(job),
       CANCELLABLE.has(job.state)
         ? h(
             "div",
