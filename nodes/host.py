@@ -218,6 +218,18 @@ async def on_server_loop(
             model_management.throw_exception_if_processing_interrupted()
 
 
+def send_node_progress(node_id: str, value: float, total: float) -> None:
+    """ComfyUI's `executing` and `progress` messages for a node of the running prompt that
+    runs elsewhere: the frontend lights it and fills its bar as it does for its own."""
+    server = _prompt_server()
+    if server is not None:
+        prompt_id = getattr(server, "last_prompt_id", None)
+        frame = {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}
+        server.send_sync("executing", frame, client_id())
+        progress = {"value": value, "max": total, "prompt_id": prompt_id, "node": node_id}
+        server.send_sync("progress", progress, client_id())
+
+
 def send_executed(node_id: str, output: dict[str, Any]) -> None:
     """ComfyUI's `executed` message for a node of the running prompt, to its browser tab."""
     server = _prompt_server()

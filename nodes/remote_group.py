@@ -13,7 +13,14 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..dispatch_core import DispatchResult, InputError, JobSpec, RoutingError, WorkflowError
+from ..dispatch_core import (
+    DispatchResult,
+    InputError,
+    JobSpec,
+    Progress,
+    RoutingError,
+    WorkflowError,
+)
 from ..dispatch_core.groups import GroupPlan, Target, plan_from_json, refusal_of
 from ..dispatch_core.workflow import WorkflowBuilder
 from . import group_previews, host
@@ -96,8 +103,13 @@ class RemoteDispatchGroup:
         progress = _ProgressRelay(unique_id, len(specs))
         wanted = {output.node for output in plan.outputs} | set(plan.group.nodes)
 
+        def report(update: Progress) -> None:
+            progress.report(update)
+            if update.node in plan.group.nodes:  # the sub-workflow keeps the graph's ids
+                host.send_node_progress(update.node, update.value, update.max)
+
         async def work() -> tuple[list[DispatchResult], list[Files]]:
-            found = await host.service().jobs.run_many(specs, on_progress=progress.report)
+            found = await host.service().jobs.run_many(specs, on_progress=report)
             results = [r for r in found if isinstance(r, DispatchResult)]
             return results, [await _files(result, wanted) for result in results]
 

@@ -193,6 +193,23 @@ async def test_a_latent_goes_from_one_group_to_another(local: Comfy) -> None:
     assert loader["inputs"]["latent"].endswith(".latent")
 
 
+async def test_the_nodes_of_a_group_light_up_here_as_they_run_there(local: Comfy) -> None:
+    import workflows
+
+    local.peers["gen"].job_seconds = 0.3
+    prompt = workflows.txt2img(steps=3)
+    members = [key for key, node in prompt.items() if node["class_type"] != "SaveImage"]
+    local.server.client_id = "tab-1"
+    await run(local, queue(local, prompt, {"1": ("Gen [server: gen]", members)}))
+    bars = [m for kind, m, sid in local.server.messages if kind == "progress" and sid == "tab-1"]
+    sampler = [key for key, node in prompt.items() if node["class_type"] == "KSampler"]
+    assert [(m["node"], m["value"], m["max"]) for m in bars if m["node"] in sampler] == [
+        (sampler[0], step, 3) for step in (1, 2, 3)
+    ]
+    lit = {m["node"] for kind, m, _ in local.server.messages if kind == "executing"}
+    assert set(sampler) <= lit <= set(members)
+
+
 async def test_a_fan_out_group_runs_everywhere_with_seed_plus_i(local: Comfy) -> None:
     import workflows
 
