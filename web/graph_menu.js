@@ -10,6 +10,7 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { jobEndToasts, lastTarget, queueGraphOn } from "./groups/queue_on.js";
 import { choices, parseTitle, refusals, setTarget } from "./groups/target.js";
+import { groupWorkflow, members, templateName } from "./groups/template.js";
 
 const QUEUE_ON_LAST = "ComfyUI-Dispatch.QueueOnLast";
 const queuedHere = new Set();
@@ -50,6 +51,26 @@ function runOnItem(group) {
   };
 }
 
+async function saveGroupAsTemplate(group) {
+  const name = templateName(parseTitle(group.title).name);
+  const titleHeight = window.LiteGraph?.NODE_TITLE_HEIGHT ?? 30;
+  const ids = members(group, app.graph.nodes, titleHeight);
+  const { output } = await app.graphToPrompt();
+  const { workflow, crossing } = groupWorkflow(output, ids);
+  if (!workflow) {
+    return toast("warn", `Not saved: a template runs alone, and ${crossing}. Move that node into the group or out`);
+  }
+  if (!Object.keys(workflow).length) return toast("warn", "Not saved: the group holds no nodes");
+  const response = await api.fetchApi(`/dispatch/templates/${encodeURIComponent(name)}`, {
+    method: "PUT",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ workflow, description: `Group '${name}' of a graph` }),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) return toast("error", `Not saved: ${answer.error || response.statusText}`);
+  toast("success", `Saved the group as template '${name}'`);
+}
+
 function toast(severity, detail) {
   app.extensionManager?.toast?.add({ severity, summary: "Dispatch", detail, life: 6000 });
 }
@@ -70,7 +91,9 @@ function queueOnItem() {
 function menuItems(canvas) {
   void loadConfig(); // fresh for the next opening; this one uses what is known
   const group = groupUnderMouse(canvas);
-  return [null, group ? runOnItem(group) : queueOnItem()];
+  if (!group) return [null, queueOnItem()];
+  const save = { content: "Save group as template", callback: () => void saveGroupAsTemplate(group) };
+  return [null, runOnItem(group), save];
 }
 
 /** A refused remote group, said in a toast: newer frontends show validation details only
@@ -133,10 +156,14 @@ app.registerExtension({
     const canvas = app.canvas;
     const original = canvas.getCanvasMenuOptions.bind(canvas);
     canvas.getCanvasMenuOptions = (...args) => {
-      const options = original(...args);
+      canvas.__dispatchMenuBuilt = true; // newer frontends call getCanvasMenuItems in there
+      let options;
+      try {
+        options = original(...args);
+      } finally {
+        canvas.__dispatchMenuBuilt = false;
+      }
       const items = menuItems(canvas);
-      canvas.__dispatchMenuBuilt = items.length > 0;
-      queueMicrotask(() => (canvas.__dispatchMenuBuilt = false));
       return [...options, ...items];
     };
   },

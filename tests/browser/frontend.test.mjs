@@ -216,6 +216,23 @@ for (const version of VERSIONS) {
       const ran = Object.values(history).map((entry) => Object.values(entry.prompt[2]).map((n) => n.class_type).sort());
       assert.deepEqual(ran, [["ImageInvert", "LoadImage", "PreviewImage"]], "the group ran on gpu-a");
 
+      // The group saved as a template from its menu: only it takes values from outside,
+      // so it is refused, saying which link; a group of the whole graph is saved.
+      await openGroupMenu(page, "Edit");
+      await menuItem(page, "Save group as template").click();
+      await page.getByText(/Not saved: a template runs alone, and the link from node 1 to node 2 input 'image' crosses its edge/).first().waitFor();
+      await page.evaluate(() => {
+        const group = window.app.graph._groups[0];
+        group.pos[0] = 0; // the group now holds the whole graph
+        group.size[0] = 1100;
+        group.size[1] = 500;
+      });
+      await openGroupMenu(page, "Edit");
+      await menuItem(page, "Save group as template").click();
+      await page.getByText("Saved the group as template 'Edit'").first().waitFor();
+      const template = await (await fetch(`${host.base}/dispatch/templates/Edit`)).json();
+      assert.deepEqual(template.summary?.classes ?? template.classes, ["EmptyImage", "ImageInvert", "SaveImage"]);
+
       // A MODEL link across the group's edge: refused before anything runs, saying why.
       await loadWorkflow(page, "model_across.json");
       await page.evaluate(() => window.app.queuePrompt(0, 1));
@@ -241,8 +258,8 @@ for (const version of VERSIONS) {
 
       const empty = await screenPoint(page, [100, 520]);
       await page.mouse.click(empty.x, empty.y, { button: "right" });
-      await page.getByText("Queue graph on ▸").first().click();
-      await page.getByText("Server: gpu-b", { exact: true }).first().click();
+      await menuItem(page, "Queue graph on ▸").click();
+      await menuItem(page, "Server: gpu-b").click();
       await page.getByText(/^Done on gpu-b in [\d.]+ s, 1 file\(s\): see the Dispatch tab$/).first().waitFor({ timeout: 20000 });
 
       await page.mouse.click(empty.x, empty.y); // the canvas has the keyboard
@@ -294,6 +311,11 @@ function groupTitles(page) {
   return page.evaluate(() => window.app.graph._groups.map((group) => group.title));
 }
 
+/** An entry of the open context menu (closed menus may linger in the page, hidden). */
+function menuItem(page, text) {
+  return page.locator(".litecontextmenu .litemenu-entry:visible", { hasText: text }).first();
+}
+
 /** Where a point of the graph is on the screen. */
 function screenPoint(page, point) {
   return page.evaluate(([gx, gy]) => {
@@ -304,16 +326,21 @@ function screenPoint(page, point) {
   }, point);
 }
 
-/** Right-click the group's title bar, then pick "Run group on ▸" and the choice. */
-async function runGroupOn(page, title, choice) {
+/** Right-click the middle of the group's title bar: the canvas menu over a group. */
+async function openGroupMenu(page, title) {
   const corner = await page.evaluate((wanted) => {
     const group = window.app.graph._groups.find((g) => g.title.startsWith(wanted));
-    return [group.pos[0] + 40, group.pos[1] + 12];
+    return [group.pos[0] + group.size[0] / 2, group.pos[1] + 12];
   }, title);
   const at = await screenPoint(page, corner);
   await page.mouse.click(at.x, at.y, { button: "right" });
-  await page.getByText("Run group on ▸").first().click();
-  await page.getByText(choice, { exact: true }).first().click();
+}
+
+/** The group's menu, then "Run group on ▸" and the choice. */
+async function runGroupOn(page, title, choice) {
+  await openGroupMenu(page, title);
+  await menuItem(page, "Run group on ▸").click();
+  await menuItem(page, choice).click();
 }
 
 async function waitForFrame(frames, matches, timeout = 20000) {
