@@ -13,6 +13,7 @@ client's `scrub`: bounded, with the server's secrets masked).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -21,6 +22,11 @@ from .errors import ExecutionFailed, Interrupted, NodeError, PeerError, PromptRe
 from .result import Progress
 
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+FrameCallback = Callable[[str, Any], None]
+"""Told every frame of one prompt as the peer sent it: `(type, data)` for a JSON frame
+(data already known to be a mapping, from a peer that may be hostile), `("binary", bytes)`
+for a binary one (a preview). For relays that pass a peer's events on (the gateway)."""
+_log = logging.getLogger(__name__.rpartition(".")[0] + ".peer")
 
 
 class Clean(Protocol):
@@ -42,6 +48,7 @@ class PromptWatch:
         *,
         node_count: int = 0,
         on_progress: ProgressCallback | None = None,
+        on_frame: FrameCallback | None = None,
         clean: Clean,
     ):
         self.server = server
@@ -49,6 +56,8 @@ class PromptWatch:
         self.prompt_id = prompt_id
         self.node_count = node_count
         self.on_progress = on_progress
+        self.relay = on_frame
+        """Told every frame of this prompt (see `FrameCallback`)."""
         self.started_at: float | None = None
         self.last_frame_at = time.monotonic()
         self.cached_nodes: set[str] = set()
@@ -88,6 +97,21 @@ class PromptWatch:
             self.error = interrupted(self.server, data, self.clean)
         elif kind == "executing" and data.get("node") is None:
             self.finish({"outputs": self.outputs, "from": "websocket"})
+        self._pass_on(kind, data)
+
+    def on_binary(self, data: bytes) -> None:
+        """A binary frame sent while this prompt ran (ComfyUI's previews name no prompt)."""
+        self.last_frame_at = time.monotonic()
+        self._pass_on("binary", data)
+
+    def _pass_on(self, kind: str, data: Any) -> None:
+        """To the relay, if any; its failure is its own and never the prompt's."""
+        if self.relay is None:
+            return
+        try:
+            self.relay(kind, data)
+        except Exception as error:
+            _log.warning("server %r: a frame relay failed (%s)", self.server, type(error).__name__)
 
     def _on_progress_state(self, nodes: Mapping[str, Any]) -> None:
         finished = {

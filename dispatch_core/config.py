@@ -123,10 +123,14 @@ class Config:
             if not self.servers[server].enabled:
                 raise RoutingError(f"server {server!r} is disabled; enable it or pick another")
             return (server,)
-        if route not in self.routes:
+        if route == AUTO and AUTO not in self.routes:
+            route_servers: tuple[str, ...] = (AUTO,)  # "auto" always names every server
+        elif route not in self.routes:
             known = ", ".join(sorted(self.routes)) or "none configured"
             raise NotFound(f"unknown route {route!r} (known: {known})", field="route")
-        names = tuple(self.servers) if self.routes[route] == (AUTO,) else self.routes[route]
+        else:
+            route_servers = self.routes[route]
+        names = tuple(self.servers) if route_servers == (AUTO,) else route_servers
         enabled = tuple(name for name in names if self.servers[name].enabled)
         if not enabled:
             raise RoutingError(

@@ -68,6 +68,9 @@ class JobSpec:
     cache: bool = False
     """Serve a repeat of this very request (same workflow, values and images) from the
     result cache, when the config's cache is on."""
+    extra_data: Mapping[str, Any] | None = None
+    """ComfyUI's `extra_data` for the prompt (`extra_pnginfo`: what SaveImage writes into
+    its PNGs); the client id is the dispatcher's own."""
 
     def __post_init__(self) -> None:
         if (self.workflow is None) == (self.template is None):

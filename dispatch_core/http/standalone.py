@@ -14,6 +14,7 @@ Host and come from this origin (see `_guard`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -30,6 +31,7 @@ from .._files import private_folder, write_atomically
 from ..service import DispatchService
 from . import add_routes
 from ._guard import HostPolicy, refusal
+from .comfy import add_comfy_routes
 
 __all__ = ["create_app", "default_folder", "panel_folder", "serve"]
 
@@ -114,6 +116,7 @@ def create_app(
     add_routes(routes, service, policy=policy)
     app.add_routes(routes)
     app.router.add_get("/dispatch/ws", hub.handler)
+    add_comfy_routes(app, service, folder=service.folder / "comfyui")  # ComfyUI's own API
     app.router.add_post("/dispatch/session", _session(token))
     app.router.add_get("/", _redirect_to_panel)
     app.router.add_get("/dispatch/ui", _redirect_to_panel)
@@ -161,7 +164,7 @@ def _guard(token: str | None, policy: HostPolicy) -> Any:
             body = {"error": refused.message, "field": refused.field}
             return web.json_response(body, status=refused.status)
         path = request.path
-        guarded = path.startswith("/dispatch/") and not path.startswith("/dispatch/ui")
+        guarded = path != "/" and not path.startswith("/dispatch/ui")  # pages hold no data
         if guarded and path != "/dispatch/session" and token is not None:
             if not _has_token(request, token):
                 return _unauthorized(request)
@@ -181,8 +184,18 @@ def _has_token(request: web.Request, token: str) -> bool:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), token.encode())
+    if header.startswith("Basic "):  # ComfyUI clients behind a proxy: any user, the token
+        return hmac.compare_digest(_basic_password(header).encode(), token.encode())
     cookie = request.cookies.get(_SESSION_COOKIE, "")
     return hmac.compare_digest(cookie.encode(), _session_value(token).encode())
+
+
+def _basic_password(header: str) -> str:
+    try:
+        decoded = base64.b64decode(header.removeprefix("Basic ").strip(), validate=True)
+    except ValueError:
+        return ""
+    return decoded.decode("utf-8", "replace").partition(":")[2]
 
 
 def _session_value(token: str) -> str:
