@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import io
 import json
+import struct
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,12 +20,13 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp import web
-from local_http import start
+from local_http import call_json, start
 
 from dispatch_core.http.standalone import create_app
 from dispatch_core.service import DispatchService
 from dispatch_core.testing import FakePeer
-from dispatch_core.testing._png import decode_png
+from dispatch_core.testing._png import Image, decode_png, encode_png
+from dispatch_core.testing._ws import SocketHub
 
 import workflows
 
@@ -133,3 +137,294 @@ async def test_the_websockets_api_example_runs_its_prompts_over_both_peers(farm:
     assert sorted(r.server or "" for r in records) == sorted(
         ["a"] * len(farm.peers[0].prompts_received) + ["b"] * len(farm.peers[1].prompts_received)
     ), "the panel's job list holds them"
+
+
+# -- comfy-api-simplified, from the package index, unchanged -----------------------------
+
+
+def simplified_client(base: str, folder: Path) -> dict[str, bytes]:
+    """comfy-api-simplified's own flow: upload an image, set a node's input, queue and
+    wait for the images of the node titled 'Save'."""
+    from comfy_api_simplified import ComfyApiWrapper, ComfyWorkflowWrapper
+
+    api = ComfyApiWrapper(base)
+    source = folder / "green.png"
+    source.write_bytes(encode_png(Image.solid(5, 3, (0, 255, 0))))
+    uploaded = api.upload_image(source)
+    workflow = ComfyWorkflowWrapper(workflows.load_invert())
+    for node in workflow.values():
+        node.setdefault("_meta", {"title": node["class_type"]})
+    workflow["3"]["_meta"]["title"] = "Save"
+    workflow.set_node_param("Input", "image", f"{uploaded['subfolder']}/{uploaded['name']}")
+    found: dict[str, bytes] = api.queue_and_wait_images(workflow, "Save")
+    return found
+
+
+async def test_comfy_api_simplified_runs_a_workflow_through_the_gateway(
+    farm: Farm, tmp_path: Path
+) -> None:
+    pytest.importorskip("comfy_api_simplified", reason="comfy-api-simplified is a test extra")
+    (found,) = await in_threads([functools.partial(simplified_client, farm.base, tmp_path)])
+    (image,) = [decode_png(data) for data in found.values()]
+    assert (image.width, image.height) == (5, 3)
+    assert image.pixels[:3] == bytes([255, 0, 255]), "the uploaded green, inverted"
+    uploads = [u for p in farm.peers for u in p.uploads]
+    assert len(uploads) == 1, "the upload went to the peer that ran the prompt, only"
+
+
+# -- the socket: progress, previews, the end; refusals ---------------------------------
+
+
+class PreviewHub(SocketHub):
+    """The fake's socket hub, sending a legacy preview (type 1, PNG) after each progress
+    frame, as ComfyUI does for a client without the metadata flag."""
+
+    def send(self, sid: str | None, kind: str, data: Any) -> None:
+        super().send(sid, kind, data)
+        if kind == "progress":
+            png = encode_png(Image.solid(2, 2, (int(data["value"]), 0, 0)))
+            self.send_bytes(sid, struct.pack(">II", 1, 2) + png)
+
+
+async def frames_until_done(
+    socket: aiohttp.ClientWebSocketResponse, prompt_id: str
+) -> list[tuple[str, Any]]:
+    """Every frame heard until `executing` null for `prompt_id`: (type, data); previews as
+    ("binary", bytes)."""
+    heard: list[tuple[str, Any]] = []
+    while True:
+        message = await socket.receive(timeout=20)
+        if message.type == aiohttp.WSMsgType.BINARY:
+            heard.append(("binary", message.data))
+            continue
+        frame = json.loads(message.data)
+        heard.append((frame["type"], frame["data"]))
+        if frame["type"] == "executing" and frame["data"].get("prompt_id") == prompt_id:
+            if frame["data"]["node"] is None:
+                return heard
+
+
+async def test_progress_and_previews_reach_the_clients_socket(tmp_path: Path) -> None:
+    async with FakePeer(models={"checkpoints": ["sd15.safetensors"]}) as peer:
+        peer._hub = PreviewHub(peer._greeting)
+        (tmp_path / "config.json").write_text(json.dumps({"servers": {"a": peer.url}}))
+        service = DispatchService(tmp_path, status_interval=0)
+        runner, base = await start(create_app(service))
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(base + "/ws?clientId=me") as socket:
+                    first = json.loads((await socket.receive(timeout=10)).data)
+                    assert first == {
+                        "type": "status",
+                        "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "me"},
+                    }
+                    body = {
+                        "prompt": workflows.txt2img(steps=3),
+                        "client_id": "me",
+                        "prompt_id": "mine",
+                    }
+                    status, answer = await call_json(session, "POST", base + "/prompt", body)
+                    assert status == 200 and answer == {
+                        "prompt_id": "mine",
+                        "number": 1,
+                        "node_errors": {},
+                    }
+                    heard = await frames_until_done(socket, "mine")
+        finally:
+            await runner.cleanup()
+    kinds = [kind for kind, _ in heard]
+    steps = [d["value"] for k, d in heard if k == "progress"]
+    assert steps == [1, 2, 3] and all(d["node"] == "3" for k, d in heard if k == "progress")
+    previews = [d for k, d in heard if k == "binary"]
+    assert len(previews) == 3 and all(p[:8] == struct.pack(">II", 1, 2) for p in previews)
+    assert decode_png(previews[2][8:]).pixels[:3] == bytes([3, 0, 0])
+    assert kinds.index("execution_start") < kinds.index("progress") < kinds.index("executed")
+    assert kinds[-3:] == ["execution_success", "status", "executing"]
+    ids = {d.get("prompt_id") for k, d in heard if k not in ("binary", "status")}
+    assert ids == {"mine"}, "every frame under the client's id, never the engine's"
+    (executed,) = [d for k, d in heard if k == "executed"]
+    assert executed["output"]["images"][0]["subfolder"] == "@a"
+
+
+async def test_a_failing_node_ends_as_comfyui_ends_it(farm: Farm) -> None:
+    farm.peers[0].fail_nodes["ImageInvert"] = farm.peers[1].fail_nodes["ImageInvert"] = "boom"
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(farm.base + "/ws?clientId=me") as socket:
+            body = {"prompt": workflows.invert(), "client_id": "me", "prompt_id": "bad"}
+            status, _ = await call_json(session, "POST", farm.base + "/prompt", body)
+            assert status == 200
+            heard = await frames_until_done(socket, "bad")
+        status, history = await call_json(session, "GET", farm.base + "/history/bad")
+    assert [k for k, _ in heard][-3:] == ["execution_error", "status", "executing"]
+    error = dict(heard)["execution_error"]
+    assert (error["node_id"], error["exception_message"]) == ("2", "boom")
+    assert history["bad"]["status"]["status_str"] == "error"
+    assert history["bad"]["status"]["messages"][-1][0] == "execution_error"
+
+
+UNKNOWN_NODE = {
+    "error": {
+        "type": "invalid_prompt",
+        "message": "Cannot execute because node NoSuchNode does not exist.",
+        "details": "Node ID '#2'",
+        "extra_info": {},
+        "field": "prompt",
+    },
+    "node_errors": {},
+}
+
+
+async def test_an_invalid_prompt_gets_comfyuis_400_shape(farm: Farm) -> None:
+    unknown = workflows.invert()
+    unknown["2"]["class_type"] = "NoSuchNode"
+    missing = workflows.invert()
+    del missing["1"]["inputs"]["width"]
+    no_model = workflows.txt2img()
+    no_outputs = {"1": workflows.invert()["1"]}
+    async with aiohttp.ClientSession() as session:
+        url = farm.base + "/prompt"
+        assert await call_json(session, "POST", url, {"prompt": unknown}) == (400, UNKNOWN_NODE)
+        status, answer = await call_json(session, "POST", url, {"prompt": missing})
+        assert status == 400 and answer["error"]["type"] == "prompt_outputs_failed_validation"
+        (error,) = answer["node_errors"]["1"]["errors"]
+        assert error["type"] == "required_input_missing" and error["details"] == "width"
+        assert answer["node_errors"]["1"]["class_type"] == "EmptyImage"
+        status, answer = await call_json(session, "POST", url, {"prompt": no_model})
+        assert (
+            status == 400 and answer["node_errors"]["4"]["errors"][0]["type"] == "value_not_in_list"
+        )
+        status, answer = await call_json(session, "POST", url, {"prompt": no_outputs})
+        assert (status, answer["error"]["type"]) == (400, "prompt_no_outputs")
+        status, answer = await call_json(session, "POST", url, {"client_id": "x"})
+        assert (status, answer["error"]["type"]) == (400, "no_prompt")
+    assert not any(p.prompts_received for p in farm.peers), "nothing refused reached a peer"
+
+
+def form(filename: str = "x.png", **fields: str) -> aiohttp.FormData:
+    data = aiohttp.FormData()
+    for key, value in fields.items():
+        data.add_field(key, value)
+    data.add_field("image", encode_png(Image.solid(1, 1, (1, 2, 3))), filename=filename)
+    return data
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+HOSTILE: list[tuple[str, str, Any, int, str]] = [
+    ("POST", "/prompt", "{", 400, "body"),
+    ("POST", "/prompt", "[]", 400, "body"),
+    ("POST", "/prompt", '{"prompt": ' + DEEP + "}", 400, "body"),
+    ("POST", "/prompt", {"prompt": workflows.invert(), "prompt_id": "../../etc"}, 400, "prompt_id"),
+    ("POST", "/prompt", {"prompt": workflows.invert(), "prompt_id": "a" * 200}, 400, "prompt_id"),
+    ("POST", "/prompt", {"prompt": workflows.invert(), "client_id": "a\r\nb"}, 400, "client_id"),
+    ("POST", "/prompt", {"prompt": workflows.invert(), "extra_data": "x"}, 400, "extra_data"),
+    ("POST", "/prompt?route=nowhere", {"prompt": workflows.invert()}, 400, "route"),
+    ("POST", "/prompt", {"prompt": {"1": {"inputs": {}}}}, 400, "prompt"),
+    ("POST", "/prompt", {"prompt": "text"}, 400, "prompt"),
+    ("GET", "/history/a..b", None, 400, "prompt_id"),
+    ("GET", "/history/" + "a" * 300, None, 400, "prompt_id"),
+    ("GET", "/view?filename=../config.json", None, 400, "filename"),
+    ("GET", "/view?filename=/etc/passwd", None, 400, "filename"),
+    ("GET", "/view?filename=sub%2Fx.png", None, 400, "filename"),
+    ("GET", "/view?filename=x.png&subfolder=../..", None, 400, "subfolder"),
+    ("GET", "/view?filename=x.png&subfolder=@a/../../x", None, 400, "subfolder"),
+    ("GET", "/view?filename=x.png&subfolder=@nowhere", None, 404, "subfolder"),
+    ("GET", "/view?filename=x.png&type=evil", None, 400, "type"),
+    ("GET", "/view", None, 400, "filename"),
+    ("POST", "/upload/image", form("../x.png"), 400, "filename"),
+    ("POST", "/upload/image", form(".hidden.png"), 400, "filename"),
+    ("POST", "/upload/image", form("x.png", subfolder="../../up"), 400, "subfolder"),
+    ("POST", "/upload/image", form("x.png", subfolder="a\\..\\b"), 400, "subfolder"),
+    ("POST", "/upload/image", form("x.png", type="evil"), 400, "type"),
+    ("POST", "/upload/image", '{"image": "x"}', 400, "body"),
+    ("POST", "/upload/mask", form("x.png", original_ref="{"), 400, "original_ref"),
+    ("POST", "/queue", {"delete": "x"}, 400, "delete"),
+    ("POST", "/queue", {"delete": ["../x"]}, 400, "delete"),
+    ("POST", "/interrupt", {"prompt_id": "../x"}, 400, "prompt_id"),
+    ("GET", "/models/..%2Fsecrets", None, 400, "folder"),
+    ("GET", "/history?max_items=-1", None, 400, "max_items"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    HOSTILE,
+    ids=[f"{m} {p[:40]} {f}" for m, p, _, _, f in HOSTILE],
+)
+async def test_hostile_requests_get_a_clear_4xx_naming_the_field(
+    farm: Farm, method: str, path: str, body: Any, status: int, field: str
+) -> None:
+    data = json.dumps(body) if isinstance(body, dict) else body
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, farm.base + path, data=data) as response:
+            answer = await response.json()
+            assert response.status == status, answer
+    assert answer["error"]["field"] == field
+    assert not any(p.prompts_received for p in farm.peers)
+    assert not (farm.service.folder / "comfyui" / "up").exists()
+
+
+@pytest.mark.parametrize("path", ["/prompt", "/upload/image"])
+async def test_an_oversized_body_is_refused_with_413(farm: Farm, path: str) -> None:
+    big = io.BytesIO(b"x" * (64 * 1024 * 1024 + 1))
+    data: Any = big
+    if path == "/upload/image":
+        data = aiohttp.FormData()
+        data.add_field("image", big, filename="big.png")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(farm.base + path, data=data) as response:
+            assert response.status == 413
+            assert (await response.json())["error"]["field"] in ("body", "image")
+    assert not (farm.service.folder / "comfyui" / "input").exists()
+
+
+async def test_the_farm_queue_interrupt_and_delete_act_on_the_clients_ids(farm: Farm) -> None:
+    for peer in farm.peers:
+        peer.job_seconds = 30  # held until interrupted
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(farm.base + "/ws?clientId=me") as socket:
+            for n in range(3):  # two run (one a peer), the third waits for a free slot
+                body = {"prompt": workflows.invert(n), "client_id": "me", "prompt_id": f"p{n}"}
+                assert (await call_json(session, "POST", farm.base + "/prompt", body))[0] == 200
+            while sum(len(p.prompts_received) for p in farm.peers) < 2:
+                await socket.receive(timeout=10)
+            _, queue = await call_json(session, "GET", farm.base + "/queue")
+            assert sorted(item[1] for item in queue["queue_running"]) == ["p0", "p1"]
+            assert [item[1] for item in queue["queue_pending"]] == ["p2"]
+            assert queue["queue_pending"][0][3] == {"client_id": "me"}
+            await call_json(session, "POST", farm.base + "/queue", {"delete": ["p2", "p0"]})
+            heard = await frames_until_done(socket, "p2")
+            assert heard[-3][0] == "execution_interrupted"
+            await call_json(session, "POST", farm.base + "/interrupt", {"prompt_id": "p0"})
+            heard = await frames_until_done(socket, "p0")
+            assert [k for k, _ in heard][-3:] == ["execution_interrupted", "status", "executing"]
+            await call_json(session, "POST", farm.base + "/interrupt")
+            await frames_until_done(socket, "p1")
+            for peer in farm.peers:
+                peer.job_seconds = 0  # its nodes never look at the interrupt flag: let go
+        _, history = await call_json(session, "GET", farm.base + "/history")
+        _, queue = await call_json(session, "GET", farm.base + "/queue")
+    assert set(history) == {"p0", "p1", "p2"}
+    assert {e["status"]["status_str"] for e in history.values()} == {"error"}
+    assert queue == {"queue_running": [], "queue_pending": []}
+    assert sum(len(p.prompts_received) for p in farm.peers) == 2, "p2 never reached a peer"
+
+
+async def test_beyond_loopback_every_comfyui_route_needs_the_token(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"servers": {}}))
+    service = DispatchService(tmp_path, status_interval=0)
+    runner, base = await start(create_app(service, token="s3cret"))
+    basic = {"Authorization": "Basic " + base64.b64encode(b"anyone:s3cret").decode()}
+    try:
+        async with aiohttp.ClientSession() as session:
+            for path in ("/queue", "/api/queue", "/history", "/object_info", "/view?filename=x"):
+                async with session.get(base + path) as response:
+                    assert response.status == 401, path
+            async with session.get(base + "/ws") as response:
+                assert response.status == 401
+            async with session.get(base + "/queue", headers=basic) as response:
+                assert response.status == 200
+            headers = {"Authorization": "Bearer s3cret"}
+            async with session.get(base + "/api/queue", headers=headers) as response:
+                assert response.status == 200
+    finally:
+        await runner.cleanup()

@@ -23,7 +23,8 @@ from ._shapes import ComfyRefusal
 
 __all__ = ["Inputs", "check_segments"]
 
-_SEGMENT = re.compile(r"^[^\x00-\x1f\x7f/\\]{1,200}$")
+_SEGMENT = re.compile(r"^[^.\x00-\x1f\x7f/\\][^\x00-\x1f\x7f/\\]{0,199}$")
+"""One name: printable, no separator, not hidden (nor `.`, `..`, nor our `.part` files)."""
 _TYPES = ("input", "temp", "output")
 _MAX_SEGMENTS = 8
 
@@ -43,9 +44,15 @@ class Inputs:
 
     def place(self, filename: str, subfolder: str, kind: str) -> Path:
         """Where a file of that name lives here; checked, never outside the folder."""
-        parts = [*check_segments(subfolder, "subfolder"), *check_segments(filename, "filename")]
-        if not parts or len(parts) > _MAX_SEGMENTS:
-            raise ComfyRefusal("invalid_filename", "a file name is needed", field="filename")
+        folders = check_segments(subfolder, "subfolder")
+        name = check_segments(filename, "filename", required=True)
+        if len(name) != 1 or len(folders) >= _MAX_SEGMENTS:
+            raise ComfyRefusal(
+                "invalid_filename",
+                "a file name, without folders (give them as 'subfolder')",
+                field="filename",
+            )
+        parts = [*folders, *name]
         return self._root(kind).joinpath(*parts)
 
     async def save(

@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 
 __all__ = ["FEATURES", "Sockets"]
 
-FEATURES = {"supports_preview_metadata": False, "max_upload_size": 100 * 1024 * 1024}
+FEATURES = {"supports_preview_metadata": False, "max_upload_size": 64 * 1024 * 1024}
 """What the gateway says of itself: previews come as ComfyUI's legacy frames (type 1)."""
 _OUTBOX = 2000
 """Frames held for one slow client before the next ones are dropped."""

@@ -23,6 +23,9 @@ _INERT = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 _MAX_UPLOAD = 64 * 1024 * 1024
+"""An upload's bytes: the gateway's `max_upload_size` (ComfyUI's default is 100 MiB)."""
+_MAX_FIELD = 4096
+_MAX_PARTS = 16
 
 
 async def view(request: web.Request, farm: Farm) -> web.StreamResponse:
@@ -36,7 +39,8 @@ async def view(request: web.Request, farm: Farm) -> web.StreamResponse:
     if kind not in _TYPES:
         raise ComfyRefusal("invalid_type", "'type' is output, input or temp", field="type")
     subfolder = request.query.get("subfolder", "")
-    check_segments(filename, "filename", required=True)
+    if len(check_segments(filename, "filename", required=True)) != 1:
+        raise ComfyRefusal("invalid_filename", "give folders as 'subfolder'", field="filename")
     if subfolder.startswith(SERVER_MARK):
         server, _, rest = subfolder.removeprefix(SERVER_MARK).partition("/")
         check_segments(rest, "subfolder")
@@ -54,7 +58,23 @@ async def view(request: web.Request, farm: Farm) -> web.StreamResponse:
 
 async def upload_image(request: web.Request, farm: Farm) -> web.Response:
     """Kept by the gateway; sent to the peer that runs a prompt naming it."""
+    return await _save(farm, *await _form(request))
+
+
+async def upload_mask(request: web.Request, farm: Farm) -> web.Response:
+    """Kept as sent: the gateway does not paint the mask into the original (ComfyUI does,
+    and needs an image library for it); a mask editor's upload carries its own alpha."""
     fields, data, filename = await _form(request)
+    try:
+        json.loads(fields.get("original_ref", "{}"))
+    except ValueError:
+        raise ComfyRefusal(
+            "invalid_request", "'original_ref' is not JSON", field="original_ref"
+        ) from None
+    return await _save(farm, fields, data, filename)
+
+
+async def _save(farm: Farm, fields: dict[str, str], data: bytes, filename: str) -> web.Response:
     answer = await farm.inputs.save(
         data,
         filename,
@@ -65,24 +85,8 @@ async def upload_image(request: web.Request, farm: Farm) -> web.Response:
     return web.json_response(answer)
 
 
-async def upload_mask(request: web.Request, farm: Farm) -> web.Response:
-    """Kept as sent: the gateway does not paint the mask into the original (ComfyUI does,
-    and needs an image library for it); a mask editor's upload carries its own alpha."""
-    fields, _, _ = await _form(request)
-    try:
-        json.loads(fields.get("original_ref", "{}"))
-    except ValueError:
-        raise ComfyRefusal(
-            "invalid_request", "'original_ref' is not JSON", field="original_ref"
-        ) from None
-    return await upload_image(request, farm)
-
-
 async def _form(request: web.Request) -> tuple[dict[str, str], bytes, str]:
     """The upload's text fields, and its file's bytes and name (ComfyUI's `image` part)."""
-    if request.get("comfy_form") is not None:
-        found: tuple[dict[str, str], bytes, str] = request["comfy_form"]
-        return found
     try:
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError):
@@ -91,14 +95,30 @@ async def _form(request: web.Request) -> tuple[dict[str, str], bytes, str]:
         ) from None
     fields: dict[str, str] = {}
     data, filename = b"", ""
-    while (part := await reader.next()) is not None:
+    for _ in range(_MAX_PARTS):
+        part = await reader.next()
+        if part is None:
+            break
         if not isinstance(part, BodyPartReader) or part.name is None:
             continue
         if part.name == "image" and part.filename:
-            data, filename = bytes(await part.read(decode=False)), part.filename
+            data, filename = await _bounded(part, _MAX_UPLOAD, "image"), part.filename
         elif part.name in ("subfolder", "type", "overwrite", "original_ref"):
-            fields[part.name] = (await part.read(decode=False)).decode("utf-8", "replace")[:2000]
+            text = await _bounded(part, _MAX_FIELD, part.name)
+            fields[part.name] = text.decode("utf-8", "replace")
     if not filename:
         raise ComfyRefusal("invalid_request", "the form has no 'image' file", field="image")
-    request["comfy_form"] = (fields, data, filename)
     return fields, data, filename
+
+
+async def _bounded(part: BodyPartReader, limit: int, field: str) -> bytes:
+    """A part read whole, refused (413) past `limit`: a stream is not bounded by the
+    app's body limit."""
+    data = bytearray()
+    while chunk := await part.read_chunk():
+        data += chunk
+        if len(data) > limit:
+            raise ComfyRefusal(
+                "too_large", f"'{field}' is over {limit} bytes", field=field, status=413
+            )
+    return bytes(data)
