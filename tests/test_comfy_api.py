@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from aiohttp import web
 from local_http import call_json, start
 
 from dispatch_core.http.standalone import create_app
