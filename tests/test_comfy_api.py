@@ -273,11 +273,27 @@ UNKNOWN_NODE = {
 }
 
 
+NOT_AN_INT = {  # as ComfyUI 0.3.64 answered (tests/protocol/prompt_invalid.json)
+    "type": "invalid_input_type",
+    "message": "Failed to convert an input value to a INT value",
+    "details": "width, abc, invalid literal for int() with base 10: 'abc'",
+    "extra_info": {
+        "input_name": "width",
+        "input_config": ["INT", {"default": 512, "min": 1, "max": 16384, "step": 1}],
+        "received_value": "abc",
+        "exception_message": "invalid literal for int() with base 10: 'abc'",
+    },
+}
+
+
 async def test_an_invalid_prompt_gets_comfyuis_400_shape(farm: Farm) -> None:
     unknown = workflows.invert()
     unknown["2"]["class_type"] = "NoSuchNode"
     missing = workflows.invert()
     del missing["1"]["inputs"]["width"]
+    not_a_number = workflows.invert()
+    not_a_number["1"]["inputs"]["width"] = "abc"
+    too_large = workflows.invert(width=10**6)
     no_model = workflows.txt2img()
     no_outputs = {"1": workflows.invert()["1"]}
     async with aiohttp.ClientSession() as session:
@@ -288,6 +304,11 @@ async def test_an_invalid_prompt_gets_comfyuis_400_shape(farm: Farm) -> None:
         (error,) = answer["node_errors"]["1"]["errors"]
         assert error["type"] == "required_input_missing" and error["details"] == "width"
         assert answer["node_errors"]["1"]["class_type"] == "EmptyImage"
+        status, answer = await call_json(session, "POST", url, {"prompt": not_a_number})
+        assert status == 400 and answer["node_errors"]["1"]["errors"] == [NOT_AN_INT]
+        status, answer = await call_json(session, "POST", url, {"prompt": too_large})
+        (error,) = answer["node_errors"]["1"]["errors"]
+        assert (status, error["type"], error["details"]) == (400, "value_bigger_than_max", "width")
         status, answer = await call_json(session, "POST", url, {"prompt": no_model})
         assert (
             status == 400 and answer["node_errors"]["4"]["errors"][0]["type"] == "value_not_in_list"

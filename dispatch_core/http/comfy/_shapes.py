@@ -12,7 +12,7 @@ peer can judge it judges when the prompt reaches it, and the client hears it as 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -134,6 +134,8 @@ def _input_errors(node: Mapping[str, Any], spec: Mapping[str, Any]) -> list[dict
             errors.append(_error("required_input_missing", "Required input is missing", name))
             continue
         value = inputs[name]
+        if not isinstance(value, list):
+            errors += _primitive_errors(name, value, entry)
         choices = _choices(entry)
         if choices is not None and not isinstance(value, list) and value not in choices:
             error = _error("value_not_in_list", "Value not in list", name)
@@ -143,6 +145,40 @@ def _input_errors(node: Mapping[str, Any], spec: Mapping[str, Any]) -> list[dict
             )
             errors.append(error)
     return errors
+
+
+_CASTS: dict[str, Callable[[Any], Any]] = {"INT": int, "FLOAT": float}
+
+
+def _primitive_errors(name: str, value: Any, entry: Any) -> list[dict[str, Any]]:
+    """ComfyUI's checks of a number: it must convert, and lie within `min` and `max`."""
+    kind = entry[0] if isinstance(entry, list) and entry else None
+    cast = _CASTS.get(kind) if isinstance(kind, str) else None
+    if cast is None:
+        return []
+    options = entry[1] if len(entry) > 1 and isinstance(entry[1], Mapping) else {}
+    extra = {"input_name": name, "input_config": entry, "received_value": value}
+    try:
+        number = cast(value)
+    except (TypeError, ValueError, OverflowError) as bad:
+        error = _error(
+            "invalid_input_type", f"Failed to convert an input value to a {kind} value", name
+        )
+        error["details"] = f"{name}, {str(value)[:200]}, {bad}"
+        error["extra_info"] = {**extra, "exception_message": str(bad)}
+        return [error]
+    for bound, kind_name, word in (
+        ("min", "value_smaller_than_min", "smaller than min"),
+        ("max", "value_bigger_than_max", "bigger than max"),
+    ):
+        limit = options.get(bound)
+        if isinstance(limit, (int, float)) and (
+            number < limit if bound == "min" else number > limit
+        ):
+            error = _error(kind_name, f"Value {number} {word} of {limit}", name)
+            error["extra_info"] = extra
+            return [error]
+    return []
 
 
 def _choices(entry: Any) -> list[Any] | None:
