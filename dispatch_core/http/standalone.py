@@ -110,20 +110,30 @@ def create_app(
     policy = policy or HostPolicy()
     token = _checked_token(token)
     hub = _EventHub()
-    service.notify = hub.notify
     app = web.Application(client_max_size=_MAX_BODY, middlewares=[_guard(token, policy)])
     routes = web.RouteTableDef()
     add_routes(routes, service, policy=policy)
     app.add_routes(routes)
+    for route in routes:  # as ComfyUI serves them too: ComfyUI's page calls them so
+        if isinstance(route, web.RouteDef):
+            app.router.add_route(route.method, "/api" + route.path, route.handler)
     app.router.add_get("/dispatch/ws", hub.handler)
-    add_comfy_routes(app, service, folder=service.folder / "comfyui")  # ComfyUI's own API
     app.router.add_post("/dispatch/session", _session(token))
-    app.router.add_get("/", _redirect_to_panel)
     app.router.add_get("/dispatch/ui", _redirect_to_panel)
     panel = panel_folder()
     app.router.add_get("/dispatch/ui/", _panel_page(panel))
     if panel is not None:
         app.router.add_static("/dispatch/ui/", panel)
+    farm = add_comfy_routes(  # ComfyUI's own API, and its page at / when installed: last
+        app, service, folder=service.folder / "comfyui", extension=panel, index=_redirect_to_panel
+    )
+
+    def notify(event: str, data: dict[str, Any]) -> None:
+        hub.notify(event, data)
+        if farm.page:  # its sidebar tab hears them on ComfyUI's socket, as inside ComfyUI
+            farm.sockets.send(event, data, None)
+
+    service.notify = notify
 
     async def close(app: web.Application) -> None:
         await hub.close()
@@ -213,7 +223,7 @@ def _session(token: str | None) -> _Handler:
             response.set_cookie(
                 _SESSION_COOKIE,
                 _session_value(token),
-                path="/dispatch",
+                path="/",  # the panel, and ComfyUI's page with its /api calls
                 httponly=True,
                 samesite="Strict",
                 secure=request.secure,

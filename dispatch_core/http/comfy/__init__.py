@@ -30,13 +30,15 @@ from aiohttp import web
 from ...errors import DispatchError, NotFound
 from ...service import DispatchService
 from .._problems import Problem
-from . import files, info, prompt, queue
+from . import files, info, page, prompt, queue
 from ._farm import Farm
 from ._shapes import ComfyRefusal
+from ._user import UserFolder
 
 __all__ = ["Farm", "add_comfy_routes"]
 
 Handler = Callable[[web.Request, Farm], Awaitable[web.StreamResponse]]
+_Plain = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _log = logging.getLogger("dispatch_core.http.comfy")
 
 TABLE: list[tuple[str, str, Handler]] = [
@@ -61,20 +63,63 @@ TABLE: list[tuple[str, str, Handler]] = [
 ]
 
 
-def add_comfy_routes(app: web.Application, service: DispatchService, *, folder: Path) -> Farm:
-    """Mount ComfyUI's API for `service`'s farm on `app`; uploads are kept in `folder`.
-    The app's own middleware guards them (see `standalone`)."""
+def add_comfy_routes(
+    app: web.Application,
+    service: DispatchService,
+    *,
+    folder: Path,
+    extension: Path | None = None,
+    index: _Plain | None = None,
+) -> Farm:
+    """Mount ComfyUI's API for `service`'s farm on `app`, and ComfyUI's page when its
+    frontend is installed (`page`; `extension`: the panel's scripts, its sidebar tab);
+    uploads and the page's user live in `folder`. Without the page, `/` is `index`.
+    Mount it last: the page's files answer every path left. The app's own middleware
+    guards it all (see `standalone`)."""
     farm = Farm(service, folder)
+    frontend = page.frontend_folder()
+    routes = list(TABLE)
+    extra = (
+        page.page_routes(farm, UserFolder(folder / "user"), frontend, extension) if frontend else []
+    )
     for prefix in ("", "/api"):
-        for method, path, handler in TABLE:
+        for method, path, handler in routes:
             app.router.add_route(method, prefix + path, _answering(handler, farm))
+        for method, path, plain in extra:
+            if prefix + path != "/api/":
+                app.router.add_route(method, prefix + path, _answering_plain(plain))
         app.router.add_get(prefix + "/ws", farm.sockets.handle)
+    if frontend is None:
+        if index is not None:
+            app.router.add_get("/", index)
+    else:
+        farm.page = True
+        app.router.add_get("/internal/folder_paths", _answering_plain(_no_folders))
+        if extension is not None:
+            app.router.add_static(f"/extensions/{page.EXTENSION}", extension)
+        app.router.add_static("/", frontend)
 
     async def close(app: web.Application) -> None:
         await farm.close()
 
     app.on_shutdown.append(close)
     return farm
+
+
+async def _no_folders(_: web.Request) -> web.Response:
+    return web.json_response({})  # the peers' folders are theirs, never shown here
+
+
+def _answering_plain(handler: _Plain) -> _Plain:
+    """A page's handler, its refusals in ComfyUI's shape."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ComfyRefusal as refusal:
+            return refusal.response()
+
+    return answer
 
 
 def _answering(

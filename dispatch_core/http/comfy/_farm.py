@@ -64,6 +64,8 @@ class Farm:
         self.active: dict[str, _Prompt] = {}
         self.history: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self._number = 0
+        self.page = False
+        """Whether ComfyUI's page is served too (its frontend is installed)."""
 
     async def queue_prompt(self, body: dict[str, Any], route: str) -> dict[str, Any]:
         """ComfyUI's `POST /prompt`: checked, queued as a job; its id, number, node_errors."""
