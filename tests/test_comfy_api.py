@@ -449,3 +449,85 @@ async def test_beyond_loopback_every_comfyui_route_needs_the_token(tmp_path: Pat
                 assert response.status == 200
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def page_farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Farm]:
+    """The gateway serving a stand-in for ComfyUI's page (an index.html and one script)."""
+    page = tmp_path / "page"
+    (page / "extensions" / "core").mkdir(parents=True)
+    (page / "index.html").write_text("<title>ComfyUI</title>")
+    (page / "extensions" / "core" / "x.js").write_text("export {};")
+    monkeypatch.setenv("DISPATCH_FRONTEND", str(page))
+    async with FakePeer() as a:
+        folder = tmp_path / "gateway"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"servers": {"a": a.url}}))
+        service = DispatchService(folder, status_interval=0)
+        runner, base = await start(create_app(service))
+        try:
+            yield Farm([a], base, service)
+        finally:
+            await runner.cleanup()
+
+
+async def test_the_pages_user_files_live_in_the_gateways_folder(page_farm: Farm) -> None:
+    base = page_farm.base
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base + "/") as response:
+            assert "<title>ComfyUI</title>" in await response.text()
+        _, scripts = await call_json(session, "GET", base + "/api/extensions")
+        assert "/extensions/core/x.js" in scripts
+        assert "/extensions/ComfyUI-Dispatch/dispatch.js" in scripts
+        async with session.get(base + "/extensions/ComfyUI-Dispatch/dispatch.js") as response:
+            assert response.status == 200
+        url = base + "/api/userdata/workflows%2Fa.json"
+        async with session.post(url + "?overwrite=false", data=b'{"nodes": []}') as response:
+            assert (response.status, await response.json()) == (200, "workflows/a.json")
+        async with session.post(url + "?overwrite=false", data=b"{}") as response:
+            assert response.status == 409
+        moved = base + "/api/userdata/workflows%2Fa.json/move/workflows%2Fb.json"
+        async with session.post(moved) as response:
+            assert response.status == 200
+        _, listed = await call_json(session, "GET", base + "/api/userdata?dir=workflows")
+        assert listed == ["b.json"]
+        async with session.get(base + "/api/userdata/workflows%2Fb.json") as response:
+            assert await response.read() == b'{"nodes": []}'
+        async with session.delete(base + "/api/userdata/workflows%2Fb.json") as response:
+            assert response.status == 204
+        assert await call_json(session, "POST", base + "/api/settings/Comfy.X", 3) == (200, b"")
+        assert await call_json(session, "GET", base + "/api/settings/Comfy.X") == (200, 3)
+    user = page_farm.service.folder / "comfyui" / "user"
+    assert json.loads((user / "comfy.settings.json").read_text()) == {"Comfy.X": 3}
+    assert not page_farm.peers[0].requests or all(
+        "userdata" not in path and "settings" not in path for _, path in page_farm.peers[0].requests
+    ), "never a peer's"
+
+
+PAGE_HOSTILE: list[tuple[str, str, Any, int, str]] = [
+    ("GET", "/api/userdata/..%2F..%2Fconfig.json", None, 400, "file"),
+    ("POST", "/api/userdata/..%2Fescape.json", "{}", 400, "file"),
+    ("POST", "/api/userdata/a.json/move/..%2F..%2Fconfig.json", None, 400, "dest"),
+    ("GET", "/api/userdata?dir=..%2F..", None, 400, "dir"),
+    ("GET", "/api/userdata?dir=%2Fetc", None, 400, "dir"),
+    ("POST", "/api/settings", "[1]", 400, "body"),
+    ("POST", "/api/settings", "{", 400, "body"),
+    ("POST", "/api/settings/x", DEEP, 400, "body"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    PAGE_HOSTILE,
+    ids=[f"{m} {p[:50]}" for m, p, _, _, _ in PAGE_HOSTILE],
+)
+async def test_hostile_names_for_the_pages_files_get_a_4xx(
+    page_farm: Farm, method: str, path: str, body: Any, status: int, field: str
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, page_farm.base + path, data=body) as response:
+            answer = await response.json()
+            assert response.status == status, answer
+    assert answer["error"]["field"] == field
+    assert json.loads((page_farm.service.folder / "config.json").read_text())["servers"]
+    assert not (page_farm.service.folder / "escape.json").exists()

@@ -32,6 +32,7 @@ from ..service import DispatchService
 from . import add_routes
 from ._guard import HostPolicy, refusal
 from .comfy import add_comfy_routes
+from .comfy.page import frontend_folder
 
 __all__ = ["create_app", "default_folder", "panel_folder", "serve"]
 
@@ -295,6 +296,8 @@ async def serve(
         bound = runner.addresses[0]
         url = f"http://{host}:{bound[1]}/dispatch/ui/"
         message = f"ComfyUI-Dispatch panel on {url} (config: {service.config_path})"
+        if frontend_folder() is not None:
+            message += f"; ComfyUI's page on http://{host}:{bound[1]}/"
         (ready or (lambda text: print(text, file=sys.stderr, flush=True)))(message)
         await (stop or asyncio.Event()).wait()
     finally:

@@ -117,7 +117,7 @@ def _user_routes(user: UserFolder) -> list[tuple[str, str, _Handler]]:
         folder = request.query.get("dir", "")
         if not folder:
             raise ComfyRefusal("invalid_request", "dir is required", field="dir")
-        found = await user.listing(folder.strip("/"), full=request.query.get("full_info") == "true")
+        found = await user.listing(folder, full=request.query.get("full_info") == "true")
         if found is None:
             raise web.HTTPNotFound()
         return web.json_response(found)
