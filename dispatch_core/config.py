@@ -114,7 +114,8 @@ class Config:
         """The enabled servers a job of `route` may run on, or just `server` when named.
 
         The one resolver of routes: an unknown name is NotFound, a route whose servers
-        are all disabled a RoutingError, each saying what to do.
+        are all disabled a RoutingError, each saying what to do. `"auto"` is every enabled
+        server even when no route has that name (a configured one takes its place).
         """
         if server is not None:
             if server not in self.servers:

@@ -531,3 +531,20 @@ async def test_hostile_names_for_the_pages_files_get_a_4xx(
     assert answer["error"]["field"] == field
     assert json.loads((page_farm.service.folder / "config.json").read_text())["servers"]
     assert not (page_farm.service.folder / "escape.json").exists()
+
+
+async def test_a_repeat_answered_without_frames_still_shows_its_images(farm: Farm) -> None:
+    """The same prompt again attaches to the first (the journal): no frame comes from a
+    peer, so the gateway tells its images and its end itself."""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(farm.base + "/ws?clientId=me") as socket:
+            for prompt_id in ("first", "again"):
+                body = {"prompt": workflows.invert(), "client_id": "me", "prompt_id": prompt_id}
+                assert (await call_json(session, "POST", farm.base + "/prompt", body))[0] == 200
+                heard = await frames_until_done(socket, prompt_id)
+        _, history = await call_json(session, "GET", farm.base + "/history/again")
+    assert sum(len(p.prompts_received) for p in farm.peers) == 1, "run once"
+    executed = [d for k, d in heard if k == "executed"]
+    assert executed and executed[0]["prompt_id"] == "again"
+    assert executed[0]["output"] == history["again"]["outputs"]["3"]
+    assert [k for k, _ in heard][-3:] == ["execution_success", "status", "executing"]

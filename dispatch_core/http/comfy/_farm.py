@@ -5,7 +5,7 @@ journal and routing as `POST /dispatch/run`, so the panel lists it too), with a 
 that passes its peer's frames to the client's socket. The farm keeps what ComfyUI keeps
 and the engine does not: the client's prompt id and number, its prompt and `extra_data`
 for `/queue`, and, once the job has ended, its `/history` entry (in memory, the last
-10,000, as ComfyUI keeps them).
+1,000: a page's prompt carries its whole workflow, so ComfyUI's 10,000 could hold GBs).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ __all__ = ["ROUTE_KEY", "Farm"]
 
 ROUTE_KEY = "dispatch_route"
 """The `extra_data` key that names a prompt's route (else a header, a query, or `auto`)."""
-_MAX_HISTORY = 10_000
+_MAX_HISTORY = 1000
 _PRIVATE_EXTRA = ("client_id", ROUTE_KEY)
 
 
