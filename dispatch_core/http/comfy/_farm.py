@@ -20,7 +20,7 @@ from typing import Any
 
 from ...errors import DispatchError, ExecutionFailed, Interrupted, PromptRejected
 from ...job import JobHandle, JobSpec, JobState
-from ...service import DispatchService
+from ...service import DispatchService, JobRecord
 from ...workflow import WorkflowBuilder
 from ._farm_info import FarmInfo
 from ._inputs import Inputs
@@ -64,26 +64,38 @@ class Farm:
         self.active: dict[str, _Prompt] = {}
         self.history: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self._number = 0
+        self._claimed: set[str] = set()
         self.page = False
         """Whether ComfyUI's page is served too (its frontend is installed)."""
 
     async def queue_prompt(self, body: dict[str, Any], route: str) -> dict[str, Any]:
         """ComfyUI's `POST /prompt`: checked, queued as a job; its id, number, node_errors."""
         prompt = check_prompt(body, await self._info_for_checks())
-        prompt_id = checked_id(body.get("prompt_id") or str(uuid.uuid4()), "prompt_id")
-        if prompt_id in self.active:
+        prompt_id, client_id, extra = _ids_and_extra(body)
+        if prompt_id in self.active or prompt_id in self._claimed:
             raise ComfyRefusal(
                 "invalid_prompt", f"prompt {prompt_id} is queued already", field="prompt_id"
             )
-        extra = body.get("extra_data") or {}
-        if not isinstance(extra, dict):
-            raise ComfyRefusal(
-                "invalid_prompt", "'extra_data' must be an object", field="extra_data"
-            )
-        client_id = body.get("client_id") or extra.get("client_id")
-        client_id = checked_id(client_id, "client_id") if client_id is not None else None
+        self._claimed.add(prompt_id)  # until it is active: a second post waits for nothing
+        try:
+            relay = PromptRelay(self.sockets, prompt_id, client_id)
+            record, handle = await self._submit(route, prompt, extra, relay)
+        finally:
+            self._claimed.discard(prompt_id)
+        info = self.info.cached()
+        outputs = output_nodes(prompt, info) if info else list(prompt)
+        item_extra = {**extra, "client_id": client_id}
         number = self._number_for(body)
-        relay = PromptRelay(self.sockets, prompt_id, client_id)
+        held = _Prompt(number, prompt_id, prompt, item_extra, outputs, relay, record.id, handle)
+        self.active[prompt_id] = held
+        handle.when_done(lambda: self._ended(held))
+        self.sockets.status()
+        return {"prompt_id": prompt_id, "number": number, "node_errors": {}}
+
+    async def _submit(
+        self, route: str, prompt: dict[str, Any], extra: dict[str, Any], relay: PromptRelay
+    ) -> tuple[JobRecord, JobHandle]:
+        """The prompt as a job of the service, its frames to `relay`."""
         spec = JobSpec(
             route,
             workflow=await self._with_uploads(prompt),
@@ -95,23 +107,8 @@ class Farm:
             raise ComfyRefusal(
                 "invalid_prompt", str(refused), field=refused.field or "prompt"
             ) from None
-        relay.server = lambda: handle.server
-        info = self.info.cached()
-        outputs = output_nodes(prompt, info) if info else list(prompt)
-        held = _Prompt(
-            number,
-            prompt_id,
-            prompt,
-            {**extra, "client_id": client_id},
-            outputs,
-            relay,
-            record.id,
-            handle,
-        )
-        self.active[prompt_id] = held
-        handle.when_done(lambda: self._ended(held))
-        self.sockets.status()
-        return {"prompt_id": prompt_id, "number": number, "node_errors": {}}
+        relay.server = lambda: handle.server  # no frame comes before the next await
+        return record, handle
 
     def check_route(self, route: str) -> str:
         try:
@@ -199,6 +196,16 @@ class Farm:
 
     async def close(self) -> None:
         await self.sockets.close()
+
+
+def _ids_and_extra(body: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
+    """The prompt id (given or made), the client id, and `extra_data`, each checked."""
+    prompt_id = checked_id(body.get("prompt_id") or str(uuid.uuid4()), "prompt_id")
+    extra = body.get("extra_data") or {}
+    if not isinstance(extra, dict):
+        raise ComfyRefusal("invalid_prompt", "'extra_data' must be an object", field="extra_data")
+    client_id = body.get("client_id") or extra.get("client_id")
+    return prompt_id, checked_id(client_id, "client_id") if client_id is not None else None, extra
 
 
 def _final(relay: PromptRelay, failure: BaseException) -> tuple[str, dict[str, Any]]:
