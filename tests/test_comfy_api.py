@@ -548,3 +548,25 @@ async def test_a_repeat_answered_without_frames_still_shows_its_images(farm: Far
     assert executed and executed[0]["prompt_id"] == "again"
     assert executed[0]["output"] == history["again"]["outputs"]["3"]
     assert [k for k, _ in heard][-3:] == ["execution_success", "status", "executing"]
+
+
+async def test_the_route_comes_from_extra_data_a_header_or_the_query(farm: Farm) -> None:
+    """`gen` routes to server a only; without a route a prompt may go to either."""
+    asks: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+        ("/prompt", {"extra_data": {"dispatch_route": "gen"}}, {}),
+        ("/prompt", {}, {"X-Dispatch-Route": "gen"}),
+        ("/prompt?route=gen", {}, {}),
+    ]
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(farm.base + "/ws?clientId=me") as socket:
+            for n, (path, extra, headers) in enumerate(asks):
+                body = {"prompt": workflows.invert(n), "client_id": "me", "prompt_id": f"r{n}"}
+                async with session.post(
+                    farm.base + path, json=body | extra, headers=headers
+                ) as response:
+                    assert response.status == 200, await response.text()
+                await frames_until_done(socket, f"r{n}")
+        _, history = await call_json(session, "GET", farm.base + "/history")
+    assert len(farm.peers[0].prompts_received) == 3 and not farm.peers[1].prompts_received
+    assert "dispatch_route" not in json.dumps(farm.peers[0].workflows_received)
+    assert history["r0"]["prompt"][3] == {"dispatch_route": "gen", "client_id": "me"}
