@@ -120,7 +120,7 @@ class Farm:
     async def _info_for_checks(self) -> dict[str, Any]:
         """The farm's object_info for the prompt's checks; none when no server answers."""
         try:
-            return await self.info.object_info(fresh=False)
+            return await self.info.object_info(fresh=False, uploads=False)
         except DispatchError:
             return {}
 

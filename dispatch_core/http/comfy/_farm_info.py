@@ -51,13 +51,17 @@ class FarmInfo:
                 raise answer
         return {n: a for n, a in zip(names, found, strict=True) if not isinstance(a, BaseException)}
 
-    async def object_info(self, *, fresh: bool = True) -> dict[str, Any]:
-        """The union, read anew (or reused when younger than `_MAX_AGE` and not `fresh`)."""
+    async def object_info(self, *, fresh: bool = True, uploads: bool = True) -> dict[str, Any]:
+        """The union, read anew (or reused when younger than `_MAX_AGE` and not `fresh`);
+        with `uploads`, LoadImage's list is the gateway's (a prompt's checks skip it)."""
         if fresh or time.monotonic() - self._read_at > _MAX_AGE:
             answers = await self._each(lambda peer: peer.object_info())
             self._union = union(answers.values())
             self._read_at = time.monotonic()
-        return _with_uploads(self._union, self.uploads())
+        if not uploads:
+            return self._union
+        listed = await asyncio.to_thread(self.uploads)
+        return _with_uploads(self._union, listed)
 
     def cached(self) -> dict[str, Any]:
         """The union as last read (empty before the first read)."""
