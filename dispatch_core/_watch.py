@@ -36,6 +36,8 @@ class Clean(Protocol):
 
 
 _MAX_TRACEBACK_LINES = 100
+_MAX_RELAYED_TEXT = 1024 * 1024
+"""A relayed frame's texts are cut past this (a frame is at most 8 MiB anyway)."""
 
 
 class PromptWatch:
@@ -105,10 +107,13 @@ class PromptWatch:
         self._pass_on("binary", data)
 
     def _pass_on(self, kind: str, data: Any) -> None:
-        """To the relay, if any; its failure is its own and never the prompt's."""
+        """To the relay, if any, a copy with every text cleaned (a hostile peer may echo
+        its own token); its failure is the relay's own and never the prompt's."""
         if self.relay is None:
             return
         try:
+            if not isinstance(data, bytes):
+                data = _cleaned(data, self._relay_clean)
             self.relay(kind, data)
         except Exception as error:
             _log.warning("server %r: a frame relay failed (%s)", self.server, type(error).__name__)
@@ -140,6 +145,10 @@ class PromptWatch:
             task = asyncio.ensure_future(outcome)
             self._progress_tasks.add(task)
             task.add_done_callback(self._progress_tasks.discard)
+
+    def _relay_clean(self, text: str, limit: int = _MAX_RELAYED_TEXT) -> str:
+        """`clean` for a relayed frame: secrets masked, its texts kept whole (bounded)."""
+        return self.clean(text, limit)
 
     def finish(self, entry: Mapping[str, Any]) -> None:
         """Resolve from a final frame or a history entry; the first resolution wins."""

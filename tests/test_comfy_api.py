@@ -570,3 +570,25 @@ async def test_the_route_comes_from_extra_data_a_header_or_the_query(farm: Farm)
     assert len(farm.peers[0].prompts_received) == 3 and not farm.peers[1].prompts_received
     assert "dispatch_route" not in json.dumps(farm.peers[0].workflows_received)
     assert history["r0"]["prompt"][3] == {"dispatch_route": "gen", "client_id": "me"}
+
+
+async def test_a_peers_frames_reach_the_client_with_its_token_masked(tmp_path: Path) -> None:
+    """A peer that writes the token it is sent into its own error (echoing it, say): the
+    client of the gateway never sees the token."""
+    async with FakePeer(fail_nodes={"ImageInvert": "I was sent peer-s3cret"}) as peer:
+        server = {"url": peer.url, "headers": {"Authorization": "Bearer peer-s3cret"}}
+        (tmp_path / "config.json").write_text(json.dumps({"servers": {"a": server}}))
+        service = DispatchService(tmp_path, status_interval=0)
+        runner, base = await start(create_app(service))
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(base + "/ws?clientId=me") as socket:
+                    body = {"prompt": workflows.invert(), "client_id": "me", "prompt_id": "t"}
+                    assert (await call_json(session, "POST", base + "/prompt", body))[0] == 200
+                    heard = await frames_until_done(socket, "t")
+                _, history = await call_json(session, "GET", base + "/history/t")
+        finally:
+            await runner.cleanup()
+    error = dict(heard)["execution_error"]
+    assert error["exception_message"].startswith("I was sent ")
+    assert "peer-s3cret" not in json.dumps(heard) + json.dumps(history)
