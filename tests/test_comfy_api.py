@@ -592,3 +592,27 @@ async def test_a_peers_frames_reach_the_client_with_its_token_masked(tmp_path: P
     error = dict(heard)["execution_error"]
     assert error["exception_message"].startswith("I was sent ")
     assert "peer-s3cret" not in json.dumps(heard) + json.dumps(history)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "field"),
+    [
+        ("GET", "/ws", {"Origin": "http://evil.example", "Upgrade": "websocket"}, "Origin"),
+        ("POST", "/prompt", {"Host": "evil.example:8190"}, "Host"),
+        ("POST", "/api/prompt", {"Sec-Fetch-Site": "cross-site"}, "Sec-Fetch-Site"),
+        ("GET", "/view?filename=x.png", {"Sec-Fetch-Site": "cross-site"}, "Sec-Fetch-Site"),
+        ("POST", "/upload/image", {"Origin": "http://evil.example"}, "Origin"),
+        ("POST", "/interrupt", {"Origin": "null"}, "Origin"),
+    ],
+)
+async def test_other_sites_never_reach_the_comfyui_routes(
+    farm: Farm, method: str, path: str, headers: dict[str, str], field: str
+) -> None:
+    body = json.dumps({"prompt": workflows.invert()})
+    async with aiohttp.ClientSession() as session:
+        async with session.request(
+            method, farm.base + path, data=body, headers=headers
+        ) as response:
+            assert response.status == 403
+            assert (await response.json())["field"] == field
+    assert not any(p.prompts_received for p in farm.peers)
