@@ -616,3 +616,26 @@ async def test_other_sites_never_reach_the_comfyui_routes(
             assert response.status == 403
             assert (await response.json())["field"] == field
     assert not any(p.prompts_received for p in farm.peers)
+
+
+async def test_an_upload_is_kept_viewable_and_renamed_as_comfyui_renames(farm: Farm) -> None:
+    async with aiohttp.ClientSession() as session:
+        answers = []
+        for color in ((1, 2, 3), (1, 2, 3), (9, 9, 9)):
+            data = aiohttp.FormData()
+            data.add_field("subfolder", "mine")
+            png = encode_png(Image.solid(1, 1, color))
+            data.add_field("image", png, filename="up.png")
+            async with session.post(farm.base + "/upload/image", data=data) as response:
+                answers.append(await response.json())
+        params = {"filename": "up (1).png", "subfolder": "mine", "type": "input"}
+        async with session.get(farm.base + "/view", params=params) as response:
+            assert response.status == 200
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert decode_png(await response.read()).pixels == bytes([9, 9, 9])
+        _, info = await call_json(session, "GET", farm.base + "/object_info/LoadImage")
+    names = [a["name"] for a in answers]
+    assert names == ["up.png", "up.png", "up (1).png"], "same bytes reuse the name"
+    assert answers[0] == {"name": "up.png", "subfolder": "mine", "type": "input"}
+    assert not any(p.uploads for p in farm.peers), "kept here until a prompt needs it"
+    assert "LoadImage" in info
