@@ -26,7 +26,7 @@ from ._peer import PeerClient
 from ._runner import Runner
 from ._servers import Servers
 from ._status import ServerStatus, calibration_workflow, server_status
-from ._watch import ProgressCallback
+from ._watch import FrameCallback, ProgressCallback
 from .config import Config
 from .errors import (
     DispatcherClosed,
@@ -153,12 +153,19 @@ class Dispatcher:
             spec = JobSpec(route, workflow, values, **options)
         return await self._run(JobRun(spec, on_progress))
 
-    def submit(self, spec: JobSpec, *, on_progress: ProgressCallback | None = None) -> JobHandle:
+    def submit(
+        self,
+        spec: JobSpec,
+        *,
+        on_progress: ProgressCallback | None = None,
+        on_frame: FrameCallback | None = None,
+    ) -> JobHandle:
         """Start a job beside the caller; its handle tells its state, result, and cancels.
 
         The workflow and its values are checked here: a mistake raises now, not later.
+        `on_frame` is told every frame of its prompt as the peer sent it (a relay's need).
         """
-        run = JobRun(spec, on_progress)
+        run = JobRun(spec, on_progress, on_frame=on_frame)
         run.handle = JobHandle(spec, asyncio.create_task(self._run(run), name=f"job:{spec.route}"))
         return run.handle
 

@@ -20,7 +20,7 @@ from ._inventory import needs_of
 from ._journal import request_hash
 from ._retry import with_retries
 from ._urls import view_url
-from ._watch import ProgressCallback
+from ._watch import FrameCallback, ProgressCallback
 from .errors import DispatchError, WorkflowError
 from .job import JobHandle, JobSpec
 from .result import DispatchResult, OutputFile, Timings
@@ -43,9 +43,12 @@ class JobRun:
         spec: JobSpec,
         on_progress: ProgressCallback | None = None,
         handle: JobHandle | None = None,
+        on_frame: FrameCallback | None = None,
     ):
         self.spec = spec
         self.on_progress = on_progress
+        self.on_frame = on_frame
+        """Told each frame of the job's prompt, for a relay (see `FrameCallback`)."""
         self.handle = handle
         self.builder = _checked_builder(spec)
         self.queued = time.time()

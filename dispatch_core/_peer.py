@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from ._peer_socket import PeerSocket
-from ._watch import ProgressCallback, PromptWatch, node_errors, rejected
+from ._watch import FrameCallback, ProgressCallback, PromptWatch, node_errors, rejected
 from .errors import (
     BadResponse,
     PeerUnreachable,
@@ -72,12 +72,18 @@ class PeerClient(PeerSocket):
         prompt_id: str | None = None,
         on_progress: ProgressCallback | None = None,
         extra_data: Mapping[str, Any] | None = None,
+        on_frame: FrameCallback | None = None,
     ) -> str:
         """Queue a prompt under an id we mint, so frames that beat the answer are not lost."""
         await self.start()
         prompt_id = prompt_id or str(uuid.uuid4())
         watch = PromptWatch(
-            self.name, prompt_id, node_count=len(prompt), on_progress=on_progress, clean=self.scrub
+            self.name,
+            prompt_id,
+            node_count=len(prompt),
+            on_progress=on_progress,
+            on_frame=on_frame,
+            clean=self.scrub,
         )
         self._watches[prompt_id] = watch
         body = {

@@ -32,7 +32,7 @@ __all__ = ["PeerSocket"]
 
 _RECONNECT_MAX_DELAY = 5.0
 _MAX_FRAME_BYTES = 8 * 1024 * 1024
-"""Larger than any text frame ComfyUI sends; binary previews are not read."""
+"""Larger than any text frame or preview ComfyUI sends."""
 # Logged under the client's module, whose name users already filter on.
 _log = logging.getLogger(__name__.rpartition(".")[0] + ".peer")
 
@@ -65,6 +65,9 @@ class PeerSocket(PeerHTTP):
         """WebSocket frames dropped: not JSON, out of bounds, not ComfyUI's shape, too large,
         or their handler failed."""
         self._watches: dict[str, PromptWatch] = {}
+        self._running: str | None = None
+        """The prompt the peer runs now, by its frames: ComfyUI runs one at a time, and its
+        binary previews name no prompt, so they belong to this one."""
         self._ws_up = asyncio.Event()
         self._first_attempt = asyncio.Event()
         self._ws_task: asyncio.Task[None] | None = None
@@ -178,6 +181,8 @@ class PeerSocket(PeerHTTP):
             async for message in ws:
                 if message.type == aiohttp.WSMsgType.TEXT:
                     heard = self._take_frame(message.data) or heard
+                elif message.type == aiohttp.WSMsgType.BINARY:
+                    self._take_binary(message.data)
                 elif message.type == aiohttp.WSMsgType.ERROR:
                     self._dropped()  # too large or not WebSocket: aiohttp closes it
         return heard
@@ -209,6 +214,17 @@ class PeerSocket(PeerHTTP):
         for watch in self._watches.values():
             watch.gap = True
 
+    def _take_binary(self, data: bytes) -> None:
+        """A preview (or a node's progress text) of the running prompt, for its relay."""
+        watch = self._watches.get(self._running) if self._running is not None else None
+        if watch is not None and watch.relay is not None:
+            watch.on_binary(data)
+
+    def _follow_running(self, kind: str, data: Mapping[str, Any]) -> None:
+        prompt_id = data.get("prompt_id")
+        if kind in ("execution_start", "executing") and isinstance(prompt_id, str):
+            self._running = None if data.get("node", "") is None else prompt_id
+
     def _on_text(self, text: str) -> bool:
         try:
             message = loads_bounded(text)
@@ -221,6 +237,7 @@ class PeerSocket(PeerHTTP):
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 self.queue_remaining = int(data["status"]["exec_info"]["queue_remaining"])
             return True
+        self._follow_running(kind, data)
         watch = self._watches.get(str(data.get("prompt_id")))
         if watch is not None:
             watch.on_frame(kind, data)

@@ -157,7 +157,13 @@ class Runner:
             else:
                 run.waiting_for = f"server {lane.name!r} to accept the uploads and the prompt"
                 prompt = await run.prompt_for(peer, _UPLOAD_SUBFOLDER)
-                await peer.submit(prompt, prompt_id=prompt_id, on_progress=run.on_progress)
+                await peer.submit(
+                    prompt,
+                    prompt_id=prompt_id,
+                    on_progress=run.on_progress,
+                    on_frame=run.on_frame,
+                    extra_data=run.spec.extra_data,
+                )
                 self.counts["submitted"] += 1
                 if self.journal is not None:
                     await self.journal.record(run.request_key, lane.name, prompt_id)

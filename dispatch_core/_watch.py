@@ -13,6 +13,7 @@ client's `scrub`: bounded, with the server's secrets masked).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -21,6 +22,11 @@ from .errors import ExecutionFailed, Interrupted, NodeError, PeerError, PromptRe
 from .result import Progress
 
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+FrameCallback = Callable[[str, Any], None]
+"""Told every frame of one prompt as the peer sent it: `(type, data)` for a JSON frame
+(data already known to be a mapping, from a peer that may be hostile), `("binary", bytes)`
+for a binary one (a preview). For relays that pass a peer's events on (the gateway)."""
+_log = logging.getLogger(__name__.rpartition(".")[0] + ".peer")
 
 
 class Clean(Protocol):
@@ -30,6 +36,8 @@ class Clean(Protocol):
 
 
 _MAX_TRACEBACK_LINES = 100
+_MAX_RELAYED_TEXT = 1024 * 1024
+"""A relayed frame's texts are cut past this (a frame is at most 8 MiB anyway)."""
 
 
 class PromptWatch:
@@ -42,6 +50,7 @@ class PromptWatch:
         *,
         node_count: int = 0,
         on_progress: ProgressCallback | None = None,
+        on_frame: FrameCallback | None = None,
         clean: Clean,
     ):
         self.server = server
@@ -49,6 +58,8 @@ class PromptWatch:
         self.prompt_id = prompt_id
         self.node_count = node_count
         self.on_progress = on_progress
+        self.relay = on_frame
+        """Told every frame of this prompt (see `FrameCallback`)."""
         self.started_at: float | None = None
         self.last_frame_at = time.monotonic()
         self.cached_nodes: set[str] = set()
@@ -96,6 +107,7 @@ class PromptWatch:
             self.error = interrupted(self.server, data, self.clean)
         elif kind == "executing" and data.get("node") is None:
             self.finish(self._entry_from_frames())
+        self._pass_on(kind, data)
 
     def _entry_from_frames(self) -> dict[str, Any]:
         """The history entry the frames make. `whole` when they hold every output: the run
@@ -112,6 +124,23 @@ class PromptWatch:
             start = {"timestamp": self.start_stamp * 1000}
             entry["status"] = {"messages": [["execution_start", start]]}
         return entry
+
+    def on_binary(self, data: bytes) -> None:
+        """A binary frame sent while this prompt ran (ComfyUI's previews name no prompt)."""
+        self.last_frame_at = time.monotonic()
+        self._pass_on("binary", data)
+
+    def _pass_on(self, kind: str, data: Any) -> None:
+        """To the relay, if any, a copy with every text cleaned (a hostile peer may echo
+        its own token); its failure is the relay's own and never the prompt's."""
+        if self.relay is None:
+            return
+        try:
+            if not isinstance(data, bytes):
+                data = _cleaned(data, self._relay_clean)
+            self.relay(kind, data)
+        except Exception as error:
+            _log.warning("server %r: a frame relay failed (%s)", self.server, type(error).__name__)
 
     def _on_progress_state(self, nodes: Mapping[str, Any]) -> None:
         finished = {
@@ -140,6 +169,10 @@ class PromptWatch:
             task = asyncio.ensure_future(outcome)
             self._progress_tasks.add(task)
             task.add_done_callback(self._progress_tasks.discard)
+
+    def _relay_clean(self, text: str, limit: int = _MAX_RELAYED_TEXT) -> str:
+        """`clean` for a relayed frame: secrets masked, its texts kept whole (bounded)."""
+        return self.clean(text, limit)
 
     def finish(self, entry: Mapping[str, Any]) -> None:
         """Resolve from a final frame or a history entry; the first resolution wins."""

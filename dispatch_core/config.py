@@ -132,7 +132,8 @@ class Config:
         """The enabled servers a job of `route` may run on, or just `server` when named.
 
         The one resolver of routes: an unknown name is NotFound, a route whose servers
-        are all disabled a RoutingError, each saying what to do.
+        are all disabled a RoutingError, each saying what to do. `"auto"` is every enabled
+        server even when no route has that name (a configured one takes its place).
         """
         if server is not None:
             if server not in self.servers:
@@ -141,10 +142,14 @@ class Config:
             if not self.servers[server].enabled:
                 raise RoutingError(f"server {server!r} is disabled; enable it or pick another")
             return (server,)
-        if route not in self.routes:
+        if route == AUTO and AUTO not in self.routes:
+            route_servers: tuple[str, ...] = (AUTO,)  # "auto" always names every server
+        elif route not in self.routes:
             known = ", ".join(sorted(self.routes)) or "none configured"
             raise NotFound(f"unknown route {route!r} (known: {known})", field="route")
-        names = tuple(self.servers) if self.routes[route] == (AUTO,) else self.routes[route]
+        else:
+            route_servers = self.routes[route]
+        names = tuple(self.servers) if route_servers == (AUTO,) else route_servers
         enabled = tuple(name for name in names if self.servers[name].enabled)
         if not enabled:
             raise RoutingError(

@@ -73,6 +73,9 @@ class JobSpec:
     webhook: str | None = None
     """A URL that receives the job's outcome when it ends, signed (the service sends it;
     the route's or the config's `webhooks` URL if None). The dispatcher alone ignores it."""
+    extra_data: Mapping[str, Any] | None = None
+    """ComfyUI's `extra_data` for the prompt (`extra_pnginfo`: what SaveImage writes into
+    its PNGs); the client id is the dispatcher's own."""
 
     def __post_init__(self) -> None:
         if (self.workflow is None) == (self.template is None):

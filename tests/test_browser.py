@@ -3,6 +3,9 @@
 `panel.test.mjs`: the panel against the standalone server and fake peers.
 `frontend.test.mjs`: the Dispatch tab in ComfyUI's real frontend, one test per version of
 `tests/frontend_host/versions.json`, served by `tests/frontend_host/serve.py`.
+`gateway_page.test.mjs`: ComfyUI's frontend served by the gateway itself over two fake
+peers (`tests/frontend_host/gateway.py`), a graph queued from the page; the newest version
+only here, to keep the suite short (alone, the .mjs runs every version).
 
 Needs Node.js, Debian's chromium, `npm ci --prefix tests/browser`, and for the frontend the
 wheels that `python tests/frontend_host/fetch.py` downloads; `.ci/run` installs them all.
@@ -83,3 +86,20 @@ def test_panel_in_comfyui_frontend(version: str) -> None:
         }
     )
     _run("frontend.test.mjs", f"frontend-{version}.log", {"FRONTENDS": version})
+
+
+@pytest.mark.timeout(180)
+def test_comfyui_page_from_the_gateway() -> None:
+    version = FRONTENDS[-1]
+    index = (
+        ROOT / "test-output" / "frontend" / version / "comfyui_frontend_package" / "static"
+    ) / "index.html"
+    _require(
+        _browser()
+        | {
+            f"comfyui-frontend-package {version} (python tests/frontend_host/fetch.py)": (
+                index.is_file()
+            )
+        }
+    )
+    _run("gateway_page.test.mjs", f"gateway-page-{version}.log", {"FRONTENDS": version})

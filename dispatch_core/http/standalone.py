@@ -14,6 +14,7 @@ Host and come from this origin (see `_guard`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -32,6 +33,8 @@ from ..service._keys import ApiKeys
 from . import add_routes
 from ._gateway_keys import authorize
 from ._guard import HostPolicy, refusal
+from .comfy import add_comfy_routes
+from .comfy.page import frontend_folder
 from .metrics import get_metrics
 
 __all__ = ["create_app", "default_folder", "panel_folder", "serve"]
@@ -111,7 +114,6 @@ def create_app(
     policy = policy or HostPolicy()
     token = _checked_token(token)
     hub = _EventHub()
-    service.notify = hub.notify
     if service.keys is None:
         service.keys = ApiKeys(service.folder / "keys.json")
     guard = _guard(token, policy, service.keys)
@@ -119,15 +121,27 @@ def create_app(
     routes = web.RouteTableDef()
     add_routes(routes, service, policy=policy)
     app.add_routes(routes)
+    for route in routes:  # as ComfyUI serves them too: ComfyUI's page calls them so
+        if isinstance(route, web.RouteDef):
+            app.router.add_route(route.method, "/api" + route.path, route.handler)
     app.router.add_get("/dispatch/ws", hub.handler)
     app.router.add_get("/metrics", _metrics(service))  # where scrapers look by default
     app.router.add_post("/dispatch/session", _session(token))
-    app.router.add_get("/", _redirect_to_panel)
     app.router.add_get("/dispatch/ui", _redirect_to_panel)
     panel = panel_folder()
     app.router.add_get("/dispatch/ui/", _panel_page(panel))
     if panel is not None:
         app.router.add_static("/dispatch/ui/", panel)
+    farm = add_comfy_routes(  # ComfyUI's own API, and its page at / when installed: last
+        app, service, folder=service.folder / "comfyui", extension=panel, index=_redirect_to_panel
+    )
+
+    def notify(event: str, data: dict[str, Any]) -> None:
+        hub.notify(event, data)
+        if farm.page:  # its sidebar tab hears them on ComfyUI's socket, as inside ComfyUI
+            farm.sockets.send(event, data, None)
+
+    service.notify = notify
 
     async def close(app: web.Application) -> None:
         await hub.close()
@@ -175,8 +189,7 @@ def _guard(token: str | None, policy: HostPolicy, keys: ApiKeys | None = None) -
             body = {"error": refused.message, "field": refused.field}
             return web.json_response(body, status=refused.status)
         path = request.path
-        guarded = path.startswith("/dispatch/") and not path.startswith("/dispatch/ui")
-        guarded = guarded or path == "/metrics"
+        guarded = path != "/" and not path.startswith("/dispatch/ui")  # pages hold no data
         if guarded and path != "/dispatch/session":
             token_ok = token is None or _has_token(request, token)
             denied = authorize(request, keys, token_ok=token_ok, unauthorized=_unauthorized)
@@ -198,8 +211,18 @@ def _has_token(request: web.Request, token: str) -> bool:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return hmac.compare_digest(header.removeprefix("Bearer ").strip().encode(), token.encode())
+    if header.startswith("Basic "):  # ComfyUI clients behind a proxy: any user, the token
+        return hmac.compare_digest(_basic_password(header).encode(), token.encode())
     cookie = request.cookies.get(_SESSION_COOKIE, "")
     return hmac.compare_digest(cookie.encode(), _session_value(token).encode())
+
+
+def _basic_password(header: str) -> str:
+    try:
+        decoded = base64.b64decode(header.removeprefix("Basic ").strip(), validate=True)
+    except ValueError:
+        return ""
+    return decoded.decode("utf-8", "replace").partition(":")[2]
 
 
 def _session_value(token: str) -> str:
@@ -217,7 +240,7 @@ def _session(token: str | None) -> _Handler:
             response.set_cookie(
                 _SESSION_COOKIE,
                 _session_value(token),
-                path="/dispatch",
+                path="/",  # the panel, and ComfyUI's page with its /api calls
                 httponly=True,
                 samesite="Strict",
                 secure=request.secure,
@@ -294,6 +317,8 @@ async def serve(
         bound = runner.addresses[0]
         url = f"http://{host}:{bound[1]}/dispatch/ui/"
         message = f"ComfyUI-Dispatch panel on {url} (config: {service.config_path})"
+        if frontend_folder() is not None:
+            message += f"; ComfyUI's page on http://{host}:{bound[1]}/"
         (ready or (lambda text: print(text, file=sys.stderr, flush=True)))(message)
         await (stop or asyncio.Event()).wait()
     finally:

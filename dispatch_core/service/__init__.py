@@ -3,7 +3,8 @@ and the panel share (see `_service.DispatchService`).
 
     service.config_view(), service.edit_config(service.edits.add_server(...))
     service.templates  list, load, save, rename, delete (announced)
-    service.jobs       spec, run, submit, cancel, fan_out, run_many, record, open_file
+    service.jobs       spec, run, submit, cancel, fan_out, run_many, record, open_file,
+                       open_output
     service.monitor    status, test, inventory, calibrate, free
     service.fleet      list, start, stop, log of managed workers; gpus, start_per_gpu
 """

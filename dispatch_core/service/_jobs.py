@@ -16,7 +16,7 @@ from typing import Any
 
 from .._dispatcher import Dispatcher
 from .._peer_http import Download
-from .._watch import ProgressCallback
+from .._watch import FrameCallback, ProgressCallback
 from ..config import Config
 from ..errors import Conflict, DispatchError, NotFound, RoutingError
 from ..job import JobHandle, JobSpec
@@ -72,10 +72,12 @@ class Jobs:
         *,
         on_progress: ProgressCallback | None = None,
         key: str | None = None,
+        on_frame: FrameCallback | None = None,
     ) -> tuple[JobRecord, JobHandle]:
         """Start a job; its record follows it. A bad value is refused here, not later.
 
-        `key` names the API key that asked for it, for its record, logs and metrics."""
+        `key` names the API key that asked for it, for its record, logs and metrics;
+        `on_frame` hears its prompt's frames as the peer sent them (the ComfyUI API's relay)."""
         dispatcher = await self._ready()
         webhook = self._webhook_for(spec.route, spec.webhook)
 
@@ -86,7 +88,7 @@ class Jobs:
                 if inspect.isawaitable(answer):
                     await answer
 
-        handle = dispatcher.submit(spec, on_progress=progress)
+        handle = dispatcher.submit(spec, on_progress=progress, on_frame=on_frame)
         # The job's task starts at the next await, so the record exists before it reports.
         record = self.activity.start(spec.label, spec.route, spec.server, key=key, webhook=webhook)
         self._handles[record.id] = handle
@@ -202,6 +204,15 @@ class Jobs:
             )
         peer = (await self._ready()).peer(output.server)
         return peer.open_view(output.filename, output.subfolder, output.type), output.filename
+
+    async def open_output(
+        self, server: str, filename: str, subfolder: str, kind: str
+    ) -> AbstractAsyncContextManager[Download]:
+        """A file a configured server made (`/view` of the ComfyUI API), to stream from it:
+        what that server's own `/view` would serve, asked of that server only."""
+        if server not in self._config().servers:
+            raise NotFound(f"no server {server[:100]!r} is configured", field="subfolder")
+        return (await self._ready()).peer(server).open_view(filename, subfolder, kind)
 
 
 def fan_out_seeds(seed: int | None, servers: Sequence[str]) -> dict[str, int]:

@@ -25,7 +25,7 @@ class _Client:
     def __init__(self, ws: web.WebSocketResponse, request: web.Request):
         self.ws = ws
         self.request = request
-        self.outbox: asyncio.Queue[str] = asyncio.Queue()
+        self.outbox: asyncio.Queue[str | bytes] = asyncio.Queue()
 
     def put(self, kind: str, data: Any) -> None:
         self.outbox.put_nowait(json.dumps({"type": kind, "data": data}))
@@ -36,7 +36,10 @@ class _Client:
             if self.ws.closed:
                 return
             try:
-                await self.ws.send_str(text)
+                if isinstance(text, bytes):  # a binary frame: a preview
+                    await self.ws.send_bytes(text)
+                else:
+                    await self.ws.send_str(text)
             except (ConnectionError, RuntimeError):
                 return
 
@@ -99,6 +102,16 @@ class SocketHub:
             targets = [target] if target is not None else []
         for client in targets:
             client.put(kind, data)
+
+    def send_bytes(self, sid: str | None, frame: bytes) -> None:
+        """Queue a binary frame (ComfyUI's previews) for one client (None: every socket),
+        in order with the JSON frames."""
+        if self.silent:
+            return
+        targets = self._clients.values() if sid is None else [self._clients.get(sid)]
+        for client in targets:
+            if client is not None:
+                client.outbox.put_nowait(frame)
 
     def send_raw(self, text: str) -> None:
         """Queue a text frame as is, to every socket."""
