@@ -37,6 +37,7 @@ export function createPanel(host) {
     status: {},
     templates: [],
     jobs: [],
+    runTarget: null, // "server:NAME" or "route:NAME": where "Run this graph on" sends it
     editing: null, // server name being edited, or "" for a new one
     openTemplate: null, // {name, detail, rows: [[parameter, targets]]}
     renaming: null, // template name being renamed

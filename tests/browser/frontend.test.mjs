@@ -275,6 +275,12 @@ for (const version of VERSIONS) {
       const history = await (await fetch(`${config.config.servers["gpu-b"].url}/history`)).json();
       const ran = Object.values(history).map((entry) => Object.values(entry.prompt[2]).map((n) => n.class_type).sort().join(","));
       assert.deepEqual([...new Set(ran)], ["EmptyImage,ImageInvert,SaveImage"], "the whole graph ran on gpu-b");
+
+      // And from the Dispatch tab: Run this graph on ▸ gpu-a.
+      await page.getByRole("button", { name: TAB, exact: true }).click();
+      await page.getByLabel("Run the graph on").selectOption("server:gpu-a");
+      await page.locator(".dp-run-graph button").click();
+      await page.locator('li', { hasText: "gpu-a" }).filter({ hasText: "done" }).first().waitFor({ timeout: 20000 });
       await page.screenshot({ path: join(SHOTS, `queue-on-${version}.png`) });
     } finally {
       await context.close();

@@ -1,5 +1,6 @@
 // The Jobs section: the recent jobs, newest first, each with the thumbnail of its first
-// image; a queued or running job can be cancelled.
+// image; a queued or running job can be cancelled. Inside ComfyUI, the graph on the canvas
+// can be sent as it is to a server or route from here.
 //
 // This file has no side effects: ComfyUI imports every .js file under web/.
 
@@ -76,10 +77,48 @@ function jobRow(ctx, job) {
   );
 }
 
+/** "server:NAME" or "route:NAME" for each enabled server and each route. */
+function runTargets(config) {
+  const servers = Object.entries(config.servers || {})
+    .filter(([, server]) => server.enabled !== false)
+    .map(([name]) => [`server:${name}`, `Server: ${name}`]);
+  const routes = Object.keys(config.routes || {}).map((name) => [`route:${name}`, `Route: ${name}`]);
+  return [...servers, ...routes];
+}
+
+/** Run the graph on the canvas as it is, on the target chosen (POST /dispatch/run). */
+function runGraphBar(ctx) {
+  const targets = runTargets(ctx.state.config);
+  if (!ctx.host.graph || !targets.length) return null;
+  const chosen = ctx.state.runTarget; // kept across the panel's redraws
+  const choice = h(
+    "select",
+    { "aria-label": "Run the graph on" },
+    ...targets.map(([value, label]) => h("option", { value, selected: value === chosen }, label)),
+  );
+  choice.addEventListener("change", () => (ctx.state.runTarget = choice.value));
+  const run = async () => {
+    const workflow = await ctx.host.graph(false);
+    if (!workflow || !Object.keys(workflow).length) return ctx.say("error", "The graph is empty");
+    const [kind, ...rest] = choice.value.split(":");
+    const name = rest.join(":");
+    const body = kind === "server" ? { route: choice.value, server: name, workflow } : { route: name, workflow };
+    await ctx.attempt(() => ctx.call("POST", "/dispatch/run", body), `Sent the graph to ${kind} ${name}`);
+  };
+  return h(
+    "div",
+    { className: "dp-line dp-run-graph" },
+    h("span", {}, "Run this graph on "),
+    choice,
+    button("Run", run, { iconName: "pi-play", title: "Send the graph as it is, through the dispatcher" }),
+  );
+}
+
 export function jobsSection(ctx) {
   return section(
     "Jobs",
     [],
+    runGraphBar(ctx) || "",
     listOr(ctx.state.jobs, (job) => jobRow(ctx, job), "No job yet.", "dp-list dp-jobs"),
   );
 }
