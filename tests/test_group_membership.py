@@ -191,6 +191,32 @@ def test_a_subgraph_node_in_a_group_puts_its_inner_nodes_in() -> None:
     assert members(found) == {"1": {"12:5", "12:6"}}  # node 13 uses it too, outside the group
 
 
+def test_a_subgraph_node_titled_with_a_target_is_a_remote_group_of_its_own() -> None:
+    definition = subgraph(
+        SUB, [node(5, 50, 50), node(6, 900, 900)], [group(3, "Up [server: gpu-c]", 0, 0, 400, 300)]
+    )
+    found = remote_groups(
+        workflow(
+            [
+                node(12, 50, 50, type=SUB, title="Make [route: generate]"),
+                node(14, 600, 50, type=SUB, title="Plain"),
+                node(15, 50, 200),
+            ],
+            [group(1, REMOTE, 0, 0, 400, 400)],
+            definitions={"subgraphs": [definition]},
+        )
+    )
+    # its own target beats the group drawn around it; a group in its definition beats both
+    assert members(found) == {
+        "1": {"15"},
+        "node-12": {"12:6"},
+        "12:3": {"12:5"},
+        "14:3": {"14:5"},
+    }
+    (made,) = [g for g in found if g.key == "node-12"]
+    assert made.target == Target("route", "generate") and made.label == "'Make'"
+
+
 def test_a_group_inside_a_subgraph_is_one_group_per_subgraph_node() -> None:
     definition = subgraph(
         SUB, [node(5, 50, 50), node(6, 900, 900)], [group(3, REMOTE, 0, 0, 400, 300)]

@@ -31,24 +31,31 @@ function groupUnderMouse(canvas) {
   return canvas.graph?.getGroupOnPos?.(x, y) || null;
 }
 
-function runOnItem(group) {
-  const current = parseTitle(group.title).target;
+/** "Run group on ▸" for a group, "Run subgraph on ▸" for a subgraph node: both keep the
+ * target in their title, which the server reads when the graph is queued. */
+function runOnItem(item, what = "group") {
+  const current = parseTitle(item.title).target;
   const options = choices(config).map(({ label, target }) => {
     const same = JSON.stringify(target) === JSON.stringify(current);
     return {
       content: same ? `✓ ${label}` : label,
       callback: () => {
-        setTarget(group, target);
+        setTarget(item, target);
         app.graph.setDirtyCanvas(true, true);
         app.graph.change?.();
       },
     };
   });
+  const title = `Run ${what} on`;
   return {
-    content: current ? `Run group on ▸ (${current.kind}: ${current.name})` : "Run group on ▸",
+    content: current ? `${title} ▸ (${current.kind}: ${current.name})` : `${title} ▸`,
     has_submenu: true,
-    submenu: { title: "Run group on", options },
+    submenu: { title, options },
   };
+}
+
+function isSubgraphNode(node) {
+  return Boolean(node?.isSubgraphNode?.() || node?.subgraph);
 }
 
 async function saveGroupAsTemplate(group) {
@@ -124,6 +131,21 @@ function watchQueueing() {
   };
 }
 
+function extendMenu(canvas, method, items) {
+  const original = canvas[method]?.bind(canvas);
+  if (!original) return;
+  canvas[method] = (...args) => {
+    canvas.__dispatchMenuBuilt = true;
+    let options;
+    try {
+      options = original(...args);
+    } finally {
+      canvas.__dispatchMenuBuilt = false;
+    }
+    return [...options, ...items(...args)];
+  };
+}
+
 app.registerExtension({
   name: "ComfyUI-Dispatch.graph",
   commands: [
@@ -139,10 +161,14 @@ app.registerExtension({
     },
   ],
   keybindings: [{ combo: { key: "Enter", alt: true }, commandId: QUEUE_ON_LAST }],
-  // Frontends that collect canvas menu items from extensions (1.28 and later).
+  // Frontends that collect menu items from extensions (1.28 and later).
   getCanvasMenuItems(canvas) {
     if (canvas.__dispatchMenuBuilt) return [];
     return menuItems(canvas);
+  },
+  getNodeMenuItems(node) {
+    if (app.canvas?.__dispatchMenuBuilt || !isSubgraphNode(node)) return [];
+    return [null, runOnItem(node, "subgraph")];
   },
   async setup() {
     watchQueueing();
@@ -152,19 +178,12 @@ app.registerExtension({
     api.addEventListener("dispatch.config", (event) => {
       config = event.detail?.config || config;
     });
-    // Older frontends (1.27) build the canvas menu in getCanvasMenuOptions only.
+    // Older frontends (1.27) build the menus in getCanvasMenuOptions/getNodeMenuOptions
+    // only; newer ones call the extension hooks above from inside them: built once here.
     const canvas = app.canvas;
-    const original = canvas.getCanvasMenuOptions.bind(canvas);
-    canvas.getCanvasMenuOptions = (...args) => {
-      canvas.__dispatchMenuBuilt = true; // newer frontends call getCanvasMenuItems in there
-      let options;
-      try {
-        options = original(...args);
-      } finally {
-        canvas.__dispatchMenuBuilt = false;
-      }
-      const items = menuItems(canvas);
-      return [...options, ...items];
-    };
+    extendMenu(canvas, "getCanvasMenuOptions", () => menuItems(canvas));
+    extendMenu(canvas, "getNodeMenuOptions", (node) =>
+      isSubgraphNode(node) ? [null, runOnItem(node, "subgraph")] : [],
+    );
   },
 });

@@ -10,7 +10,9 @@ and change nothing: a plain group drawn inside a remote one does not take its no
 Subgraphs: the prompt names a node inside a subgraph by the path of subgraph nodes that
 leads to it (`"12:5"`). A subgraph node inside a remote group puts everything inside it in
 that group, unless a remote group drawn inside the subgraph's own definition claims it;
-such a group is one remote group per subgraph node that uses the definition.
+such a group is one remote group per subgraph node that uses the definition. A subgraph
+node can be a remote group of its own: its title carries the target as a group's does
+(`Upscale [server: gpu-b]`), and it is inside any group drawn around it.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def _walk(
         owner = _innermost(node_id, node, rect, groups) or inherited
         definition = subgraphs.get(node.get("type"))
         if definition is not None and depth < _MAX_DEPTH:
+            owner = _subgraph_group(node_id, node, rect, found) or owner
             _walk(definition, f"{node_id}:", owner, subgraphs, found, depth + 1)
         elif owner is not None:
             owner.nodes.add(node_id)
@@ -92,6 +95,19 @@ def _group(prefix: str, item: Mapping[str, Any]) -> _Group | None:
     if target is None:
         return None
     return _Group(f"{prefix}{item['id']}", title, target, (rect[0], rect[1], rect[2], rect[3]))
+
+
+def _subgraph_group(
+    node_id: str, node: Mapping[str, Any], rect: _Rect, found: list[_Group]
+) -> _Group | None:
+    """The remote group a subgraph node titled with a target makes of everything inside it."""
+    title = node.get("title")
+    target = parse_title(title)[1] if isinstance(title, str) else None
+    if target is None:
+        return None
+    group = _Group(f"node-{node_id}", str(title), target, rect)
+    found.append(group)
+    return group
 
 
 def _innermost(

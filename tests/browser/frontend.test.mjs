@@ -247,6 +247,44 @@ for (const version of VERSIONS) {
     }
   });
 
+  test(`frontend ${version}: a subgraph node set to Run subgraph on ▸ runs on its server`, { skip }, async () => {
+    const host = await startHost(version);
+    const context = await browser.newContext({ viewport: { width: 1400, height: 800 } });
+    try {
+      await context.route("https://**", (route) => route.abort());
+      const page = await context.newPage();
+      const frames = [];
+      page.on("websocket", (socket) => socket.on("framereceived", ({ payload }) => frames.push(String(payload))));
+      await openPage(page, host);
+      await loadWorkflow(page, "remote_group.json");
+      const body = await page.evaluate(() => {
+        const graph = window.app.canvas.graph;
+        graph.remove(graph._groups[0]); // no group: the subgraph node itself says where
+        const made = graph.convertToSubgraph(new Set([graph.getNodeById(2)]));
+        const node = made?.node ?? made;
+        return [node.pos[0] + node.size[0] / 2, node.pos[1] + node.size[1] / 2];
+      });
+      const at = await screenPoint(page, body);
+      await page.mouse.click(at.x, at.y, { button: "right" });
+      await menuItem(page, "Run subgraph on ▸").click();
+      await menuItem(page, "Server: gpu-b").click();
+      const titles = await page.evaluate(() => window.app.graph.nodes.filter((n) => n.isSubgraphNode?.()).map((n) => n.title));
+      assert.equal(titles.length, 1);
+      assert.match(titles[0], /\[server: gpu-b\]$/);
+
+      await page.evaluate(() => window.app.queuePrompt(0, 1));
+      const executed = await waitForFrame(frames, (m) => m.type === "executed" && m.data.node === "3");
+      assert.equal(executed.data.output.images.length, 1);
+      const config = await (await fetch(`${host.base}/dispatch/config`)).json();
+      const history = await (await fetch(`${config.config.servers["gpu-b"].url}/history`)).json();
+      const ran = Object.values(history).map((entry) => Object.values(entry.prompt[2]).map((n) => n.class_type).sort());
+      assert.deepEqual(ran, [["ImageInvert", "LoadImage", "PreviewImage"]], "the subgraph ran on gpu-b");
+    } finally {
+      await context.close();
+      host.child.kill();
+    }
+  });
+
   test(`frontend ${version}: Queue graph on ▸ sends the whole graph to a server, Alt+Enter again`, { skip }, async () => {
     const host = await startHost(version);
     const context = await browser.newContext({ viewport: { width: 1400, height: 800 } });
