@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from ._lanes import Lane, Waiter, preferred, speeds
 from ._plan import LaneState, Wanted, plan
-from ._residency import LOAD_RUNS
+from ._residency import LOAD_RUNS, Booking
 
 __all__ = ["Scheduler"]
 
@@ -55,10 +55,14 @@ class Scheduler:
         """Decayed count of all the jobs that named models."""
         self._order = itertools.count()
 
-    async def acquire(self, lanes: Sequence[Lane], models: frozenset[str] = frozenset()) -> Lane:
-        """A slot on one of `lanes`; with `models`, where the plan puts the job."""
-        waiter = Waiter(lanes, models, next(self._order))
-        if models:
+    async def acquire(
+        self, lanes: Sequence[Lane], models: frozenset[str] = frozenset(), *, planned: bool = True
+    ) -> tuple[Lane, Booking]:
+        """A slot on one of `lanes` and the job's booking there, made as the slot is granted
+        so that the next decision of the same moment sees it. With `models` (and `planned`,
+        which affinity off clears), the plan puts the job; without, it waits in turn."""
+        waiter = Waiter(lanes, models, next(self._order), planned)
+        if waiter.planned:
             self._note_demand(models)
             self._planned.append(waiter)
             for lane in lanes:
@@ -68,13 +72,15 @@ class Scheduler:
                 lane.queue(waiter)
         self.dispatch()
         try:
-            return await waiter.future
+            lane = await waiter.future
         except BaseException:
             if waiter.future.done() and not waiter.future.cancelled():
-                waiter.future.result().release()  # a slot was handed over just as we gave up
+                _give_back(waiter)  # a slot was handed over just as we gave up
             raise
         finally:
             self._forget(waiter)
+        assert waiter.booking is not None
+        return lane, waiter.booking
 
     def dispatch(self) -> None:
         """Hand free slots to waiting jobs, one at a time, planning again after each."""
@@ -94,6 +100,7 @@ class Scheduler:
             if chosen is not None:
                 lane.in_flight += 1
                 self._forget(chosen)
+                chosen.booking = lane.residency.start(chosen.models)
                 chosen.future.set_result(lane)
                 return True
         return False
@@ -138,6 +145,7 @@ class Scheduler:
                     ready_in=in_hand + lane.external_queue * run[lane],
                     history=tuple(residency.history),
                     keeps=residency.keeps,
+                    sure=residency.keeps_known,
                     run=run[lane],
                     load=load,
                 )
@@ -179,6 +187,14 @@ class Scheduler:
         """Per model file, the chance a job asks for it among the next few (two a server)."""
         asked = {f: min(s / self._arrivals, 1.0) for f, s in self._share.items()}
         return {f: 1 - (1 - share) ** (2 * servers) for f, share in asked.items()}
+
+
+def _give_back(waiter: Waiter) -> None:
+    """The job gave up just as it was granted a slot: undo the grant."""
+    lane = waiter.future.result()
+    if waiter.booking is not None:
+        lane.residency.drop(waiter.booking)
+    lane.release()
 
 
 def _shown(
