@@ -45,6 +45,8 @@ class Booking:
     """How many other jobs' models were used since the server last had these, if it had."""
     first: bool = False
     """The first job we sent it: its time includes the server's own cold start."""
+    held: frozenset[str] = frozenset()
+    """What the server held before it, as far as its jobs showed."""
     began: float = field(default_factory=time.monotonic)
 
 
@@ -56,6 +58,8 @@ class Residency:
         """Distinct model sets of its jobs, the most recent first."""
         self.keeps = 0
         """How many model sets it holds besides its last job's (ComfyUI's default: none)."""
+        self.evicted: int | None = None
+        """The least depth at which a job found its models evicted: it keeps fewer."""
         self.loads: dict[str, collections.deque[float]] = {}
         """Model file → its recent load times measured on this server."""
         self.cold: float | None = None
@@ -69,6 +73,12 @@ class Residency:
     def held(self) -> frozenset[str]:
         """The model files it holds now, as far as its jobs show."""
         return frozenset().union(*self.history[: 1 + self.keeps])
+
+    @property
+    def keeps_known(self) -> bool:
+        """`keeps` is measured from both sides: a job one further back found its models
+        evicted (until then, a load expected there may not happen)."""
+        return self.evicted is not None and self.evicted <= self.keeps + 1
 
     @property
     def run_seconds(self) -> float | None:
@@ -104,7 +114,7 @@ class Residency:
         loads = models - self.held
         depth = self.history.index(models) if models in self.history else None
         first = not self.history and not self._warm and self.cold is None
-        booking = Booking(models, loads, depth, first=first)
+        booking = Booking(models, loads, depth, first=first, held=self.held)
         if models:
             self.history = [models, *(m for m in self.history if m != models)]
             del self.history[_MAX_KEPT + 1 :]
@@ -125,13 +135,15 @@ class Residency:
             return
         warm = self.run_seconds
         if warm is None:
-            if not booking.loads:
+            if not booking.loads and not booking.depth:  # warm for sure: its models were last
                 self._warm.append(seconds)
                 self._resolve(load)
             elif len(self._unresolved) < 4:
                 self._unresolved.append((booking, seconds))
             return
         ran_cold = seconds > warm + _COLD_SHARE * sum(load(f) for f in booking.models)
+        if ran_cold and booking.depth:
+            self.evicted = min(self.evicted or booking.depth, booking.depth)
         if not booking.loads:
             if ran_cold and booking.depth:  # it was evicted sooner than we thought
                 self.keeps = min(self.keeps, booking.depth - 1)
@@ -139,6 +151,8 @@ class Residency:
                 self._warm.append(seconds)
         elif not ran_cold and booking.depth is not None:
             self.keeps = max(self.keeps, min(booking.depth, _MAX_KEPT))  # it was still held
+            if self.evicted is not None and self.evicted <= self.keeps:
+                self.evicted = None  # the server's memory changed: learn it again
             self._warm.append(seconds)
         else:
             self._measure(booking, seconds - warm)
