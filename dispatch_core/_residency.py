@@ -58,8 +58,6 @@ class Residency:
         """Distinct model sets of its jobs, the most recent first."""
         self.keeps = 0
         """How many model sets it holds besides its last job's (ComfyUI's default: none)."""
-        self.evicted: int | None = None
-        """The least depth at which a job found its models evicted: it keeps fewer."""
         self.loads: dict[str, collections.deque[float]] = {}
         """Model file → its recent load times measured on this server."""
         self.cold: float | None = None
@@ -73,12 +71,6 @@ class Residency:
     def held(self) -> frozenset[str]:
         """The model files it holds now, as far as its jobs show."""
         return frozenset().union(*self.history[: 1 + self.keeps])
-
-    @property
-    def keeps_known(self) -> bool:
-        """`keeps` is measured from both sides: a job one further back found its models
-        evicted (until then, a load expected there may not happen)."""
-        return self.evicted is not None and self.evicted <= self.keeps + 1
 
     @property
     def run_seconds(self) -> float | None:
@@ -142,8 +134,6 @@ class Residency:
                 self._unresolved.append((booking, seconds))
             return
         ran_cold = seconds > warm + _COLD_SHARE * sum(load(f) for f in booking.models)
-        if ran_cold and booking.depth:
-            self.evicted = min(self.evicted or booking.depth, booking.depth)
         if not booking.loads:
             if ran_cold and booking.depth:  # it was evicted sooner than we thought
                 self.keeps = min(self.keeps, booking.depth - 1)
@@ -151,8 +141,6 @@ class Residency:
                 self._warm.append(seconds)
         elif not ran_cold and booking.depth is not None:
             self.keeps = max(self.keeps, min(booking.depth, _MAX_KEPT))  # it was still held
-            if self.evicted is not None and self.evicted <= self.keeps:
-                self.evicted = None  # the server's memory changed: learn it again
             self._warm.append(seconds)
         else:
             self._measure(booking, seconds - warm)

@@ -145,7 +145,6 @@ class Scheduler:
                     ready_in=in_hand + lane.external_queue * run[lane],
                     history=tuple(residency.history),
                     keeps=residency.keeps,
-                    sure=residency.keeps_known,
                     run=run[lane],
                     load=load,
                 )
