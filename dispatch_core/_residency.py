@@ -101,12 +101,15 @@ class Residency:
         self.history.clear()
         self.running.clear()
 
-    def start(self, models: frozenset[str]) -> Booking:
-        """A job with these model files starts on the server: what it should load."""
+    def start(self, models: frozenset[str], now: float | None = None) -> Booking:
+        """A job with these model files starts on the server (at `now`, by the scheduler's
+        clock): what it should load."""
         loads = models - self.held
         depth = self.history.index(models) if models in self.history else None
         first = not self.history and not self._warm and self.cold is None
         booking = Booking(models, loads, depth, first=first, held=self.held)
+        if now is not None:
+            booking.began = now
         if models:
             self.history = [models, *(m for m in self.history if m != models)]
             del self.history[_MAX_KEPT + 1 :]

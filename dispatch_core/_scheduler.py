@@ -12,7 +12,10 @@ the first job of their share; a free server with no share stays idle.
 Models get no fixed homes: a model's home is wherever it is loaded, and it stays there
 because moving it costs a load now and, while jobs still ask for it, a load back later.
 Homes learned from demand would say the same where it is steady, and be wrong right after
-it changes, which the measured costs see at once.
+it changes, which the measured costs see at once. (Planning with the jobs that recent
+demand says will come, in its mix and at its rate, was tried: on two servers it cut loads
+further, but with three models on three servers that hold two each it left servers idle,
+1.25 times the best makespan against 1.14.)
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import itertools
 import logging
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ._lanes import Lane, Waiter, preferred, speeds
 from ._plan import LaneState, Wanted, plan
@@ -42,9 +45,11 @@ _HORIZON = 64
 class Scheduler:
     """The waiting jobs of every server, and where each starts."""
 
-    def __init__(self, lanes: Mapping[str, Lane]):
+    def __init__(self, lanes: Mapping[str, Lane], clock: Callable[[], float] = time.monotonic):
         self._lanes = lanes
         """The live lanes of the dispatcher's servers, by name."""
+        self._clock = clock
+        """Seconds, for how long the jobs in hand have run (a simulation runs its own)."""
         self.switch_seconds: float | None = None
         """Seconds a model load is assumed to take until one has been measured; None: 1.1
         warm jobs there (the ratio measured on ComfyUI), whatever the GPU's scale."""
@@ -100,7 +105,7 @@ class Scheduler:
             if chosen is not None:
                 lane.in_flight += 1
                 self._forget(chosen)
-                chosen.booking = lane.residency.start(chosen.models)
+                chosen.booking = lane.residency.start(chosen.models, self._clock())
                 chosen.future.set_result(lane)
                 return True
         return False
@@ -130,7 +135,7 @@ class Scheduler:
 
     def _states(self, lanes: Sequence[Lane], free: set[Lane], files: set[str]) -> list[LaneState]:
         run = speeds(lanes)
-        now = time.monotonic()
+        now = self._clock()
         states = []
         for lane in lanes:
             load = {f: self.load_cost(lane, f, lanes) for f in files}
