@@ -3,6 +3,7 @@ dispatcher routing jobs between fake peers that swap checkpoints as ComfyUI does
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -10,8 +11,11 @@ from typing import Any
 import pytest
 
 from dispatch_core import Config, Dispatcher
+from dispatch_core._lanes import Lane
 from dispatch_core._plan import BUDGET, LaneState, Wanted, plan
 from dispatch_core._residency import Residency
+from dispatch_core._scheduler import Scheduler
+from dispatch_core.config import ServerConfig
 from dispatch_core.testing import FakePeer
 
 import workflows
@@ -81,6 +85,24 @@ def test_a_long_queue_is_cut_to_the_budget() -> None:
     found = plan(lanes, jobs(*[A, B] * 50, lanes=(0, 1, 2)), {})
     assert found == {0: 0, 1: 1, 2: 2}
     assert 3**5 <= BUDGET < 3**7  # a handful of jobs, whatever the queue
+
+
+async def test_a_job_is_booked_on_its_server_the_moment_its_slot_is_granted() -> None:
+    lanes: dict[str, Lane] = {}
+    scheduler = Scheduler(lanes, clock=lambda: 0.0)
+    for name in ("p", "q"):
+        lanes[name] = Lane(ServerConfig(name, f"http://{name}.invalid"), scheduler.dispatch)
+        lanes[name].in_flight = 1
+    servers = list(lanes.values())
+    waiting = [asyncio.ensure_future(scheduler.acquire(servers, m)) for m in (A, B)]
+    await asyncio.sleep(0)  # one turn of the loop: both are waiting for a slot
+    for lane in servers:
+        lane.in_flight = 0
+    scheduler.dispatch()  # both slots granted in one call, before either job resumes
+    # The second grant already saw the first server busy with its job's models.
+    assert {lane.residency.held for lane in servers} == {A, B}
+    for lane, booking in await asyncio.gather(*waiting):
+        assert lane.residency.running == [booking]
 
 
 # -- what a server's jobs teach ---------------------------------------------------------
