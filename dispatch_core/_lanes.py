@@ -11,7 +11,7 @@ import asyncio
 import collections
 from collections.abc import Callable, Sequence
 
-from ._residency import Residency
+from ._residency import Booking, Residency
 from .config import ServerConfig
 
 __all__ = ["Lane", "Waiter", "preferred"]
@@ -25,14 +25,20 @@ _MAX_COOLDOWN = 30.0
 class Waiter:
     """A job waiting for a slot on one of its lanes, and the models it would use."""
 
-    __slots__ = ("future", "lanes", "models", "order")
+    __slots__ = ("booking", "future", "lanes", "models", "order", "planned")
 
-    def __init__(self, lanes: Sequence[Lane], models: frozenset[str], order: int):
+    def __init__(
+        self, lanes: Sequence[Lane], models: frozenset[str], order: int, planned: bool = True
+    ):
         self.future: asyncio.Future[Lane] = asyncio.get_running_loop().create_future()
         self.lanes = list(lanes)
         self.models = models
         self.order = order
         """Its place in the order of arrival."""
+        self.planned = planned and bool(models)
+        """It waits for the plan (it names models and affinity is on), not in turn."""
+        self.booking: Booking | None = None
+        """Made on the lane it was granted, the moment it was granted."""
 
 
 class Lane:

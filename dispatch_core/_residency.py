@@ -45,6 +45,8 @@ class Booking:
     """How many other jobs' models were used since the server last had these, if it had."""
     first: bool = False
     """The first job we sent it: its time includes the server's own cold start."""
+    held: frozenset[str] = frozenset()
+    """What the server held before it, as far as its jobs showed."""
     began: float = field(default_factory=time.monotonic)
 
 
@@ -99,12 +101,15 @@ class Residency:
         self.history.clear()
         self.running.clear()
 
-    def start(self, models: frozenset[str]) -> Booking:
-        """A job with these model files starts on the server: what it should load."""
+    def start(self, models: frozenset[str], now: float | None = None) -> Booking:
+        """A job with these model files starts on the server (at `now`, by the scheduler's
+        clock): what it should load."""
         loads = models - self.held
         depth = self.history.index(models) if models in self.history else None
         first = not self.history and not self._warm and self.cold is None
-        booking = Booking(models, loads, depth, first=first)
+        booking = Booking(models, loads, depth, first=first, held=self.held)
+        if now is not None:
+            booking.began = now
         if models:
             self.history = [models, *(m for m in self.history if m != models)]
             del self.history[_MAX_KEPT + 1 :]
@@ -125,7 +130,7 @@ class Residency:
             return
         warm = self.run_seconds
         if warm is None:
-            if not booking.loads:
+            if not booking.loads and not booking.depth:  # warm for sure: its models were last
                 self._warm.append(seconds)
                 self._resolve(load)
             elif len(self._unresolved) < 4:

@@ -126,11 +126,10 @@ class Runner:
         run.waiting_for = f"a free slot on server {names}"
         run.queued_on = lanes
         models = run.needs.model_files
-        lane = await self.servers.scheduler.acquire(lanes, models if self.affinity else frozenset())
-        run.reason = _reason(run, lane, lanes, models)
-        if models and lane.loaded and not models <= lane.loaded:
+        lane, booking = await self.servers.scheduler.acquire(lanes, models, planned=self.affinity)
+        run.reason = _reason(run, lane, lanes, models, booking.held)
+        if booking.loads and booking.held:
             self.counts["model_switches"] += 1
-        booking = lane.residency.start(models)
         peer = self.servers.peer(lane.name)
         began = time.monotonic()
         prompt_id = attach_to or str(uuid.uuid4())
@@ -233,14 +232,16 @@ class Runner:
         task.add_done_callback(self._cleanups.discard)
 
 
-def _reason(run: JobRun, lane: Lane, lanes: Sequence[Lane], models: frozenset[str]) -> str:
+def _reason(
+    run: JobRun, lane: Lane, lanes: Sequence[Lane], models: frozenset[str], held: frozenset[str]
+) -> str:
     if run.spec.server is not None:
         return f"the job named server {lane.name!r}"
     if len(lanes) == 1:
         return f"route {run.spec.route!r} goes to {lane.name!r}"
-    if models and models <= lane.loaded:
+    if models and models <= held:
         return f"{lane.name!r} had {', '.join(sorted(models))} loaded already"
-    if models and lane.loaded:
+    if models and held:
         loading = ", ".join(sorted(models))
         return f"{lane.name!r} was free, and loading {loading} there finishes the queue soonest"
     return f"{lane.name!r} was the first free of {len(lanes)} servers able to run it"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 ROWS = [
     "added latency per job",
@@ -51,3 +52,22 @@ async def test_the_benchmark_measures_servers_it_is_given() -> None:
     table = out.decode().splitlines()
     for row in ("added latency per job", "completion detection", "pool of 2 servers, 4 "):
         assert sum(row in line for line in table) == 1, row
+
+
+async def test_the_simulated_model_rows_print_every_kind() -> None:
+    tool = Path(__file__).parent.parent / "tools" / "simulate_affinity.py"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(tool),
+        "--seeds",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    for kind in ROWS[-5:]:
+        assert (
+            sum(line.startswith(f"| {kind.rstrip(': ')} |") for line in out.decode().splitlines())
+            == 1
+        )

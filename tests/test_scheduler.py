@@ -3,6 +3,7 @@ dispatcher routing jobs between fake peers that swap checkpoints as ComfyUI does
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -10,8 +11,11 @@ from typing import Any
 import pytest
 
 from dispatch_core import Config, Dispatcher
+from dispatch_core._lanes import Lane
 from dispatch_core._plan import BUDGET, LaneState, Wanted, plan
 from dispatch_core._residency import Residency
+from dispatch_core._scheduler import Scheduler
+from dispatch_core.config import ServerConfig
 from dispatch_core.testing import FakePeer
 
 import workflows
@@ -21,9 +25,15 @@ LOAD = {"a.safetensors": 1.0, "b.safetensors": 1.0}
 
 
 def lane(
-    held: frozenset[str] = frozenset(), *, free: bool = True, ready_in: float = 0.0
+    held: frozenset[str] = frozenset(),
+    *,
+    free: bool = True,
+    ready_in: float = 0.0,
+    run: float = 1.0,
+    load: float = 1.0,
 ) -> LaneState:
-    return LaneState(free, ready_in, (held,) if held else (), 0, 1.0, LOAD)
+    loads = dict.fromkeys(LOAD, load)
+    return LaneState(free, ready_in, (held,) if held else (), 0, run, loads)
 
 
 def jobs(*models: frozenset[str], lanes: tuple[int, ...] = (0, 1)) -> list[Wanted]:
@@ -55,6 +65,16 @@ def test_the_switch_back_is_counted_while_jobs_still_ask_for_the_evicted_model()
     assert plan(lanes, jobs(A, A), {"b.safetensors": 0.1}) == {1: 0}
 
 
+def test_a_load_counts_against_every_later_job_not_only_its_own_server() -> None:
+    # A warm job 0.2 s, a load 0.22 s. Loading a on the idle server would end this queue
+    # a little sooner, even with b's load back counted; but the load takes time that
+    # later jobs would have had, wherever they run.
+    lanes = [lane(A, free=False, ready_in=0.2, run=0.2, load=0.22), lane(B, run=0.2, load=0.22)]
+    assert plan(lanes, jobs(A, A, A), {"b.safetensors": 0.9}) == {}
+    # With one more job for a, the load pays for itself.
+    assert plan(lanes, jobs(A, A, A, A), {"b.safetensors": 0.9}) == {1: 0}
+
+
 def test_jobs_run_only_where_they_may_and_each_free_server_starts_its_first() -> None:
     wanted = [Wanted(A, (1,)), Wanted(B, (0, 1)), Wanted(A, (1,))]
     assert plan([lane(), lane()], wanted, {}) == {1: 0, 0: 1}
@@ -65,6 +85,24 @@ def test_a_long_queue_is_cut_to_the_budget() -> None:
     found = plan(lanes, jobs(*[A, B] * 50, lanes=(0, 1, 2)), {})
     assert found == {0: 0, 1: 1, 2: 2}
     assert 3**5 <= BUDGET < 3**7  # a handful of jobs, whatever the queue
+
+
+async def test_a_job_is_booked_on_its_server_the_moment_its_slot_is_granted() -> None:
+    lanes: dict[str, Lane] = {}
+    scheduler = Scheduler(lanes, clock=lambda: 0.0)
+    for name in ("p", "q"):
+        lanes[name] = Lane(ServerConfig(name, f"http://{name}.invalid"), scheduler.dispatch)
+        lanes[name].in_flight = 1
+    servers = list(lanes.values())
+    waiting = [asyncio.ensure_future(scheduler.acquire(servers, m)) for m in (A, B)]
+    await asyncio.sleep(0)  # one turn of the loop: both are waiting for a slot
+    for lane in servers:
+        lane.in_flight = 0
+    scheduler.dispatch()  # both slots granted in one call, before either job resumes
+    # The second grant already saw the first server busy with its job's models.
+    assert {lane.residency.held for lane in servers} == {A, B}
+    for lane, booking in await asyncio.gather(*waiting):
+        assert lane.residency.running == [booking]
 
 
 # -- what a server's jobs teach ---------------------------------------------------------
