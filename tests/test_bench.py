@@ -6,6 +6,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 ROWS = [
     "added latency per job",
     "completion detection",
@@ -22,6 +24,7 @@ ROWS = [
 ]
 
 
+@pytest.mark.timeout(300)  # the whole quick benchmark: about a minute, more on a busy machine
 async def test_quick_benchmark_prints_every_row() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
