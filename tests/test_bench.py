@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -58,14 +59,15 @@ async def test_the_benchmark_measures_servers_it_is_given() -> None:
 
 
 async def test_the_simulated_model_rows_print_every_kind() -> None:
-    tool = Path(__file__).parent.parent / "tools" / "simulate_affinity.py"
+    root = Path(__file__).parent.parent
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(tool),
+        str(root / "tools" / "simulate_affinity.py"),
         "--seeds",
         "1",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(root)},  # this checkout's dispatch_core
     )
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
