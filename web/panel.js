@@ -6,6 +6,7 @@
 //   host.fetch(path, init) → Response        host.url(path) → URL for <img src>
 //   host.on(event, handler(detail))          host.confirm(message) → Promise<bool>
 //   host.notify(severity, text)              host.graph?(selectedOnly) → API prompt | null
+//   host.gateway?: true on the standalone gateway (its API keys are shown)
 // Everything shown is set as text, never as HTML: names and messages come from users and
 // peers.
 //
@@ -136,7 +137,7 @@ export function createPanel(host) {
       element.replaceChildren(root);
       render();
       events.load();
-      loadKeys(ctx);
+      if (host.gateway) loadKeys(ctx); // keys are the standalone gateway's only
     },
     unmount() {
       root = null;
