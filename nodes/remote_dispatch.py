@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
+import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..dispatch_core import (
     DispatchError,
     DispatchResult,
-    Progress,
+    OutputFile,
     RoutingError,
     Template,
     WorkflowError,
@@ -24,6 +24,8 @@ from ..dispatch_core import (
 from ..dispatch_core.service import DispatchService, fan_out_seeds
 from . import host
 from .images import to_batch, to_png
+from .outputs import LocalFile, previewable, save_locally
+from .progress import ProgressRelay as _ProgressRelay
 
 _ROUTE_DEFAULT = "(route's servers)"
 _NO_TEMPLATE = "(no template saved yet)"
@@ -82,6 +84,14 @@ def _optional_inputs() -> dict[str, Any]:
             "STRING",
             {"default": "", "tooltip": "Return only this node's images (id or title)."},
         ),
+        "save_output": (
+            "BOOLEAN",
+            {
+                "default": False,
+                "tooltip": "Also save the returned files into this ComfyUI's output folder, "
+                "named as the template's save node named them; off: only previewed here.",
+            },
+        ),
     }
 
 
@@ -94,6 +104,17 @@ class _RemoteNode:
         "JSON: server, prompt id, timings, and every output file with its URL.",
     )
     FUNCTION = "dispatch"
+    OUTPUT_NODE = True
+    """Its images are previewed in place, so that the node alone is a valid prompt."""
+    SEARCH_ALIASES = (
+        "remote",
+        "multi gpu",
+        "distributed",
+        "dispatch",
+        "render farm",
+        "another server",
+    )
+    """Read by ComfyUI after 0.3.64 (`search_aliases` in `/object_info`)."""
 
     @classmethod
     def IS_CHANGED(cls, template: str = "", **_: Any) -> str:
@@ -131,8 +152,9 @@ class RemoteDispatch(_RemoteNode):
         prompt: str | None = None,
         image: Any = None,
         output_node: str = "",
+        save_output: bool = False,
         unique_id: str | None = None,
-    ) -> tuple[Any, str]:
+    ) -> dict[str, Any]:
         service = host.service()
         chosen, values = _values(service, template, route, overrides, prompt, seed)
         uploads: list[bytes | None] = [None]
@@ -151,19 +173,18 @@ class RemoteDispatch(_RemoteNode):
             for png in uploads
         ]
 
-        async def work() -> tuple[list[DispatchResult], list[tuple[str, bytes]]]:
+        async def work() -> tuple[list[DispatchResult], list[Fetched]]:
             found = await service.jobs.run_many(specs, on_progress=progress.report)
             results = [r for r in found if isinstance(r, DispatchResult)]
-            return results, await _read_images(results)
+            return results, await _read_outputs(results, every=save_output)
 
         results, files = await host.on_server_loop(work, on_tick=progress.show)
-        batch = await asyncio.to_thread(to_batch, files)
-        progress.finished(results, len(files))
         summary = results[0].to_dict() if len(results) == 1 else {"jobs": []}
         if len(results) > 1:
             summary["jobs"] = [r.to_dict() for r in results]
-        summary["images"] = len(files)
-        return batch, json.dumps(summary, indent=2)
+        output = await asyncio.to_thread(_node_output, files, summary, save_output)
+        progress.finished(results, summary["images"])
+        return output
 
 
 class RemoteDispatchFanOut(_RemoteNode):
@@ -211,8 +232,9 @@ class RemoteDispatchFanOut(_RemoteNode):
         prompt: str | None = None,
         image: Any = None,
         output_node: str = "",
+        save_output: bool = False,
         unique_id: str | None = None,
-    ) -> tuple[Any, str]:
+    ) -> dict[str, Any]:
         service = host.service()
         chosen, values = _values(service, template, route, overrides, prompt, None)
         names = _fan_out_servers(service, route, servers)
@@ -231,7 +253,7 @@ class RemoteDispatchFanOut(_RemoteNode):
             output_node=output_node.strip() or None,
         )
 
-        async def work() -> tuple[list[DispatchResult | DispatchError], list[tuple[str, bytes]]]:
+        async def work() -> tuple[list[DispatchResult | DispatchError], list[Fetched]]:
             outcomes = await service.jobs.fan_out(
                 names,
                 spec,
@@ -240,7 +262,7 @@ class RemoteDispatchFanOut(_RemoteNode):
                 on_progress=progress.report,
             )
             done = [o for o in outcomes if isinstance(o, DispatchResult)]
-            return outcomes, await _read_images(done)
+            return outcomes, await _read_outputs(done, every=save_output)
 
         outcomes, files = await host.on_server_loop(work, on_tick=progress.show)
         failures = [
@@ -250,15 +272,15 @@ class RemoteDispatchFanOut(_RemoteNode):
         ]
         if len(failures) == len(names):
             raise failures[0][1]
-        batch = await asyncio.to_thread(to_batch, files)
-        progress.finished([o for o in outcomes if isinstance(o, DispatchResult)], len(files))
-        summary = {
-            "jobs": [o.to_dict() for o in outcomes if isinstance(o, DispatchResult)],
+        done = [o for o in outcomes if isinstance(o, DispatchResult)]
+        summary: dict[str, Any] = {
+            "jobs": [o.to_dict() for o in done],
             "failed": [{"server": n, "error": str(e)} for n, e in failures],
             "seeds": fan_out_seeds(varied_seed, names),
-            "images": len(files),
         }
-        return batch, json.dumps(summary, indent=2)
+        output = await asyncio.to_thread(_node_output, files, summary, save_output)
+        progress.finished(done, summary["images"])
+        return output
 
 
 def _values(
@@ -313,55 +335,27 @@ async def _read_images(results: Sequence[DispatchResult]) -> list[tuple[str, byt
     ]
 
 
-class _ProgressRelay:
-    """Progress reports arrive on the server's loop; ComfyUI's bar is driven from the
-    node's own thread, where an interrupt raised by its hook belongs."""
+Fetched = tuple[str, OutputFile, bytes]
+"""A file of a result, read: a label naming where it came from, the file, its bytes."""
 
-    def __init__(self, node_id: str | None, jobs: int):
-        self._node_id = node_id
-        self._fractions: dict[str, float] = {}
-        self._text = ""
-        self._shown: tuple[int, str] | None = None
-        self._jobs = jobs
-        self._lock = threading.Lock()
-        self._bar: Any = None
 
-    def report(self, progress: Progress) -> None:
-        step = progress.value / progress.max if progress.max else 0.0
-        if progress.node is None:  # a whole-prompt report: nodes done of nodes to run
-            fraction = step
-        elif progress.nodes_total:  # a step of one node, among the nodes to run
-            fraction = (progress.nodes_done + step) / progress.nodes_total
-        else:
-            fraction = step
-        if progress.node is None:
-            text = f"{progress.server}: {progress.nodes_done}/{progress.nodes_total} nodes done"
-        else:
-            text = f"{progress.server}: node {progress.node}, {progress.value:g}/{progress.max:g}"
-        with self._lock:  # a bar never goes back
-            earlier = self._fractions.get(progress.prompt_id, 0.0)
-            self._fractions[progress.prompt_id] = max(earlier, min(fraction, 1.0))
-            self._text = text
+async def _read_outputs(results: Sequence[DispatchResult], *, every: bool) -> list[Fetched]:
+    """The images of every result, in order; every: all their files (to save them)."""
+    files = [(r, f) for r in results for f in (r.files if every else r.images)]
+    data = await asyncio.gather(*(f.read() for _, f in files))
+    return [
+        (f"{r.server}: node {f.node_id} {f.filename}", f, d)
+        for (r, f), d in zip(files, data, strict=True)
+    ]
 
-    def finished(self, results: Sequence[DispatchResult], images: int) -> None:
-        servers = ", ".join(dict.fromkeys(r.server for r in results))
-        seconds = max((r.timings.duration or 0.0) for r in results) if results else 0.0
-        if self._node_id is not None:
-            host.send_progress_text(
-                f"{servers}: {images} image(s) in {seconds:.1f} s", self._node_id
-            )
 
-    def show(self) -> None:
-        import comfy.utils
-
-        with self._lock:
-            value = round(100 * sum(self._fractions.values()) / self._jobs)
-            text = self._text
-        if self._shown == (value, text):
-            return
-        self._shown = (value, text)
-        if self._bar is None:
-            self._bar = comfy.utils.ProgressBar(100, node_id=self._node_id)
-        self._bar.update_absolute(value, 100)
-        if text and self._node_id is not None:
-            host.send_progress_text(text, self._node_id)
+def _node_output(files: Sequence[Fetched], summary: dict[str, Any], keep: bool) -> dict[str, Any]:
+    """What ComfyUI takes from an output node: the tensors, and the files shown in place."""
+    images = [(label, data) for label, f, data in files if f.kind == "image"]
+    batch = to_batch(images)
+    written: list[LocalFile] = save_locally([(f, d) for _, f, d in files], keep=keep)
+    summary["images"] = len(images)
+    if keep:
+        summary["saved"] = [posixpath.join(e["subfolder"], e["filename"]) for e in written]
+    shown = [entry for entry in written if previewable(entry)]
+    return {"ui": {"images": shown}, "result": (batch, json.dumps(summary, indent=2))}

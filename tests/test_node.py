@@ -48,6 +48,8 @@ class Comfy:
     base: str
     peers: dict[str, FakePeer]
     folder: Path
+    ui: dict[str, Any] | None = None
+    """What the last node run showed in place (ComfyUI's `ui` of an output node)."""
 
     @property
     def service(self) -> Any:
@@ -70,7 +72,11 @@ class Comfy:
         def worker() -> Any:
             return asyncio.run(getattr(cls(), cls.FUNCTION)(**kwargs))
 
-        return await asyncio.to_thread(worker)
+        output = await asyncio.to_thread(worker)
+        if not isinstance(output, dict):
+            return output
+        self.ui = output.get("ui")
+        return output["result"]
 
 
 def _load_package() -> ModuleType:
@@ -89,6 +95,8 @@ def host_modules(tmp_path: Path) -> Iterator[None]:
         import folder_paths
 
         folder_paths.user_directory = str(tmp_path / "user")
+        folder_paths.output_directory = str(tmp_path / "output")
+        folder_paths.temp_directory = str(tmp_path / "temp")
         yield
     finally:
         sys.path.remove(str(HOST))
@@ -547,3 +555,63 @@ async def test_a_repeated_node_job_is_served_from_the_cache(comfy: Comfy) -> Non
     assert json.loads(result)["cached"] is True
     assert len(comfy.peers["gen"].prompts_received) == 1
     assert pixels(again) == pixels(first)
+
+
+async def test_the_node_previews_its_images_in_place_byte_for_byte(comfy: Comfy) -> None:
+    node = comfy.node("RemoteDispatch")
+    assert node.OUTPUT_NODE is True  # so that it alone is a valid prompt
+    assert {"remote", "multi gpu", "distributed", "render farm"} <= set(node.SEARCH_ALIASES)
+    comfy.service.templates.save("invert", workflows.invert(0x102030, width=16, height=8))
+    _, result = await comfy.execute(
+        "RemoteDispatch", template="invert", route="edit", server="(route's servers)"
+    )
+    assert comfy.ui is not None
+    (shown,) = comfy.ui["images"]
+    assert shown["type"] == "temp" and shown["subfolder"] == ""
+    (file,) = json.loads(result)["files"]
+    local = await asyncio.to_thread(
+        (comfy.folder.parent.parent / "temp" / shown["filename"]).read_bytes
+    )
+    assert local == comfy.peers["edit"].files.get("output", file["subfolder"], file["filename"])
+    assert not (comfy.folder.parent.parent / "output").exists()  # nothing saved unasked
+
+
+async def test_save_output_names_files_with_the_templates_prefix(comfy: Comfy) -> None:
+    workflow = workflows.invert(width=4, height=4)
+    workflow["3"]["inputs"]["filename_prefix"] = "portraits/face"
+    comfy.service.templates.save("invert", workflow)
+    output = comfy.folder.parent.parent / "output"
+    (output / "portraits").mkdir(parents=True)
+    (output / "portraits" / "face_00041_.png").write_bytes(b"an earlier one")
+    inputs = {"template": "invert", "route": "edit", "server": "(route's servers)"}
+    _, result = await comfy.execute("RemoteDispatch", save_output=True, **inputs)
+    assert comfy.ui is not None
+    assert comfy.ui["images"] == [
+        {"filename": "face_00042_.png", "subfolder": "portraits", "type": "output"}
+    ]
+    assert json.loads(result)["saved"] == ["portraits/face_00042_.png"]
+    assert (output / "portraits" / "face_00042_.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("filename", "subfolder", "prefix"),
+    [
+        ("ComfyUI_00001_.png", "", "ComfyUI"),
+        ("x_00002_.png", "../../etc", "etc/x"),
+        ("..\\..\\evil_00003_.png", "a/../..", "a/evil"),
+        ("name.png", "/abs/olute", "abs/olute/name"),
+        ("_00001_.png", "..", "ComfyUI"),
+        ("sp ace$|:_00001_.webp", "sub:dir", "sub_dir/sp ace_"),
+    ],
+)
+def test_a_peers_file_name_becomes_a_safe_local_prefix(
+    filename: str, subfolder: str, prefix: str
+) -> None:
+    sys.path.insert(0, str(HOST))
+    try:
+        package = _load_package()
+        assert package.nodes.outputs.prefix_of(filename, subfolder) == prefix
+    finally:
+        sys.path.remove(str(HOST))
+        for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
+            del sys.modules[name]
