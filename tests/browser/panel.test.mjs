@@ -16,7 +16,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const PYTHON = process.env.PYTHON || "python3";
 const SHOTS = process.env.SCREENSHOTS || join(ROOT, "test-output", "browser");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const INVERT = JSON.parse(readFileSync(join(ROOT, "examples", "invert_api.json"), "utf8"));
+const INVERT = JSON.parse(readFileSync(join(ROOT, "scripting", "invert_api.json"), "utf8"));
 const XSS = "<img src=x onerror=alert(1)>";
 const FAKE_GPUS = "0, NVIDIA Fake GPU A, 24564 MiB\\n1, NVIDIA Fake GPU B, 12288 MiB\\n";
 
