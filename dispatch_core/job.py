@@ -68,6 +68,9 @@ class JobSpec:
     cache: bool = False
     """Serve a repeat of this very request (same workflow, values and images) from the
     result cache, when the config's cache is on."""
+    avoid: frozenset[str] = frozenset()
+    """Servers of the route this job must not run on: the ComfyUI whose node sent it, which
+    is busy running that node and would never start the job."""
 
     def __post_init__(self) -> None:
         if (self.workflow is None) == (self.template is None):

@@ -8,6 +8,7 @@ one graph keep two GPUs busy at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import posixpath
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ from ..dispatch_core.service import DispatchService, fan_out_seeds
 from . import host
 from .images import to_batch, to_png
 from .outputs import LocalFile, previewable, save_locally
+from .own_server import own_servers, refusal
 from .progress import ProgressRelay as _ProgressRelay
 
 _ROUTE_DEFAULT = "(route's servers)"
@@ -173,8 +175,15 @@ class RemoteDispatch(_RemoteNode):
             for png in uploads
         ]
 
+        running = host.running_prompt_id()
+        wanted = service.config.servers_for(route, server=specs[0].server)
+
         async def work() -> tuple[list[DispatchResult], list[Fetched]]:
-            found = await service.jobs.run_many(specs, on_progress=progress.report)
+            own = await own_servers(service, wanted, running)
+            if own and own >= set(wanted):
+                raise refusal(service, sorted(own))
+            avoiding = [dataclasses.replace(spec, avoid=own) for spec in specs]
+            found = await service.jobs.run_many(avoiding, on_progress=progress.report)
             results = [r for r in found if isinstance(r, DispatchResult)]
             return results, await _read_outputs(results, every=save_output)
 
@@ -253,7 +262,13 @@ class RemoteDispatchFanOut(_RemoteNode):
             output_node=output_node.strip() or None,
         )
 
+        running = host.running_prompt_id()
+
         async def work() -> tuple[list[DispatchResult | DispatchError], list[Fetched]]:
+            own = await own_servers(service, names, running)
+            if own and (servers.strip() or own >= set(names)):
+                raise refusal(service, sorted(own))  # named, or the route has no other
+            names[:] = [name for name in names if name not in own]
             outcomes = await service.jobs.fan_out(
                 names,
                 spec,

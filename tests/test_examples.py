@@ -8,12 +8,12 @@ position, so each file is checked against the nodes' inputs as they are now.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from test_node import Comfy, comfy, host_modules  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def widget_names(node: Any) -> list[str]:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 async def test_an_example_matches_the_nodes_inputs(comfy: Comfy, path: Path) -> None:  # noqa: F811
-    found = json.loads(path.read_text())
+    found = json.loads(await asyncio.to_thread(path.read_text))
     assert found["version"] == 0.4
     nodes = {node["id"]: node for node in found["nodes"]}
     ours = [n for n in nodes.values() if n["type"] in comfy.package.NODE_CLASS_MAPPINGS]

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -68,6 +69,7 @@ class Comfy:
         }
         kwargs = defaults | {"unique_id": "42"} | inputs
         self.server.client_id = client_id
+        self.server.last_prompt_id = f"local-{uuid.uuid4()}"
 
         def worker() -> Any:
             return asyncio.run(getattr(cls(), cls.FUNCTION)(**kwargs))
@@ -615,3 +617,53 @@ def test_a_peers_file_name_becomes_a_safe_local_prefix(
         sys.path.remove(str(HOST))
         for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
             del sys.modules[name]
+
+
+async def add_this_comfyui(comfy: Comfy, route: str, servers: list[str]) -> None:
+    edits = comfy.service.edits
+    await comfy.service.edit_config(
+        edits.add_server("self", {"url": comfy.base.replace("127.0.0.1", "localhost")})
+    )
+    await comfy.service.edit_config(edits.put_route(route, servers))
+
+
+async def test_a_job_for_this_comfyui_itself_is_refused_before_anything_is_queued(
+    comfy: Comfy,
+) -> None:
+    await add_this_comfyui(comfy, "here", ["self"])
+    comfy.service.templates.save("invert", workflows.invert())
+    for inputs in (
+        {"route": "here", "server": "(route's servers)"},
+        {"route": "edit", "server": "self"},
+    ):
+        with pytest.raises(
+            Exception, match=r"'self' \(http://localhost:\d+\) is this ComfyUI itself"
+        ):
+            await comfy.execute("RemoteDispatch", template="invert", **inputs)
+    with pytest.raises(Exception, match="is this ComfyUI itself"):
+        await comfy.execute(
+            "RemoteDispatchFanOut",
+            template="invert",
+            route="here",
+            servers="self, gen",
+            on_error="partial",
+        )
+    assert not comfy.service.jobs.activity.recent()  # nothing was queued anywhere
+
+
+async def test_a_pool_that_includes_this_comfyui_runs_on_the_others(comfy: Comfy) -> None:
+    await add_this_comfyui(comfy, "both", ["self", "gen"])
+    comfy.service.templates.save("gen", workflows.txt2img())
+    for _ in range(2):
+        _, result = await comfy.execute(
+            "RemoteDispatch",
+            template="gen",
+            route="both",
+            server="(route's servers)",
+            seed=len(comfy.peers["gen"].prompts_received),
+        )
+        assert json.loads(result)["server"] == "gen"
+    _, result = await comfy.execute(
+        "RemoteDispatchFanOut", template="gen", route="both", servers="", on_error="fail"
+    )
+    assert [job["server"] for job in json.loads(result)["jobs"]] == ["gen"]
