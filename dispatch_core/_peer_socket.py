@@ -24,6 +24,7 @@ import aiohttp
 
 from ._json import JSONLimitError, loads_bounded
 from ._peer_http import PeerHTTP
+from ._previews import FEATURE_FLAGS, read_preview
 from ._watch import PromptWatch
 from .config import ServerConfig, Timeouts
 from .errors import BadResponse, PeerUnreachable
@@ -32,7 +33,8 @@ __all__ = ["PeerSocket"]
 
 _RECONNECT_MAX_DELAY = 5.0
 _MAX_FRAME_BYTES = 8 * 1024 * 1024
-"""Larger than any text frame ComfyUI sends; binary previews are not read."""
+"""Larger than any text frame ComfyUI sends, and than its previews (`--preview-size`
+512 by default: tens of kB)."""
 # Logged under the client's module, whose name users already filter on.
 _log = logging.getLogger(__name__.rpartition(".")[0] + ".peer")
 
@@ -71,6 +73,8 @@ class PeerSocket(PeerHTTP):
         self._watchdog: asyncio.Task[None] | None = None
         self._recheck_now = asyncio.Event()
         self._closed = False
+        self._running: str | None = None
+        """The prompt the peer last said it runs: a preview without metadata is its."""
 
     @property
     def connected(self) -> bool:
@@ -172,12 +176,15 @@ class PeerSocket(PeerHTTP):
             )
         heard = False
         async with ws:
+            await ws.send_json(FEATURE_FLAGS)  # only a first frame counts (ComfyUI's server)
             self._ws_up.set()
             self._first_attempt.set()
             self._recheck_everything()
             async for message in ws:
                 if message.type == aiohttp.WSMsgType.TEXT:
                     heard = self._take_frame(message.data) or heard
+                elif message.type == aiohttp.WSMsgType.BINARY:
+                    heard = self._take_binary(message.data) or heard
                 elif message.type == aiohttp.WSMsgType.ERROR:
                     self.dropped_frames += 1  # too large or not WebSocket: aiohttp closes it
         return heard
@@ -202,6 +209,16 @@ class PeerSocket(PeerHTTP):
             self.dropped_frames += 1
         return used
 
+    def _take_binary(self, data: bytes) -> bool:
+        """A preview goes to its prompt's watch; other binary frames are not ours."""
+        preview = read_preview(data)
+        if preview is None:
+            return False
+        watch = self._watches.get(preview.prompt_id or self._running or "")
+        if watch is not None:
+            watch.on_preview(preview)
+        return True
+
     def _on_text(self, text: str) -> bool:
         try:
             message = loads_bounded(text)
@@ -216,6 +233,8 @@ class PeerSocket(PeerHTTP):
             return True
         watch = self._watches.get(str(data.get("prompt_id")))
         if watch is not None:
+            if kind in ("execution_start", "executing", "progress"):
+                self._running = watch.prompt_id
             watch.on_frame(kind, data)
         return True
 

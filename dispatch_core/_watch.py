@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
+from ._previews import Preview
 from .errors import ExecutionFailed, Interrupted, NodeError, PeerError, PromptRejected
 from .result import Progress
 
@@ -30,6 +31,10 @@ class Clean(Protocol):
 
 
 _MAX_TRACEBACK_LINES = 100
+PREVIEW_INTERVAL = 0.5
+"""Seconds between two previews handed on for one prompt; those between are dropped, so
+a peer sampling fast does not flood a slow link to the browser (two per second is what a
+person watching can follow)."""
 
 
 class PromptWatch:
@@ -59,6 +64,11 @@ class PromptWatch:
         """Followed by polling only: a prompt another client submitted."""
         self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._progress_tasks: set[asyncio.Task[None]] = set()
+        self._step: tuple[Any, float, float] = (None, 0, 1)
+        """The latest `progress`: (node, value, max), which a preview repeats."""
+        self._previewed_at = float("-inf")
+        self.previews_dropped = 0
+        """Previews not handed on: closer than PREVIEW_INTERVAL to the one before."""
 
     @property
     def nodes_total(self) -> int:
@@ -76,9 +86,9 @@ class PromptWatch:
             output = data.get("output")
             self.outputs[str(data["node"])] = output if isinstance(output, Mapping) else {}
         elif kind == "progress":
-            self._report(
-                data.get("node"), _number(data.get("value"), 0), _number(data.get("max"), 1)
-            )
+            value, maximum = _number(data.get("value"), 0), _number(data.get("max"), 1)
+            self._step = (data.get("node"), value, maximum)
+            self._report(*self._step)
         elif kind == "progress_state":
             nodes = data.get("nodes")
             self._on_progress_state(nodes if isinstance(nodes, Mapping) else {})
@@ -89,7 +99,21 @@ class PromptWatch:
         elif kind == "executing" and data.get("node") is None:
             self.finish({"outputs": self.outputs, "from": "websocket"})
 
+    def on_preview(self, preview: Preview) -> None:
+        """A preview picture of this prompt: handed on with the latest step, throttled."""
+        now = time.monotonic()
+        self.last_frame_at = now
+        if now - self._previewed_at < PREVIEW_INTERVAL:
+            self.previews_dropped += 1
+            return
+        self._previewed_at = now
+        node, value, maximum = self._step
+        self._report(preview.node or node, value, maximum, preview)
+
     def _on_progress_state(self, nodes: Mapping[str, Any]) -> None:
+        for node, state in nodes.items():  # comes before a step's preview (type 4)
+            if isinstance(state, Mapping) and state.get("state") == "running":
+                self._step = (node, _number(state.get("value"), 0), _number(state.get("max"), 1))
         finished = {
             str(k)
             for k, v in nodes.items()
@@ -99,7 +123,9 @@ class PromptWatch:
             self.finished_nodes |= finished
             self._report(None, len(self.finished_nodes), max(self.nodes_total, 1))
 
-    def _report(self, node: Any, value: float, maximum: float) -> None:
+    def _report(
+        self, node: Any, value: float, maximum: float, preview: Preview | None = None
+    ) -> None:
         if self.on_progress is None:
             return
         progress = Progress(
@@ -110,6 +136,8 @@ class PromptWatch:
             max=maximum,
             nodes_done=len(self.finished_nodes),
             nodes_total=self.nodes_total,
+            preview=None if preview is None else preview.image,
+            preview_type="" if preview is None else preview.mime,
         )
         outcome = self.on_progress(progress)
         if asyncio.iscoroutine(outcome):

@@ -37,6 +37,7 @@ class FakePeer(ComfyRoutes):
         load_seconds: float | Mapping[str, float] = 0.0,
         cold_seconds: float = 0.0,
         memory_slots: int | None = None,
+        preview_method: str = "none",
     ):
         self.host = host
         self.port = port
@@ -56,6 +57,9 @@ class FakePeer(ComfyRoutes):
         self.memory_slots = memory_slots
         """How many model files it holds at once; the least recently used goes first
         (None: all). ComfyUI's default cache keeps those of the last prompt only."""
+        self.preview_method = preview_method
+        """ComfyUI's `--preview-method`: anything but `none` makes samplers send a preview
+        per step (see `_preview`)."""
         self.loads = 0
         """Model files loaded since the peer was created, as its log would show."""
         self.on_load: Callable[[str], None] | None = None

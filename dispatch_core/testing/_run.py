@@ -28,6 +28,7 @@ from ._nodes import (
     run_node,
     time_weight,
 )
+from ._preview import SAMPLERS, legacy_frame, metadata_frame
 from ._ws import SocketHub
 
 __all__ = ["MAX_HISTORY", "PromptRun", "RunHost"]
@@ -61,6 +62,7 @@ class RunHost(Protocol):
     fail_nodes: dict[str, str]
     files: FileStore
     prompt_seconds: Callable[[dict[str, Any]], float] | None
+    preview_method: str
     _hub: SocketHub
     _retimed: asyncio.Event
     _interrupt: bool
@@ -300,13 +302,26 @@ class PromptRun:
             self.check_interrupt()  # the ProgressBar hook checks too
             self.state(node_id, step, steps, "running")
             progress = {"value": step, "max": steps, "prompt_id": self.prompt_id, "node": node_id}
-            self.send("progress", progress, broadcast=True)
+            self.step(progress, previews=class_type in SAMPLERS)
         await self.pause(end)  # most nodes never check for an interrupt
         outputs = self.compute(node_id, class_type, inputs)
         self.peer._cache[self.signature[node_id]] = (outputs, self.ui.get(node_id))
         self.executed.append(node_id)
         done = self.states[node_id]["max"]
         self.state(node_id, done, done, "finished")
+
+    def step(self, progress: dict[str, Any], *, previews: bool) -> None:
+        """A step's `progress`, and its preview when previews are on, in ComfyUI's order:
+        type 4 before `progress` for a client that asked for metadata, type 1 after."""
+        hub, client = self.peer._hub, self.client_id
+        if not previews or self.peer.preview_method == "none":
+            self.send("progress", progress, broadcast=True)
+        elif hub.wants_metadata(client):
+            hub.send_binary(client, metadata_frame(self.prompt_id, str(progress["node"])))
+            self.send("progress", progress, broadcast=True)
+        else:
+            self.send("progress", progress, broadcast=True)
+            hub.send_binary(client, legacy_frame())
 
     def compute(self, node_id: str, class_type: str, inputs: dict[str, Any]) -> tuple[Any, ...]:
         if class_type in self.peer.fail_nodes:
