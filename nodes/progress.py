@@ -3,10 +3,13 @@
 Reports arrive on the server's loop (the engine's), while ComfyUI's bar must be driven
 from the node's own thread, where an interrupt raised by its hook belongs: `report` keeps
 the latest state under a lock, `show` (called by `host.on_server_loop` on each tick) draws it.
+A preview picture from the peer's sampler goes through the same bar, as ComfyUI's own
+samplers send theirs, so the browser shows it on this node.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +18,9 @@ from ..dispatch_core import DispatchResult, Progress
 from . import host
 
 __all__ = ["ProgressRelay"]
+
+_MAX_PREVIEW_PIXELS = 16 * 1024 * 1024
+"""A preview larger than this is not decoded: ComfyUI's are 512 px at most by default."""
 
 
 class ProgressRelay:
@@ -29,6 +35,8 @@ class ProgressRelay:
         self._jobs = jobs
         self._lock = threading.Lock()
         self._bar: Any = None
+        self._preview: tuple[bytes, str] | None = None
+        """The latest preview not shown yet: the peer's picture and its type."""
 
     def report(self, progress: Progress) -> None:
         step = progress.value / progress.max if progress.max else 0.0
@@ -46,6 +54,8 @@ class ProgressRelay:
             earlier = self._fractions.get(progress.prompt_id, 0.0)
             self._fractions[progress.prompt_id] = max(earlier, min(fraction, 1.0))
             self._text = text
+            if progress.preview is not None:
+                self._preview = (progress.preview, progress.preview_type)
 
     def finished(self, results: Sequence[DispatchResult], images: int) -> None:
         servers = ", ".join(dict.fromkeys(r.server for r in results))
@@ -61,11 +71,40 @@ class ProgressRelay:
         with self._lock:
             value = round(100 * sum(self._fractions.values()) / self._jobs)
             text = self._text
-        if self._shown == (value, text):
+            picture, self._preview = self._preview, None
+        preview = _preview(picture) if picture is not None else None
+        if self._shown == (value, text) and preview is None:
             return
         self._shown = (value, text)
         if self._bar is None:
             self._bar = comfy.utils.ProgressBar(100, node_id=self._node_id)
-        self._bar.update_absolute(value, 100)
+        self._bar.update_absolute(value, 100, preview)
         if text and self._node_id is not None:
             host.send_progress_text(text, self._node_id)
+
+
+def _preview(picture: tuple[bytes, str]) -> tuple[str, Any, int] | None:
+    """The peer's preview as ComfyUI's progress hook takes one: `(format, PIL image, max
+    size)`; ComfyUI encodes it again and sends it to the browser as its own node's preview.
+    None for bytes PIL cannot read (the engine checked only how they start)."""
+    from PIL import Image
+
+    data, mime = picture
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.width * image.height > _MAX_PREVIEW_PIXELS:
+            return None
+        image.load()
+    except Exception:  # PIL raises many kinds for a broken file
+        return None
+    return ("PNG" if mime == "image/png" else "JPEG", image, _preview_size())
+
+
+def _preview_size() -> int:
+    """ComfyUI's `--preview-size` (512 unless set): previews are shrunk to fit it."""
+    try:
+        from comfy.cli_args import args
+
+        return int(getattr(args, "preview_size", 512) or 512)
+    except Exception:  # an older or unusual ComfyUI
+        return 512

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 import os
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +26,8 @@ import aiohttp
 import pytest
 
 from dispatch_core.testing import FakePeer
-from dispatch_core.testing._preview import SAMPLERS
 from dispatch_core.testing._png import Image, encode_png
+from dispatch_core.testing._preview import SAMPLERS
 
 PROTOCOL = Path(os.environ.get("DISPATCH_PROTOCOL_DIR") or Path(__file__).parent / "protocol")
 pytestmark = pytest.mark.timeout(15)

@@ -115,6 +115,7 @@ async def comfy(host_modules: None, tmp_path: Path) -> AsyncIterator[Comfy]:
     from aiohttp import web
 
     comfy.utils.updates.clear()
+    comfy.utils.previews.clear()
     comfy.model_management.interrupt_processing = False
     async with AsyncExitStack() as stack:
         models = {"checkpoints": ["sd15.safetensors"]}
@@ -667,3 +668,17 @@ async def test_a_pool_that_includes_this_comfyui_runs_on_the_others(comfy: Comfy
         "RemoteDispatchFanOut", template="gen", route="both", servers="", on_error="fail"
     )
     assert [job["server"] for job in json.loads(result)["jobs"]] == ["gen"]
+
+
+async def test_the_peers_sampler_previews_show_on_the_node(comfy: Comfy) -> None:
+    """Through ComfyUI's own progress bar, as its samplers send theirs: the browser gets
+    them as this node's preview."""
+    import comfy.utils as comfy_utils
+
+    peer = comfy.peers["gen"]
+    peer.preview_method, peer.job_seconds = "latent2rgb", 0.6
+    comfy.service.templates.save("gen", workflows.txt2img(steps=6))
+    await comfy.execute("RemoteDispatch", template="gen", route="generate", server="gen")
+    assert comfy_utils.previews  # throttled: at least the first, at most one per step
+    assert len(comfy_utils.previews) <= 6
+    assert set(comfy_utils.previews) == {("JPEG", (64, 64), 512, "42")}

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from dispatch_core import Config, Dispatcher, Progress
-from dispatch_core import _peer_socket, _watch
+from dispatch_core import Config, Dispatcher, Progress, _peer_socket, _watch
 from dispatch_core._previews import MAX_METADATA_BYTES, read_preview
 from dispatch_core.testing import FakePeer
 from dispatch_core.testing._preview import PREVIEW_JPEG, legacy_frame, metadata_frame
