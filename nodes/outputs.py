@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LocalFile", "previewable", "save_locally"]
+__all__ = ["LocalFile", "local_path", "previewable", "save_locally"]
 
 LocalFile = dict[str, str]
 """`{"filename", "subfolder", "type"}`: what ComfyUI's `ui.images` entries hold."""
@@ -104,3 +104,14 @@ def save_locally(files: Sequence[tuple[Any, bytes]], *, keep: bool) -> list[Loca
 def previewable(entry: LocalFile) -> bool:
     """An image the frontend's node preview can show."""
     return posixpath.splitext(entry["filename"])[1].lower() in _PREVIEW_SUFFIXES
+
+
+def local_path(entry: LocalFile) -> Path:
+    """Where a file `save_locally` wrote is on this disk."""
+    import folder_paths
+
+    if entry["type"] == "output":
+        root = folder_paths.get_output_directory()
+    else:
+        root = folder_paths.get_temp_directory()
+    return Path(root) / entry["subfolder"] / entry["filename"]

@@ -10,24 +10,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import posixpath
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from ..dispatch_core import (
     DispatchError,
     DispatchResult,
-    OutputFile,
     RoutingError,
     Template,
     WorkflowError,
 )
 from ..dispatch_core.service import DispatchService, fan_out_seeds
 from . import host
-from .images import to_batch, to_png
-from .outputs import LocalFile, previewable, save_locally
+from .images import to_png
 from .own_server import own_servers, refusal
 from .progress import ProgressRelay as _ProgressRelay
+from .results import OUTPUTS, Fetched, node_output, read_outputs, wanted_outputs
 
 _ROUTE_DEFAULT = "(route's servers)"
 _NO_TEMPLATE = "(no template saved yet)"
@@ -99,11 +98,15 @@ def _optional_inputs() -> dict[str, Any]:
 
 class _RemoteNode:
     CATEGORY = "dispatch"
-    RETURN_TYPES = ("IMAGE", "STRING")
-    RETURN_NAMES = ("images", "result")
+    RETURN_TYPES = ("IMAGE", "STRING", "MASK", "LATENT", "VIDEO", "AUDIO")
+    RETURN_NAMES = OUTPUTS
     OUTPUT_TOOLTIPS = (
         "Every image the peer returned, as one batch.",
         "JSON: server, prompt id, timings, and every output file with its URL.",
+        "The images' masks, as LoadImage makes them (1 - alpha; zeros without alpha).",
+        "The latent a SaveLatent node of the template wrote.",
+        "The video a SaveVideo or SaveWEBM node of the template wrote (the first one).",
+        "The audio a SaveAudio node of the template wrote (the first one).",
     )
     FUNCTION = "dispatch"
     OUTPUT_NODE = True
@@ -140,7 +143,7 @@ class RemoteDispatch(_RemoteNode):
                 **_shared_inputs(),
             },
             "optional": _optional_inputs(),
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "hidden": {"unique_id": "UNIQUE_ID", "graph": "PROMPT"},
         }
 
     async def dispatch(
@@ -156,6 +159,7 @@ class RemoteDispatch(_RemoteNode):
         output_node: str = "",
         save_output: bool = False,
         unique_id: str | None = None,
+        graph: Any = None,
     ) -> dict[str, Any]:
         service = host.service()
         chosen, values = _values(service, template, route, overrides, prompt, seed)
@@ -176,22 +180,27 @@ class RemoteDispatch(_RemoteNode):
         ]
 
         running = host.running_prompt_id()
-        wanted = service.config.servers_for(route, server=specs[0].server)
+        wanted = wanted_outputs(graph, unique_id)
+        candidates = service.config.servers_for(route, server=specs[0].server)
 
         async def work() -> tuple[list[DispatchResult], list[Fetched]]:
-            own = await own_servers(service, wanted, running)
-            if own and own >= set(wanted):
+            own = await own_servers(service, candidates, running)
+            if own and own >= set(candidates):
                 raise refusal(service, sorted(own))
             avoiding = [dataclasses.replace(spec, avoid=own) for spec in specs]
             found = await service.jobs.run_many(avoiding, on_progress=progress.report)
             results = [r for r in found if isinstance(r, DispatchResult)]
-            return results, await _read_outputs(results, every=save_output)
+            return results, await read_outputs(results, wanted=wanted, every=save_output)
 
         results, files = await host.on_server_loop(work, on_tick=progress.show)
         summary = results[0].to_dict() if len(results) == 1 else {"jobs": []}
         if len(results) > 1:
             summary["jobs"] = [r.to_dict() for r in results]
-        output = await asyncio.to_thread(_node_output, files, summary, save_output)
+        output = await asyncio.to_thread(
+            partial(node_output, keep=save_output, wanted=wanted, where=f"template {template!r}"),
+            files,
+            summary,
+        )
         progress.finished(results, summary["images"])
         return output
 
@@ -226,7 +235,7 @@ class RemoteDispatchFanOut(_RemoteNode):
                 **_shared_inputs(),
             },
             "optional": _optional_inputs(),
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "hidden": {"unique_id": "UNIQUE_ID", "graph": "PROMPT"},
         }
 
     async def dispatch(
@@ -243,6 +252,7 @@ class RemoteDispatchFanOut(_RemoteNode):
         output_node: str = "",
         save_output: bool = False,
         unique_id: str | None = None,
+        graph: Any = None,
     ) -> dict[str, Any]:
         service = host.service()
         chosen, values = _values(service, template, route, overrides, prompt, None)
@@ -263,6 +273,7 @@ class RemoteDispatchFanOut(_RemoteNode):
         )
 
         running = host.running_prompt_id()
+        wanted = wanted_outputs(graph, unique_id)
 
         async def work() -> tuple[list[DispatchResult | DispatchError], list[Fetched]]:
             own = await own_servers(service, names, running)
@@ -277,7 +288,7 @@ class RemoteDispatchFanOut(_RemoteNode):
                 on_progress=progress.report,
             )
             done = [o for o in outcomes if isinstance(o, DispatchResult)]
-            return outcomes, await _read_outputs(done, every=save_output)
+            return outcomes, await read_outputs(done, wanted=wanted, every=save_output)
 
         outcomes, files = await host.on_server_loop(work, on_tick=progress.show)
         failures = [
@@ -293,7 +304,11 @@ class RemoteDispatchFanOut(_RemoteNode):
             "failed": [{"server": n, "error": str(e)} for n, e in failures],
             "seeds": fan_out_seeds(varied_seed, names),
         }
-        output = await asyncio.to_thread(_node_output, files, summary, save_output)
+        output = await asyncio.to_thread(
+            partial(node_output, keep=save_output, wanted=wanted, where=f"template {template!r}"),
+            files,
+            summary,
+        )
         progress.finished(done, summary["images"])
         return output
 
@@ -348,29 +363,3 @@ async def _read_images(results: Sequence[DispatchResult]) -> list[tuple[str, byt
         (f"{r.server}: node {f.node_id} {f.filename}", d)
         for (r, f), d in zip(files, data, strict=True)
     ]
-
-
-Fetched = tuple[str, OutputFile, bytes]
-"""A file of a result, read: a label naming where it came from, the file, its bytes."""
-
-
-async def _read_outputs(results: Sequence[DispatchResult], *, every: bool) -> list[Fetched]:
-    """The images of every result, in order; every: all their files (to save them)."""
-    files = [(r, f) for r in results for f in (r.files if every else r.images)]
-    data = await asyncio.gather(*(f.read() for _, f in files))
-    return [
-        (f"{r.server}: node {f.node_id} {f.filename}", f, d)
-        for (r, f), d in zip(files, data, strict=True)
-    ]
-
-
-def _node_output(files: Sequence[Fetched], summary: dict[str, Any], keep: bool) -> dict[str, Any]:
-    """What ComfyUI takes from an output node: the tensors, and the files shown in place."""
-    images = [(label, data) for label, f, data in files if f.kind == "image"]
-    batch = to_batch(images)
-    written: list[LocalFile] = save_locally([(f, d) for _, f, d in files], keep=keep)
-    summary["images"] = len(images)
-    if keep:
-        summary["saved"] = [posixpath.join(e["subfolder"], e["filename"]) for e in written]
-    shown = [entry for entry in written if previewable(entry)]
-    return {"ui": {"images": shown}, "result": (batch, json.dumps(summary, indent=2))}

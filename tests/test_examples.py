@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures of test_node are imported, then named as arguments
 """The example workflows ComfyUI's template browser lists: only ours, and loadable.
 
 ComfyUI 0.3.64 (app/custom_node_manager.py) lists every `*.json` of a custom node's
@@ -44,7 +45,7 @@ def widget_names(node: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-async def test_an_example_matches_the_nodes_inputs(comfy: Comfy, path: Path) -> None:  # noqa: F811
+async def test_an_example_matches_the_nodes_inputs(comfy: Comfy, path: Path) -> None:
     found = json.loads(await asyncio.to_thread(path.read_text))
     assert found["version"] == 0.4
     nodes = {node["id"]: node for node in found["nodes"]}

@@ -51,6 +51,8 @@ class Comfy:
     folder: Path
     ui: dict[str, Any] | None = None
     """What the last node run showed in place (ComfyUI's `ui` of an output node)."""
+    outputs: dict[str, Any] | None = None
+    """Every output of the last node run, by name."""
 
     @property
     def service(self) -> Any:
@@ -75,10 +77,9 @@ class Comfy:
             return asyncio.run(getattr(cls(), cls.FUNCTION)(**kwargs))
 
         output = await asyncio.to_thread(worker)
-        if not isinstance(output, dict):
-            return output
-        self.ui = output.get("ui")
-        return output["result"]
+        self.ui = output["ui"]
+        self.outputs = dict(zip(cls.RETURN_NAMES, output["result"], strict=True))
+        return output["result"][:2]  # images, result
 
 
 def _load_package() -> ModuleType:
@@ -102,7 +103,8 @@ def host_modules(tmp_path: Path) -> Iterator[None]:
         yield
     finally:
         sys.path.remove(str(HOST))
-        for name in [n for n in sys.modules if n.split(".")[0] in (PACKAGE, "server", "comfy")]:
+        stand_ins = (PACKAGE, "server", "comfy", "comfy_api", "comfy_extras")
+        for name in [n for n in sys.modules if n.split(".")[0] in stand_ins]:
             del sys.modules[name]
         sys.modules.pop("folder_paths", None)
 

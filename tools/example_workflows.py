@@ -28,6 +28,13 @@ HOW = (
 )
 
 
+OUTPUTS = [
+    ("images", "IMAGE"), ("result", "STRING"), ("mask", "MASK"),
+    ("latent", "LATENT"), ("video", "VIDEO"), ("audio", "AUDIO"),
+]  # fmt: skip
+"""The Remote Dispatch nodes' outputs, in slot order."""
+
+
 @dataclass
 class Node:
     id: int
@@ -49,7 +56,7 @@ def dispatch(node_id: int, pos: tuple[int, int], template: str, route: str, **mo
     return Node(
         node_id, "RemoteDispatch", pos, widgets, more.get("title", ""),
         inputs=[("prompt", "STRING"), ("image", "IMAGE")],
-        outputs=[("images", "IMAGE"), ("result", "STRING")],
+        outputs=OUTPUTS,
     )  # fmt: skip
 
 
@@ -58,7 +65,7 @@ def fan_out(node_id: int, pos: tuple[int, int], template: str, route: str, title
     return Node(
         node_id, "RemoteDispatchFanOut", pos, widgets, title,
         inputs=[("prompt", "STRING"), ("image", "IMAGE")],
-        outputs=[("images", "IMAGE"), ("result", "STRING")],
+        outputs=OUTPUTS,
     )  # fmt: skip
 
 
