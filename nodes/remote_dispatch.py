@@ -25,6 +25,7 @@ from ..dispatch_core.service import DispatchService, fan_out_seeds
 from . import host
 from .images import to_png
 from .own_server import own_servers, refusal
+from .params import ParamInputs, param_values
 from .progress import ProgressRelay as _ProgressRelay
 from .results import OUTPUTS, Fetched, node_output, read_outputs, wanted_outputs
 
@@ -78,22 +79,24 @@ def _shared_inputs() -> dict[str, Any]:
 
 
 def _optional_inputs() -> dict[str, Any]:
-    return {
-        "prompt": ("STRING", {"forceInput": True, "tooltip": "Sets the 'prompt' parameter."}),
-        "image": ("IMAGE", {"tooltip": "Uploaded to the peer into the 'image' parameter."}),
-        "output_node": (
-            "STRING",
-            {"default": "", "tooltip": "Return only this node's images (id or title)."},
-        ),
-        "save_output": (
-            "BOOLEAN",
-            {
-                "default": False,
-                "tooltip": "Also save the returned files into this ComfyUI's output folder, "
-                "named as the template's save node named them; off: only previewed here.",
-            },
-        ),
-    }
+    return ParamInputs(
+        {
+            "prompt": ("STRING", {"forceInput": True, "tooltip": "Sets the 'prompt' parameter."}),
+            "image": ("IMAGE", {"tooltip": "Uploaded to the peer into the 'image' parameter."}),
+            "output_node": (
+                "STRING",
+                {"default": "", "tooltip": "Return only this node's images (id or title)."},
+            ),
+            "save_output": (
+                "BOOLEAN",
+                {
+                    "default": False,
+                    "tooltip": "Also save the returned files into this ComfyUI's output folder, "
+                    "named as the template's save node named them; off: only previewed here.",
+                },
+            ),
+        }
+    )
 
 
 class _RemoteNode:
@@ -160,9 +163,10 @@ class RemoteDispatch(_RemoteNode):
         save_output: bool = False,
         unique_id: str | None = None,
         graph: Any = None,
+        **params: Any,
     ) -> dict[str, Any]:
         service = host.service()
-        chosen, values = _values(service, template, route, overrides, prompt, seed)
+        chosen, values = _values(service, template, route, overrides, prompt, seed, params)
         uploads: list[bytes | None] = [None]
         if image is not None:
             uploads = [to_png(image[i]) for i in range(image.shape[0])]
@@ -253,9 +257,10 @@ class RemoteDispatchFanOut(_RemoteNode):
         save_output: bool = False,
         unique_id: str | None = None,
         graph: Any = None,
+        **params: Any,
     ) -> dict[str, Any]:
         service = host.service()
-        chosen, values = _values(service, template, route, overrides, prompt, None)
+        chosen, values = _values(service, template, route, overrides, prompt, None, params)
         names = _fan_out_servers(service, route, servers)
         if image is not None:
             if image.shape[0] != 1:
@@ -320,8 +325,10 @@ def _values(
     overrides: str,
     prompt: str | None,
     seed: int | None,
+    params: Mapping[str, Any],
 ) -> tuple[Template, dict[str, Any]]:
-    """The template, read once, and its values from the node's inputs; overrides win."""
+    """The template, read once, and its values from the node's inputs: its parameter
+    widgets, the seed and prompt inputs, then the JSON overrides, which win."""
     if template == _NO_TEMPLATE:
         raise WorkflowError(
             "no template is saved yet: open the Dispatch panel and save a workflow as a template"
@@ -338,7 +345,7 @@ def _values(
         ) from None
     if not isinstance(parsed, Mapping):
         raise WorkflowError('overrides must be a JSON object, such as {"6.text": "a cat"}')
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = param_values(params)
     chosen = service.templates.load(template)
     if seed is not None and "seed" in chosen.parameters:
         values["seed"] = seed

@@ -684,3 +684,45 @@ async def test_the_peers_sampler_previews_show_on_the_node(comfy: Comfy) -> None
     assert comfy_utils.previews  # throttled: at least the first, at most one per step
     assert len(comfy_utils.previews) <= 6
     assert set(comfy_utils.previews) == {("JPEG", (64, 64), 512, "42")}
+
+
+async def test_parameter_widgets_values_reach_the_peer_and_overrides_win(comfy: Comfy) -> None:
+    parameters = {"look": "6.text", "steps": "3.steps", "cfg": "3.cfg", "sampler": "3.sampler_name"}
+    comfy.service.templates.save("gen", workflows.txt2img(), parameters=parameters)
+    widgets = {"param:look": "a storm", "param:steps": 7, "param:cfg": 4.5, "param:sampler": "ddim"}
+    _, result = await comfy.execute(
+        "RemoteDispatch",
+        template="gen",
+        route="generate",
+        server="gen",
+        overrides='{"cfg": 6.0}',
+        **widgets,
+    )
+    sent = comfy.peers["gen"].workflows_received[json.loads(result)["prompt_id"]]["3"]["inputs"]
+    assert (
+        comfy.peers["gen"].workflows_received[json.loads(result)["prompt_id"]]["6"]["inputs"][
+            "text"
+        ]
+        == "a storm"
+    )
+    assert (sent["steps"], sent["cfg"], sent["sampler_name"]) == (7, 6.0, "ddim")
+    with pytest.raises(Exception, match="has no parameter 'style'"):
+        await comfy.execute(
+            "RemoteDispatch", template="gen", route="generate", server="gen", **{"param:style": "x"}
+        )
+
+
+def test_the_optional_inputs_take_any_parameter_but_list_only_their_own() -> None:
+    """As ComfyUI's execution asks them (`in`, `[]`), and as /object_info lists them."""
+    sys.path.insert(0, str(HOST))
+    try:
+        optional = _load_package().nodes.remote_dispatch._optional_inputs()
+        assert "param:prompt" in optional and optional["param:prompt"][0] == "*"
+        assert "param:" not in optional and "other" not in optional
+        assert optional["image"][0] == "IMAGE"
+        listed = json.loads(json.dumps(optional))
+        assert list(listed) == ["prompt", "image", "output_node", "save_output"]
+    finally:
+        sys.path.remove(str(HOST))
+        for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
+            del sys.modules[name]
