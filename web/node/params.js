@@ -94,6 +94,8 @@ export function setParamWidgets(node, template, defs, widgets) {
     const made = make(node, PREFIX + spec.name, inputData(spec));
     const widget = made?.widget || made;
     widget.label = spec.name;
+    const textarea = widget.inputEl || widget.element;
+    if (textarea && "placeholder" in textarea) textarea.placeholder = spec.name;
     if (Object.hasOwn(saved, spec.name)) widget.value = saved[spec.name];
     const callback = widget.callback;
     widget.callback = function (...args) {
