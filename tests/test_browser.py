@@ -3,6 +3,7 @@
 `panel.test.mjs`: the panel against the standalone server and fake peers.
 `frontend.test.mjs`: the Dispatch tab in ComfyUI's real frontend, one test per version of
 `tests/frontend_host/versions.json`, served by `tests/frontend_host/serve.py`.
+`node.test.mjs`: the Remote Dispatch node there: a template's parameters as widgets.
 
 Needs Node.js, Debian's chromium, `npm ci --prefix tests/browser`, and for the frontend the
 wheels that `python tests/frontend_host/fetch.py` downloads; `.ci/run` installs them all.
@@ -83,3 +84,4 @@ def test_panel_in_comfyui_frontend(version: str) -> None:
         }
     )
     _run("frontend.test.mjs", f"frontend-{version}.log", {"FRONTENDS": version})
+    _run("node.test.mjs", f"node-{version}.log", {"FRONTENDS": version})

@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: dispatch_core from this checkout
     sys.path.insert(0, str(ROOT))
 
+from our_nodes import load_package, node_defs  # noqa: E402
+
 from dispatch_core.http import add_routes  # noqa: E402
 from dispatch_core.service import DispatchService  # noqa: E402
 from dispatch_core.testing import FakePeer  # noqa: E402
@@ -61,13 +63,14 @@ class FrontendHost(FakePeer):
         self.settings: dict[str, Any] = {}
         self.userdata: dict[str, bytes] = {}
         service.notify = self.send_sync
+        self.package = load_package(service)
 
     def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
         """ComfyUI's PromptServer.send_sync: to one client, or to every socket."""
         self._hub.send(sid, event, data)
 
     def object_info(self) -> dict[str, Any]:
-        return {**super().object_info(), **copy.deepcopy(MORE_NODES)}
+        return {**super().object_info(), **copy.deepcopy(MORE_NODES), **node_defs(self.package)}
 
     def _routes(self) -> list[tuple[str, str, Any]]:
         """Route definitions: ComfyUI answers each under `/path` and `/api/path`."""

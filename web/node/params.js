@@ -108,12 +108,14 @@ export function setParamWidgets(node, template, defs, widgets) {
   node.setDirtyCanvas?.(true, true);
 }
 
-/** Keep the parameter widgets' values in the node's properties, saved with the workflow. */
+/** Keep the parameter widgets' values in the node's properties, saved with the workflow.
+ * Merged into what is there: the frontend serializes a loaded graph before the widgets of
+ * its nodes are made again (they wait for the template), and a value of a parameter that
+ * another template also has carries over to it. */
 export function remember(node) {
   node.properties = node.properties || {};
-  node.properties[PROPERTY] = Object.fromEntries(
-    (node.widgets || [])
-      .filter((w) => w.name?.startsWith(PREFIX))
-      .map((w) => [w.name.slice(PREFIX.length), w.value]),
-  );
+  const current = (node.widgets || [])
+    .filter((w) => w.name?.startsWith(PREFIX))
+    .map((w) => [w.name.slice(PREFIX.length), w.value]);
+  node.properties[PROPERTY] = { ...(node.properties[PROPERTY] || {}), ...Object.fromEntries(current) };
 }

@@ -7,7 +7,7 @@
 // No side effects: ComfyUI imports every .js file under web/; dispatch.js registers the
 // extension this module describes.
 
-import { remember, setParamWidgets } from "./params.js";
+import { PROPERTY, remember, setParamWidgets } from "./params.js";
 
 export const DEFAULT_ROUTE = "Dispatch.Node.DefaultRoute";
 export const JOB_TOAST = "Dispatch.Node.JobToast";
@@ -95,7 +95,8 @@ function followTemplate(node, api, defs) {
   node.onSerialize = function (data, ...rest) {
     serialize?.call(this, data, ...rest);
     remember(this);
-    data.properties = { ...(data.properties || {}), ...this.properties };
+    const values = JSON.parse(JSON.stringify(this.properties[PROPERTY] || {})); // plain, not a reactive proxy
+    data.properties = { ...(data.properties || {}), [PROPERTY]: values };
   };
   node.dispatchReload = load;
   setTimeout(load, 0); // a node just added: its first template
