@@ -60,10 +60,10 @@ class ProgressRelay:
     def finished(self, results: Sequence[DispatchResult], images: int) -> None:
         servers = ", ".join(dict.fromkeys(r.server for r in results))
         seconds = max((r.timings.duration or 0.0) for r in results) if results else 0.0
+        files = sum(len(r.files) for r in results)
+        what = f"{images} image(s)" if images or not files else f"{files} file(s)"
         if self._node_id is not None:
-            host.send_progress_text(
-                f"{servers}: {images} image(s) in {seconds:.1f} s", self._node_id
-            )
+            host.send_progress_text(f"{servers}: {what} in {seconds:.1f} s", self._node_id)
 
     def show(self) -> None:
         import comfy.utils

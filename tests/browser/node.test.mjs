@@ -196,6 +196,30 @@ for (const version of VERSIONS) {
         return Object.fromEntries(node.widgets.filter((w) => w.name.startsWith("param:")).map((w) => [w.label, w.value]));
       });
       assert.deepEqual(reloaded, { prompt: "a lighthouse", steps: 9, cfg: 7.5, sampler: "dpmpp_2m", hires: false });
+      // The settings are registered, and a job that fails says so in a toast by default.
+      const settings = await page.evaluate(async () => {
+        const base = "/extensions/ComfyUI-Dispatch/node/settings.js";
+        const { jobToast, JOB_TOAST, DEFAULT_ROUTE } = await import(base);
+        const setting = window.app.extensionManager.setting;
+        const failed = { label: "portrait", state: "failed", server: "gpu-a", error: "CUDA out of memory" };
+        const done = { label: "portrait", state: "done", server: "gpu-a", duration: 2.5, files: [{}] };
+        return {
+          toast: setting.get(JOB_TOAST),
+          route: setting.get(DEFAULT_ROUTE),
+          failed: jobToast(failed, setting.get(JOB_TOAST)),
+          done: jobToast(done, setting.get(JOB_TOAST)),
+          doneAll: jobToast(done, "when a job ends"),
+          running: jobToast({ ...done, state: "running" }, "when a job ends"),
+        };
+      });
+      assert.deepEqual(settings, {
+        toast: "when a job fails",
+        route: "",
+        failed: { severity: "error", detail: "portrait on gpu-a failed: CUDA out of memory" },
+        done: null,
+        doneAll: { severity: "success", detail: "portrait on gpu-a: done in 2.5 s, 1 file(s)" },
+        running: null,
+      });
       assert.deepEqual(pageErrors.filter((e) => /ComfyUI-Dispatch/.test(e)), [], "page errors from the extension");
     } finally {
       await context.close();
