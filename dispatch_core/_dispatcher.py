@@ -31,6 +31,7 @@ from .config import Config
 from .errors import (
     DispatcherClosed,
     DispatchTimeout,
+    RoutingError,
     WorkflowError,
 )
 from .job import JobHandle, JobSpec
@@ -270,7 +271,7 @@ class Dispatcher:
         if self._closed or self._session is None:
             raise DispatcherClosed("the dispatcher is not open: use `async with Dispatcher(...)`")
         spec = run.spec
-        lanes = [self.servers.lane(n) for n in self.servers_for(spec.route, server=spec.server)]
+        lanes = [self.servers.lane(n) for n in self._allowed(spec)]
         cache_key = spec.cache_key or (run.request_key if spec.cache else None)
         hit = self._cache_lookup(spec.route, cache_key)
         if hit is not None:
@@ -295,6 +296,17 @@ class Dispatcher:
         if cache_key is not None and self.config.cache.enabled:
             self.cache.put(spec.route, cache_key, result)
         return result
+
+    def _allowed(self, spec: JobSpec) -> tuple[str, ...]:
+        """The servers the job may run on: its route's or its server, less those it avoids."""
+        names = self.servers_for(spec.route, server=spec.server)
+        allowed = tuple(name for name in names if name not in spec.avoid)
+        if not allowed:
+            raise RoutingError(
+                f"no server is left to run it: {', '.join(names)} must be avoided "
+                "(the ComfyUI that sent the job); route it to another server"
+            )
+        return allowed
 
     def _cache_lookup(self, route: str, key: str | None) -> DispatchResult | None:
         if key is None or not self.config.cache.enabled:

@@ -24,6 +24,7 @@ import aiohttp
 
 from ._json import JSONLimitError, loads_bounded
 from ._peer_http import PeerHTTP
+from ._previews import FEATURE_FLAGS, read_preview
 from ._watch import PromptWatch
 from .config import ServerConfig, Timeouts
 from .errors import BadResponse, PeerUnreachable
@@ -32,7 +33,8 @@ __all__ = ["PeerSocket"]
 
 _RECONNECT_MAX_DELAY = 5.0
 _MAX_FRAME_BYTES = 8 * 1024 * 1024
-"""Larger than any text frame or preview ComfyUI sends."""
+"""Larger than any text frame ComfyUI sends, and than its previews (`--preview-size`
+512 by default: tens of kB)."""
 # Logged under the client's module, whose name users already filter on.
 _log = logging.getLogger(__name__.rpartition(".")[0] + ".peer")
 
@@ -175,6 +177,7 @@ class PeerSocket(PeerHTTP):
             )
         heard = False
         async with ws:
+            await ws.send_json(FEATURE_FLAGS)  # only a first frame counts (ComfyUI's server)
             self._ws_up.set()
             self._first_attempt.set()
             self._recheck_everything()
@@ -182,7 +185,7 @@ class PeerSocket(PeerHTTP):
                 if message.type == aiohttp.WSMsgType.TEXT:
                     heard = self._take_frame(message.data) or heard
                 elif message.type == aiohttp.WSMsgType.BINARY:
-                    self._take_binary(message.data)
+                    heard = self._take_binary(message.data) or heard
                 elif message.type == aiohttp.WSMsgType.ERROR:
                     self._dropped()  # too large or not WebSocket: aiohttp closes it
         return heard
@@ -214,11 +217,19 @@ class PeerSocket(PeerHTTP):
         for watch in self._watches.values():
             watch.gap = True
 
-    def _take_binary(self, data: bytes) -> None:
-        """A preview (or a node's progress text) of the running prompt, for its relay."""
-        watch = self._watches.get(self._running) if self._running is not None else None
+    def _take_binary(self, data: bytes) -> bool:
+        """A preview goes to its prompt's watch, for its progress and, raw, to its relay (a
+        node's progress text too); other binary frames are not ours."""
+        preview = read_preview(data)
+        prompt_id = (preview.prompt_id if preview is not None else None) or self._running
+        watch = self._watches.get(prompt_id or "")
         if watch is not None and watch.relay is not None:
             watch.on_binary(data)
+        if preview is None:
+            return False
+        if watch is not None:
+            watch.on_preview(preview)
+        return True
 
     def _follow_running(self, kind: str, data: Mapping[str, Any]) -> None:
         prompt_id = data.get("prompt_id")

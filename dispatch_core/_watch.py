@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
+from ._previews import Preview
 from .errors import ExecutionFailed, Interrupted, NodeError, PeerError, PromptRejected
 from .result import Progress
 
@@ -38,6 +39,10 @@ class Clean(Protocol):
 _MAX_TRACEBACK_LINES = 100
 _MAX_RELAYED_TEXT = 1024 * 1024
 """A relayed frame's texts are cut past this (a frame is at most 8 MiB anyway)."""
+PREVIEW_INTERVAL = 0.5
+"""Seconds between two previews handed on for one prompt; those between are dropped, so
+a peer sampling fast does not flood a slow link to the browser (two per second is what a
+person watching can follow)."""
 
 
 class PromptWatch:
@@ -75,6 +80,11 @@ class PromptWatch:
         """A frame may have been missed (a reconnect, a dropped frame) while it was open."""
         self.done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._progress_tasks: set[asyncio.Task[None]] = set()
+        self._step: tuple[Any, float, float] = (None, 0, 1)
+        """The latest `progress`: (node, value, max), which a preview repeats."""
+        self._previewed_at = float("-inf")
+        self.previews_dropped = 0
+        """Previews not handed on: closer than PREVIEW_INTERVAL to the one before."""
 
     @property
     def nodes_total(self) -> int:
@@ -95,9 +105,9 @@ class PromptWatch:
             output = data.get("output")
             self.outputs[str(data["node"])] = output if isinstance(output, Mapping) else {}
         elif kind == "progress":
-            self._report(
-                data.get("node"), _number(data.get("value"), 0), _number(data.get("max"), 1)
-            )
+            value, maximum = _number(data.get("value"), 0), _number(data.get("max"), 1)
+            self._step = (data.get("node"), value, maximum)
+            self._report(*self._step)
         elif kind == "progress_state":
             nodes = data.get("nodes")
             self._on_progress_state(nodes if isinstance(nodes, Mapping) else {})
@@ -142,7 +152,21 @@ class PromptWatch:
         except Exception as error:
             _log.warning("server %r: a frame relay failed (%s)", self.server, type(error).__name__)
 
+    def on_preview(self, preview: Preview) -> None:
+        """A preview picture of this prompt: handed on with the latest step, throttled."""
+        now = time.monotonic()
+        self.last_frame_at = now
+        if now - self._previewed_at < PREVIEW_INTERVAL:
+            self.previews_dropped += 1
+            return
+        self._previewed_at = now
+        node, value, maximum = self._step
+        self._report(preview.node or node, value, maximum, preview)
+
     def _on_progress_state(self, nodes: Mapping[str, Any]) -> None:
+        for node, state in nodes.items():  # comes before a step's preview (type 4)
+            if isinstance(state, Mapping) and state.get("state") == "running":
+                self._step = (node, _number(state.get("value"), 0), _number(state.get("max"), 1))
         finished = {
             str(k)
             for k, v in nodes.items()
@@ -152,7 +176,9 @@ class PromptWatch:
             self.finished_nodes |= finished
             self._report(None, len(self.finished_nodes), max(self.nodes_total, 1))
 
-    def _report(self, node: Any, value: float, maximum: float) -> None:
+    def _report(
+        self, node: Any, value: float, maximum: float, preview: Preview | None = None
+    ) -> None:
         if self.on_progress is None:
             return
         progress = Progress(
@@ -163,6 +189,8 @@ class PromptWatch:
             max=maximum,
             nodes_done=len(self.finished_nodes),
             nodes_total=self.nodes_total,
+            preview=None if preview is None else preview.image,
+            preview_type="" if preview is None else preview.mime,
         )
         outcome = self.on_progress(progress)
         if asyncio.iscoroutine(outcome):

@@ -76,6 +76,9 @@ class JobSpec:
     extra_data: Mapping[str, Any] | None = None
     """ComfyUI's `extra_data` for the prompt (`extra_pnginfo`: what SaveImage writes into
     its PNGs); the client id is the dispatcher's own."""
+    avoid: frozenset[str] = frozenset()
+    """Servers of the route this job must not run on: the ComfyUI whose node sent it, which
+    is busy running that node and would never start the job."""
 
     def __post_init__(self) -> None:
         if (self.workflow is None) == (self.template is None):

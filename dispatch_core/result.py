@@ -114,6 +114,11 @@ class Progress:
     max: float
     nodes_done: int = 0
     nodes_total: int = 0
+    preview: bytes | None = field(default=None, repr=False)
+    """A preview picture of the step (JPEG or PNG bytes, as the peer's sampler sent it), when
+    the peer runs with `--preview-method`; at most two a second are handed on."""
+    preview_type: str = ""
+    """`image/jpeg` or `image/png` when there is a preview."""
 
 
 @dataclass(frozen=True)

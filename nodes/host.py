@@ -179,6 +179,12 @@ def client_id() -> str | None:
     return getattr(server, "client_id", None)
 
 
+def running_prompt_id() -> str | None:
+    """The prompt this ComfyUI is running now: the one a node runs in (ComfyUI's prompt
+    worker sets it before it executes a prompt)."""
+    return getattr(_prompt_server(), "last_prompt_id", None)
+
+
 def send_progress_text(text: str, node_id: str) -> None:
     server = _prompt_server()
     if server is not None and hasattr(server, "send_progress_text"):

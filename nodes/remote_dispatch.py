@@ -8,22 +8,26 @@ one graph keep two GPUs busy at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-import threading
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from ..dispatch_core import (
     DispatchError,
     DispatchResult,
-    Progress,
     RoutingError,
     Template,
     WorkflowError,
 )
 from ..dispatch_core.service import DispatchService, fan_out_seeds
 from . import host
-from .images import to_batch, to_png
+from .images import to_png
+from .own_server import own_servers, refusal
+from .params import ParamInputs, param_values
+from .progress import ProgressRelay as _ProgressRelay
+from .results import OUTPUTS, Fetched, node_output, read_outputs, wanted_outputs
 
 _ROUTE_DEFAULT = "(route's servers)"
 _NO_TEMPLATE = "(no template saved yet)"
@@ -75,25 +79,50 @@ def _shared_inputs() -> dict[str, Any]:
 
 
 def _optional_inputs() -> dict[str, Any]:
-    return {
-        "prompt": ("STRING", {"forceInput": True, "tooltip": "Sets the 'prompt' parameter."}),
-        "image": ("IMAGE", {"tooltip": "Uploaded to the peer into the 'image' parameter."}),
-        "output_node": (
-            "STRING",
-            {"default": "", "tooltip": "Return only this node's images (id or title)."},
-        ),
-    }
+    return ParamInputs(
+        {
+            "prompt": ("STRING", {"forceInput": True, "tooltip": "Sets the 'prompt' parameter."}),
+            "image": ("IMAGE", {"tooltip": "Uploaded to the peer into the 'image' parameter."}),
+            "output_node": (
+                "STRING",
+                {"default": "", "tooltip": "Return only this node's images (id or title)."},
+            ),
+            "save_output": (
+                "BOOLEAN",
+                {
+                    "default": False,
+                    "tooltip": "Also save the returned files into this ComfyUI's output folder, "
+                    "named as the template's save node named them; off: only previewed here.",
+                },
+            ),
+        }
+    )
 
 
 class _RemoteNode:
     CATEGORY = "dispatch"
-    RETURN_TYPES = ("IMAGE", "STRING")
-    RETURN_NAMES = ("images", "result")
+    RETURN_TYPES = ("IMAGE", "STRING", "MASK", "LATENT", "VIDEO", "AUDIO")
+    RETURN_NAMES = OUTPUTS
     OUTPUT_TOOLTIPS = (
         "Every image the peer returned, as one batch.",
         "JSON: server, prompt id, timings, and every output file with its URL.",
+        "The images' masks, as LoadImage makes them (1 - alpha; zeros without alpha).",
+        "The latent a SaveLatent node of the template wrote.",
+        "The video a SaveVideo or SaveWEBM node of the template wrote (the first one).",
+        "The audio a SaveAudio node of the template wrote (the first one).",
     )
     FUNCTION = "dispatch"
+    OUTPUT_NODE = True
+    """Its images are previewed in place, so that the node alone is a valid prompt."""
+    SEARCH_ALIASES = (
+        "remote",
+        "multi gpu",
+        "distributed",
+        "dispatch",
+        "render farm",
+        "another server",
+    )
+    """Read by ComfyUI after 0.3.64 (`search_aliases` in `/object_info`)."""
 
     @classmethod
     def IS_CHANGED(cls, template: str = "", **_: Any) -> str:
@@ -117,7 +146,7 @@ class RemoteDispatch(_RemoteNode):
                 **_shared_inputs(),
             },
             "optional": _optional_inputs(),
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "hidden": {"unique_id": "UNIQUE_ID", "graph": "PROMPT"},
         }
 
     async def dispatch(
@@ -131,10 +160,13 @@ class RemoteDispatch(_RemoteNode):
         prompt: str | None = None,
         image: Any = None,
         output_node: str = "",
+        save_output: bool = False,
         unique_id: str | None = None,
-    ) -> tuple[Any, str]:
+        graph: Any = None,
+        **params: Any,
+    ) -> dict[str, Any]:
         service = host.service()
-        chosen, values = _values(service, template, route, overrides, prompt, seed)
+        chosen, values = _values(service, template, route, overrides, prompt, seed, params)
         uploads: list[bytes | None] = [None]
         if image is not None:
             uploads = [to_png(image[i]) for i in range(image.shape[0])]
@@ -151,19 +183,30 @@ class RemoteDispatch(_RemoteNode):
             for png in uploads
         ]
 
-        async def work() -> tuple[list[DispatchResult], list[tuple[str, bytes]]]:
-            found = await service.jobs.run_many(specs, on_progress=progress.report)
+        running = host.running_prompt_id()
+        wanted = wanted_outputs(graph, unique_id)
+        candidates = service.config.servers_for(route, server=specs[0].server)
+
+        async def work() -> tuple[list[DispatchResult], list[Fetched]]:
+            own = await own_servers(service, candidates, running)
+            if own and own >= set(candidates):
+                raise refusal(service, sorted(own))
+            avoiding = [dataclasses.replace(spec, avoid=own) for spec in specs]
+            found = await service.jobs.run_many(avoiding, on_progress=progress.report)
             results = [r for r in found if isinstance(r, DispatchResult)]
-            return results, await _read_images(results)
+            return results, await read_outputs(results, wanted=wanted, every=save_output)
 
         results, files = await host.on_server_loop(work, on_tick=progress.show)
-        batch = await asyncio.to_thread(to_batch, files)
-        progress.finished(results, len(files))
         summary = results[0].to_dict() if len(results) == 1 else {"jobs": []}
         if len(results) > 1:
             summary["jobs"] = [r.to_dict() for r in results]
-        summary["images"] = len(files)
-        return batch, json.dumps(summary, indent=2)
+        output = await asyncio.to_thread(
+            partial(node_output, keep=save_output, wanted=wanted, where=f"template {template!r}"),
+            files,
+            summary,
+        )
+        progress.finished(results, summary["images"])
+        return output
 
 
 class RemoteDispatchFanOut(_RemoteNode):
@@ -196,7 +239,7 @@ class RemoteDispatchFanOut(_RemoteNode):
                 **_shared_inputs(),
             },
             "optional": _optional_inputs(),
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "hidden": {"unique_id": "UNIQUE_ID", "graph": "PROMPT"},
         }
 
     async def dispatch(
@@ -211,10 +254,13 @@ class RemoteDispatchFanOut(_RemoteNode):
         prompt: str | None = None,
         image: Any = None,
         output_node: str = "",
+        save_output: bool = False,
         unique_id: str | None = None,
-    ) -> tuple[Any, str]:
+        graph: Any = None,
+        **params: Any,
+    ) -> dict[str, Any]:
         service = host.service()
-        chosen, values = _values(service, template, route, overrides, prompt, None)
+        chosen, values = _values(service, template, route, overrides, prompt, None, params)
         names = _fan_out_servers(service, route, servers)
         if image is not None:
             if image.shape[0] != 1:
@@ -231,7 +277,14 @@ class RemoteDispatchFanOut(_RemoteNode):
             output_node=output_node.strip() or None,
         )
 
-        async def work() -> tuple[list[DispatchResult | DispatchError], list[tuple[str, bytes]]]:
+        running = host.running_prompt_id()
+        wanted = wanted_outputs(graph, unique_id)
+
+        async def work() -> tuple[list[DispatchResult | DispatchError], list[Fetched]]:
+            own = await own_servers(service, names, running)
+            if own and (servers.strip() or own >= set(names)):
+                raise refusal(service, sorted(own))  # named, or the route has no other
+            names[:] = [name for name in names if name not in own]
             outcomes = await service.jobs.fan_out(
                 names,
                 spec,
@@ -240,7 +293,7 @@ class RemoteDispatchFanOut(_RemoteNode):
                 on_progress=progress.report,
             )
             done = [o for o in outcomes if isinstance(o, DispatchResult)]
-            return outcomes, await _read_images(done)
+            return outcomes, await read_outputs(done, wanted=wanted, every=save_output)
 
         outcomes, files = await host.on_server_loop(work, on_tick=progress.show)
         failures = [
@@ -250,15 +303,19 @@ class RemoteDispatchFanOut(_RemoteNode):
         ]
         if len(failures) == len(names):
             raise failures[0][1]
-        batch = await asyncio.to_thread(to_batch, files)
-        progress.finished([o for o in outcomes if isinstance(o, DispatchResult)], len(files))
-        summary = {
-            "jobs": [o.to_dict() for o in outcomes if isinstance(o, DispatchResult)],
+        done = [o for o in outcomes if isinstance(o, DispatchResult)]
+        summary: dict[str, Any] = {
+            "jobs": [o.to_dict() for o in done],
             "failed": [{"server": n, "error": str(e)} for n, e in failures],
             "seeds": fan_out_seeds(varied_seed, names),
-            "images": len(files),
         }
-        return batch, json.dumps(summary, indent=2)
+        output = await asyncio.to_thread(
+            partial(node_output, keep=save_output, wanted=wanted, where=f"template {template!r}"),
+            files,
+            summary,
+        )
+        progress.finished(done, summary["images"])
+        return output
 
 
 def _values(
@@ -268,8 +325,10 @@ def _values(
     overrides: str,
     prompt: str | None,
     seed: int | None,
+    params: Mapping[str, Any],
 ) -> tuple[Template, dict[str, Any]]:
-    """The template, read once, and its values from the node's inputs; overrides win."""
+    """The template, read once, and its values from the node's inputs: its parameter
+    widgets, the seed and prompt inputs, then the JSON overrides, which win."""
     if template == _NO_TEMPLATE:
         raise WorkflowError(
             "no template is saved yet: open the Dispatch panel and save a workflow as a template"
@@ -286,7 +345,7 @@ def _values(
         ) from None
     if not isinstance(parsed, Mapping):
         raise WorkflowError('overrides must be a JSON object, such as {"6.text": "a cat"}')
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = param_values(params)
     chosen = service.templates.load(template)
     if seed is not None and "seed" in chosen.parameters:
         values["seed"] = seed
@@ -311,57 +370,3 @@ async def _read_images(results: Sequence[DispatchResult]) -> list[tuple[str, byt
         (f"{r.server}: node {f.node_id} {f.filename}", d)
         for (r, f), d in zip(files, data, strict=True)
     ]
-
-
-class _ProgressRelay:
-    """Progress reports arrive on the server's loop; ComfyUI's bar is driven from the
-    node's own thread, where an interrupt raised by its hook belongs."""
-
-    def __init__(self, node_id: str | None, jobs: int):
-        self._node_id = node_id
-        self._fractions: dict[str, float] = {}
-        self._text = ""
-        self._shown: tuple[int, str] | None = None
-        self._jobs = jobs
-        self._lock = threading.Lock()
-        self._bar: Any = None
-
-    def report(self, progress: Progress) -> None:
-        step = progress.value / progress.max if progress.max else 0.0
-        if progress.node is None:  # a whole-prompt report: nodes done of nodes to run
-            fraction = step
-        elif progress.nodes_total:  # a step of one node, among the nodes to run
-            fraction = (progress.nodes_done + step) / progress.nodes_total
-        else:
-            fraction = step
-        if progress.node is None:
-            text = f"{progress.server}: {progress.nodes_done}/{progress.nodes_total} nodes done"
-        else:
-            text = f"{progress.server}: node {progress.node}, {progress.value:g}/{progress.max:g}"
-        with self._lock:  # a bar never goes back
-            earlier = self._fractions.get(progress.prompt_id, 0.0)
-            self._fractions[progress.prompt_id] = max(earlier, min(fraction, 1.0))
-            self._text = text
-
-    def finished(self, results: Sequence[DispatchResult], images: int) -> None:
-        servers = ", ".join(dict.fromkeys(r.server for r in results))
-        seconds = max((r.timings.duration or 0.0) for r in results) if results else 0.0
-        if self._node_id is not None:
-            host.send_progress_text(
-                f"{servers}: {images} image(s) in {seconds:.1f} s", self._node_id
-            )
-
-    def show(self) -> None:
-        import comfy.utils
-
-        with self._lock:
-            value = round(100 * sum(self._fractions.values()) / self._jobs)
-            text = self._text
-        if self._shown == (value, text):
-            return
-        self._shown = (value, text)
-        if self._bar is None:
-            self._bar = comfy.utils.ProgressBar(100, node_id=self._node_id)
-        self._bar.update_absolute(value, 100)
-        if text and self._node_id is not None:
-            host.send_progress_text(text, self._node_id)

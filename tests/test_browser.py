@@ -6,6 +6,7 @@
 `gateway_page.test.mjs`: ComfyUI's frontend served by the gateway itself over two fake
 peers (`tests/frontend_host/gateway.py`), a graph queued from the page; the newest version
 only here, to keep the suite short (alone, the .mjs runs every version).
+`node.test.mjs`: the Remote Dispatch node there: a template's parameters as widgets.
 
 Needs Node.js, Debian's chromium, `npm ci --prefix tests/browser`, and for the frontend the
 wheels that `python tests/frontend_host/fetch.py` downloads; `.ci/run` installs them all.
@@ -57,7 +58,7 @@ def _run(test_file: str, log: str, env: dict[str, str] | None = None) -> None:
         env=os.environ | {"PYTHON": sys.executable, "SCREENSHOTS": str(SCREENSHOTS)} | (env or {}),
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=400,
     )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     (SCREENSHOTS / log).write_text(done.stdout + done.stderr)  # for a CI failure
@@ -71,7 +72,7 @@ def test_panel_in_a_real_browser() -> None:
     _run("panel.test.mjs", "node-test.log")
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(840)  # two files in a row, each bounded by _run
 @pytest.mark.parametrize("version", FRONTENDS)
 def test_panel_in_comfyui_frontend(version: str) -> None:
     index = (
@@ -86,6 +87,7 @@ def test_panel_in_comfyui_frontend(version: str) -> None:
         }
     )
     _run("frontend.test.mjs", f"frontend-{version}.log", {"FRONTENDS": version})
+    _run("node.test.mjs", f"node-{version}.log", {"FRONTENDS": version})
 
 
 @pytest.mark.timeout(180)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dispatch_core.testing import FakePeer
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "scripting"
 
 
 async def cli(*args: str) -> tuple[int, str, str]:

@@ -182,7 +182,7 @@ class PreviewHub(SocketHub):
         super().send(sid, kind, data)
         if kind == "progress":
             png = encode_png(Image.solid(2, 2, (int(data["value"]), 0, 0)))
-            self.send_bytes(sid, struct.pack(">II", 1, 2) + png)
+            self.send_binary(sid, struct.pack(">II", 1, 2) + png)
 
 
 async def frames_until_done(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import pytest
 
 from dispatch_core.testing import FakePeer
 from dispatch_core.testing._png import Image, encode_png
+from dispatch_core.testing._preview import SAMPLERS
 
 PROTOCOL = Path(os.environ.get("DISPATCH_PROTOCOL_DIR") or Path(__file__).parent / "protocol")
 pytestmark = pytest.mark.timeout(15)
@@ -99,6 +101,31 @@ def test_the_shape_comparator_itself() -> None:
 # -- replaying a scenario ---------------------------------------------------------------
 
 
+PREVIEW_FLAGS = {"supports_preview_metadata": True}
+"""What the frontend (and the dispatcher) announce first, so that previews carry metadata."""
+
+
+def binary_frame(data: bytes) -> Frame:
+    """A binary frame as a replay keeps it: its event type, what precedes the picture, and
+    the picture's first bytes, in the shape the recording keeps them."""
+    event, word = struct.unpack(">II", data[:8])
+    found: dict[str, Any] = {"image_head_hex": data[8:16].hex()}
+    if event == 1:
+        found["image_type"] = word
+    elif event == 4:
+        found["metadata"] = json.loads(data[8 : 8 + word])
+        found["image_head_hex"] = data[8 + word : 16 + word].hex()
+    return {"type": f"binary {event}", "data": found}
+
+
+def recorded_binary(frame: dict[str, Any]) -> Frame:
+    fields = ("image_type", "metadata", "image_head_hex")
+    return {
+        "type": f"binary {frame['event_type']}",
+        "data": {k: frame[k] for k in fields if k in frame},
+    }
+
+
 def label(frame: Frame) -> str:
     """A frame's type; `executing` says whether its node is null, `status` its count."""
     data = frame["data"]
@@ -139,6 +166,9 @@ class Replay:
         )
         self._reader = asyncio.create_task(self._read())
         await self.until(lambda f: f["type"] == "status")
+        if any(f["type"] == "feature_flags" for f in self.recorded_frames()):
+            await self._ws.send_json({"type": "feature_flags", "data": PREVIEW_FLAGS})
+            await self.until(lambda f: f["type"] == "feature_flags")
 
     async def close(self) -> None:
         if self._ws is not None:
@@ -149,8 +179,12 @@ class Replay:
     async def _read(self) -> None:
         assert self._ws is not None
         async for message in self._ws:
+            if message.type == aiohttp.WSMsgType.BINARY:
+                frame = binary_frame(bytes(message.data))
+            else:
+                frame = json.loads(message.data)
             async with self._arrived:
-                self.frames.append(json.loads(message.data))
+                self.frames.append(frame)
                 self._arrived.notify_all()
 
     async def until(self, wanted: Callable[[Frame], bool]) -> None:
@@ -182,6 +216,11 @@ class Replay:
             prompt = self.recorded["http"][0]["request"]["json"]["prompt"]
             warm = {n: prompt[n] for n in cached}
             warm["900"] = {"class_type": "PreviewImage", "inputs": {"images": [cached[-1], 0]}}
+            if any(node["class_type"] in SAMPLERS for node in prompt.values()):
+                warm = json.loads(json.dumps(prompt))  # the same, sampled with another seed
+                for node in warm.values():
+                    if node["class_type"] in SAMPLERS:
+                        node["inputs"]["seed"] += 1
             await self.request({"method": "POST", "path": "/prompt", "json": {"prompt": warm}})
             await self.peer.idle()
 
@@ -261,7 +300,9 @@ class Replay:
     # -- checks -------------------------------------------------------------------------
 
     def recorded_frames(self) -> list[Frame]:
-        return [f["message"] for f in self.recorded["ws"]]
+        return [
+            f["message"] if f["kind"] == "text" else recorded_binary(f) for f in self.recorded["ws"]
+        ]
 
     def assert_http_conforms(self) -> None:
         for exchange, answer in self.answers:
@@ -296,13 +337,18 @@ class Replay:
     def assert_ordering_facts(self) -> None:
         """Per prompt: one ending, never success after a failure, `executing` null last."""
         for prompt_id in self.accepted:
-            mine = [f for f in self.frames if f["data"].get("prompt_id") == prompt_id]
+            mine = [f for f in self.frames if _prompt_of(f) == prompt_id]
             if not mine:
                 continue  # deleted before it ran
             endings = [f["type"] for f in mine if f["type"] in _ENDINGS]
             assert len(endings) == 1, endings
             assert label(mine[-1]) == "executing(null)"
             assert label(mine[-2]) == endings[0]
+
+
+def _prompt_of(frame: Frame) -> Any:
+    data = frame["data"]
+    return data.get("prompt_id", (data.get("metadata") or {}).get("prompt_id"))
 
 
 _ENDINGS = ("execution_success", "execution_error", "execution_interrupted")
@@ -441,3 +487,31 @@ async def test_a_restart_forgets_queue_and_history(session: aiohttp.ClientSessio
             assert (await replay.request({"method": "GET", "path": path})).body == entry
         everything = await replay.request({"method": "GET", "path": "/history"})
         assert len(everything.body) == after["history_all_count"]
+
+
+@pytest.mark.parametrize("name", ["run_previews", "run_previews_legacy"])
+async def test_sampler_previews_match_the_recording(
+    name: str, session: aiohttp.ClientSession
+) -> None:
+    """Binary preview frames, as ComfyUI sends them with `--preview-method` on: type 4
+    before each step's `progress` for a client that asked for metadata, type 1 after."""
+    models = {"checkpoints": ["rand-1.safetensors"]}
+    async with FakePeer(models=models, preview_method="latent2rgb") as peer:
+        replay = Replay(name, peer, session)
+        await replay.run()
+    replay.assert_frames_conform()
+    replay.assert_http_conforms()
+    previews = [f for f in replay.frames if f["type"].startswith("binary")]
+    assert len(previews) == 3 and all(
+        f["data"]["image_head_hex"].startswith("ffd8ffe0") for f in previews
+    )
+    if name == "run_previews":
+        (prompt_id,) = replay.accepted
+        assert {f["data"]["metadata"]["prompt_id"] for f in previews} == {prompt_id}
+
+
+async def test_no_previews_without_a_preview_method(session: aiohttp.ClientSession) -> None:
+    async with FakePeer(models={"checkpoints": ["rand-1.safetensors"]}) as peer:
+        replay = Replay("run_previews", peer, session)
+        await replay.run()
+    assert not [f for f in replay.frames if f["type"].startswith("binary")]

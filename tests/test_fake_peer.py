@@ -1017,7 +1017,7 @@ async def test_introspection_endpoints(peer: FakePeer, http: aiohttp.ClientSessi
     required = checkpoints["CheckpointLoaderSimple"]["input"]["required"]
     assert required["ckpt_name"][0] == ["sd15.safetensors"]
     everything = await get(http, peer.url + "/object_info")
-    assert len(everything) == 29 and everything["SaveImage"]["output_node"] is True
+    assert len(everything) == 33 and everything["SaveImage"]["output_node"] is True
     assert await get(http, peer.url + "/models/checkpoints") == ["sd15.safetensors"]
     assert "upscale_models" in await get(http, peer.url + "/models")
     assert await get(http, peer.url + "/embeddings") == []

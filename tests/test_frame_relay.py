@@ -20,7 +20,7 @@ class PreviewHub(SocketHub):
         super().send(sid, kind, data)
         if kind == "progress":
             png = encode_png(Image.solid(1, 1, (int(data["value"]), 0, 0)))
-            self.send_bytes(sid, struct.pack(">II", 1, 2) + png)
+            self.send_binary(sid, struct.pack(">II", 1, 2) + png)
 
 
 async def test_every_frame_of_the_prompt_reaches_on_frame_previews_included() -> None:
@@ -31,7 +31,7 @@ async def test_every_frame_of_the_prompt_reaches_on_frame_previews_included() ->
             spec = JobSpec("default", workflows.txt2img(steps=2))
             handle = dispatcher.submit(spec, on_frame=lambda k, d: heard.append((k, d)))
             result = await handle.result(timeout=30)
-            peer._hub.send_bytes(None, struct.pack(">II", 1, 2) + b"late")  # no prompt runs
+            peer._hub.send_binary(None, struct.pack(">II", 1, 2) + b"late")  # no prompt runs
             await dispatcher.run("default", workflows.invert())  # its frames: not this job's
     kinds = [k for k, _ in heard]
     assert kinds[0] == "execution_start" and kinds[-1] == "executing"

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -48,6 +49,10 @@ class Comfy:
     base: str
     peers: dict[str, FakePeer]
     folder: Path
+    ui: dict[str, Any] | None = None
+    """What the last node run showed in place (ComfyUI's `ui` of an output node)."""
+    outputs: dict[str, Any] | None = None
+    """Every output of the last node run, by name."""
 
     @property
     def service(self) -> Any:
@@ -66,11 +71,15 @@ class Comfy:
         }
         kwargs = defaults | {"unique_id": "42"} | inputs
         self.server.client_id = client_id
+        self.server.last_prompt_id = f"local-{uuid.uuid4()}"
 
         def worker() -> Any:
             return asyncio.run(getattr(cls(), cls.FUNCTION)(**kwargs))
 
-        return await asyncio.to_thread(worker)
+        output = await asyncio.to_thread(worker)
+        self.ui = output["ui"]
+        self.outputs = dict(zip(cls.RETURN_NAMES, output["result"], strict=True))
+        return output["result"][:2]  # images, result
 
 
 def _load_package() -> ModuleType:
@@ -89,10 +98,13 @@ def host_modules(tmp_path: Path) -> Iterator[None]:
         import folder_paths
 
         folder_paths.user_directory = str(tmp_path / "user")
+        folder_paths.output_directory = str(tmp_path / "output")
+        folder_paths.temp_directory = str(tmp_path / "temp")
         yield
     finally:
         sys.path.remove(str(HOST))
-        for name in [n for n in sys.modules if n.split(".")[0] in (PACKAGE, "server", "comfy")]:
+        stand_ins = (PACKAGE, "server", "comfy", "comfy_api", "comfy_extras")
+        for name in [n for n in sys.modules if n.split(".")[0] in stand_ins]:
             del sys.modules[name]
         sys.modules.pop("folder_paths", None)
 
@@ -105,6 +117,7 @@ async def comfy(host_modules: None, tmp_path: Path) -> AsyncIterator[Comfy]:
     from aiohttp import web
 
     comfy.utils.updates.clear()
+    comfy.utils.previews.clear()
     comfy.model_management.interrupt_processing = False
     async with AsyncExitStack() as stack:
         models = {"checkpoints": ["sd15.safetensors"]}
@@ -547,3 +560,169 @@ async def test_a_repeated_node_job_is_served_from_the_cache(comfy: Comfy) -> Non
     assert json.loads(result)["cached"] is True
     assert len(comfy.peers["gen"].prompts_received) == 1
     assert pixels(again) == pixels(first)
+
+
+async def test_the_node_previews_its_images_in_place_byte_for_byte(comfy: Comfy) -> None:
+    node = comfy.node("RemoteDispatch")
+    assert node.OUTPUT_NODE is True  # so that it alone is a valid prompt
+    assert {"remote", "multi gpu", "distributed", "render farm"} <= set(node.SEARCH_ALIASES)
+    comfy.service.templates.save("invert", workflows.invert(0x102030, width=16, height=8))
+    _, result = await comfy.execute(
+        "RemoteDispatch", template="invert", route="edit", server="(route's servers)"
+    )
+    assert comfy.ui is not None
+    (shown,) = comfy.ui["images"]
+    assert shown["type"] == "temp" and shown["subfolder"] == ""
+    (file,) = json.loads(result)["files"]
+    local = await asyncio.to_thread(
+        (comfy.folder.parent.parent / "temp" / shown["filename"]).read_bytes
+    )
+    assert local == comfy.peers["edit"].files.get("output", file["subfolder"], file["filename"])
+    assert not (comfy.folder.parent.parent / "output").exists()  # nothing saved unasked
+
+
+async def test_save_output_names_files_with_the_templates_prefix(comfy: Comfy) -> None:
+    workflow = workflows.invert(width=4, height=4)
+    workflow["3"]["inputs"]["filename_prefix"] = "portraits/face"
+    comfy.service.templates.save("invert", workflow)
+    output = comfy.folder.parent.parent / "output"
+    (output / "portraits").mkdir(parents=True)
+    (output / "portraits" / "face_00041_.png").write_bytes(b"an earlier one")
+    inputs = {"template": "invert", "route": "edit", "server": "(route's servers)"}
+    _, result = await comfy.execute("RemoteDispatch", save_output=True, **inputs)
+    assert comfy.ui is not None
+    assert comfy.ui["images"] == [
+        {"filename": "face_00042_.png", "subfolder": "portraits", "type": "output"}
+    ]
+    assert json.loads(result)["saved"] == ["portraits/face_00042_.png"]
+    assert (output / "portraits" / "face_00042_.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("filename", "subfolder", "prefix"),
+    [
+        ("ComfyUI_00001_.png", "", "ComfyUI"),
+        ("x_00002_.png", "../../etc", "etc/x"),
+        ("..\\..\\evil_00003_.png", "a/../..", "a/evil"),
+        ("name.png", "/abs/olute", "abs/olute/name"),
+        ("_00001_.png", "..", "ComfyUI"),
+        ("sp ace$|:_00001_.webp", "sub:dir", "sub_dir/sp ace_"),
+    ],
+)
+def test_a_peers_file_name_becomes_a_safe_local_prefix(
+    filename: str, subfolder: str, prefix: str
+) -> None:
+    sys.path.insert(0, str(HOST))
+    try:
+        package = _load_package()
+        assert package.nodes.outputs.prefix_of(filename, subfolder) == prefix
+    finally:
+        sys.path.remove(str(HOST))
+        for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
+            del sys.modules[name]
+
+
+async def add_this_comfyui(comfy: Comfy, route: str, servers: list[str]) -> None:
+    edits = comfy.service.edits
+    await comfy.service.edit_config(
+        edits.add_server("self", {"url": comfy.base.replace("127.0.0.1", "localhost")})
+    )
+    await comfy.service.edit_config(edits.put_route(route, servers))
+
+
+async def test_a_job_for_this_comfyui_itself_is_refused_before_anything_is_queued(
+    comfy: Comfy,
+) -> None:
+    await add_this_comfyui(comfy, "here", ["self"])
+    comfy.service.templates.save("invert", workflows.invert())
+    for inputs in (
+        {"route": "here", "server": "(route's servers)"},
+        {"route": "edit", "server": "self"},
+    ):
+        with pytest.raises(
+            Exception, match=r"'self' \(http://localhost:\d+\) is this ComfyUI itself"
+        ):
+            await comfy.execute("RemoteDispatch", template="invert", **inputs)
+    with pytest.raises(Exception, match="is this ComfyUI itself"):
+        await comfy.execute(
+            "RemoteDispatchFanOut",
+            template="invert",
+            route="here",
+            servers="self, gen",
+            on_error="partial",
+        )
+    assert not comfy.service.jobs.activity.recent()  # nothing was queued anywhere
+
+
+async def test_a_pool_that_includes_this_comfyui_runs_on_the_others(comfy: Comfy) -> None:
+    await add_this_comfyui(comfy, "both", ["self", "gen"])
+    comfy.service.templates.save("gen", workflows.txt2img())
+    for _ in range(2):
+        _, result = await comfy.execute(
+            "RemoteDispatch",
+            template="gen",
+            route="both",
+            server="(route's servers)",
+            seed=len(comfy.peers["gen"].prompts_received),
+        )
+        assert json.loads(result)["server"] == "gen"
+    _, result = await comfy.execute(
+        "RemoteDispatchFanOut", template="gen", route="both", servers="", on_error="fail"
+    )
+    assert [job["server"] for job in json.loads(result)["jobs"]] == ["gen"]
+
+
+async def test_the_peers_sampler_previews_show_on_the_node(comfy: Comfy) -> None:
+    """Through ComfyUI's own progress bar, as its samplers send theirs: the browser gets
+    them as this node's preview."""
+    import comfy.utils as comfy_utils
+
+    peer = comfy.peers["gen"]
+    peer.preview_method, peer.job_seconds = "latent2rgb", 0.6
+    comfy.service.templates.save("gen", workflows.txt2img(steps=6))
+    await comfy.execute("RemoteDispatch", template="gen", route="generate", server="gen")
+    assert comfy_utils.previews  # throttled: at least the first, at most one per step
+    assert len(comfy_utils.previews) <= 6
+    assert set(comfy_utils.previews) == {("JPEG", (64, 64), 512, "42")}
+
+
+async def test_parameter_widgets_values_reach_the_peer_and_overrides_win(comfy: Comfy) -> None:
+    parameters = {"look": "6.text", "steps": "3.steps", "cfg": "3.cfg", "sampler": "3.sampler_name"}
+    comfy.service.templates.save("gen", workflows.txt2img(), parameters=parameters)
+    widgets = {"param:look": "a storm", "param:steps": 7, "param:cfg": 4.5, "param:sampler": "ddim"}
+    _, result = await comfy.execute(
+        "RemoteDispatch",
+        template="gen",
+        route="generate",
+        server="gen",
+        overrides='{"cfg": 6.0}',
+        **widgets,
+    )
+    sent = comfy.peers["gen"].workflows_received[json.loads(result)["prompt_id"]]["3"]["inputs"]
+    assert (
+        comfy.peers["gen"].workflows_received[json.loads(result)["prompt_id"]]["6"]["inputs"][
+            "text"
+        ]
+        == "a storm"
+    )
+    assert (sent["steps"], sent["cfg"], sent["sampler_name"]) == (7, 6.0, "ddim")
+    with pytest.raises(Exception, match="has no parameter 'style'"):
+        await comfy.execute(
+            "RemoteDispatch", template="gen", route="generate", server="gen", **{"param:style": "x"}
+        )
+
+
+def test_the_optional_inputs_take_any_parameter_but_list_only_their_own() -> None:
+    """As ComfyUI's execution asks them (`in`, `[]`), and as /object_info lists them."""
+    sys.path.insert(0, str(HOST))
+    try:
+        optional = _load_package().nodes.remote_dispatch._optional_inputs()
+        assert "param:prompt" in optional and optional["param:prompt"][0] == "*"
+        assert "param:" not in optional and "other" not in optional
+        assert optional["image"][0] == "IMAGE"
+        listed = json.loads(json.dumps(optional))
+        assert list(listed) == ["prompt", "image", "output_node", "save_output"]
+    finally:
+        sys.path.remove(str(HOST))
+        for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
+            del sys.modules[name]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dispatch_core import Config, Dispatcher, RoutingError
+from dispatch_core import Config, Dispatcher, JobSpec, RoutingError
 from dispatch_core._inventory import Inventory, needs_of
 from dispatch_core.testing import FakePeer
 
@@ -208,3 +208,17 @@ async def test_a_hung_servers_inventory_does_not_hold_pool_jobs(
         assert result.server == "xl"
         assert "sd" not in dispatcher.inventories  # its read was still going on
         peers["sd"].hang = False
+
+
+async def test_a_job_avoids_the_servers_it_names() -> None:
+    """The ComfyUI whose node sends a job is in its route: the job goes to the others."""
+    async with AsyncExitStack() as stack:
+        peers = {n: await stack.enter_async_context(FakePeer(models=BOTH)) for n in ("a", "b")}
+        async with Dispatcher(pool(peers, ["a", "b"])) as dispatcher:
+            for seed in (1, 2, 3):
+                spec = JobSpec("gen", txt2img("sdxl.safetensors", seed), avoid=frozenset({"a"}))
+                assert (await dispatcher.run(spec)).server == "b"
+            every = JobSpec("gen", txt2img("sdxl.safetensors"), avoid=frozenset({"a", "b"}))
+            with pytest.raises(RoutingError, match="no server is left to run it: a, b must be"):
+                await dispatcher.run(every)
+        assert peers["a"].prompts_received == [] and len(peers["b"].prompts_received) == 3

@@ -7,6 +7,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { createPanel } from "./panel.js";
+import { nodeExtension } from "./node/settings.js";
 
 function addStyles() {
   if (document.getElementById("comfyui-dispatch-css")) return;
@@ -62,3 +63,5 @@ app.registerExtension({
     });
   },
 });
+
+app.registerExtension(nodeExtension(app, api));

@@ -107,12 +107,12 @@ class FileStore:
             counter += 1
         return results
 
-    def save_file(self, kind: str, prefix: str, data: bytes, extension: str) -> dict[str, Any]:
-        """Write one file as SaveLatent does (`prefix_00001_.latent`, counting on)."""
-        folder, base, counter = self._save_path(kind, prefix, 0, 0)
+    def save_file(self, prefix: str, extension: str, data: bytes) -> dict[str, Any]:
+        """Write one output file as SaveLatent, SaveVideo and SaveAudio name theirs."""
+        folder, base, counter = self._save_path("output", prefix, 0, 0)
         filename = f"{base}_{counter:05}_.{extension}"
-        self._files[(kind, folder, filename)] = data
-        return {"filename": filename, "subfolder": folder, "type": kind}
+        self._files[("output", folder, filename)] = data
+        return {"filename": filename, "subfolder": folder, "type": "output"}
 
     def _save_path(self, kind: str, prefix: str, width: int, height: int) -> tuple[str, str, int]:
         """folder_paths.get_save_image_path: fill %vars%, refuse to leave the folder."""

@@ -35,6 +35,7 @@ MODEL_FOLDERS = (
     "classifiers",
 )
 _GIB = 1024**3
+_AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".mp4", ".webm")
 
 
 def object_info(models: Mapping[str, list[str]], input_files: list[str]) -> dict[str, Any]:
@@ -55,6 +56,8 @@ def _fill(name: str, config: Any, models: Mapping[str, list[str]], input_files: 
     options = config[1] if len(config) > 1 and isinstance(config[1], dict) else {}
     if options.get("image_upload"):
         config[0] = list(input_files)
+    elif options.get("audio_upload"):  # LoadAudio lists audio (and video) files
+        config[0] = [n for n in input_files if n.lower().endswith(_AUDIO_SUFFIXES)]
     elif folder and isinstance(config[0], list):
         config[0] = sorted(models.get(folder, []))
     elif folder and config[0] == "COMBO":

@@ -1,10 +1,8 @@
-"""Latent files as ComfyUI's SaveLatent writes them and LoadLatent reads them: safetensors.
+"""Latent files read back as LoadLatent reads them: safetensors (written by `_media`).
 
 The fake peer's latent is a small dict (size, batch, the seed its pixels are hashed from);
-as a file it becomes a real safetensors file of ComfyUI's shape, zeros of
-[batch, 4, height/8, width/8] float32 plus the `latent_format_version_0` marker, and the
-fake's seed in the file's metadata, so that a latent carried from one fake peer to another
-decodes to the same pixels there.
+read from a file, its size comes from the tensor's shape and its seed from the file's bytes
+(or from `fake_peer_seed` in the file's metadata, when a test wrote one).
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import json
 import struct
 from typing import Any
 
-__all__ = ["LatentFileError", "read_latent", "write_latent"]
+__all__ = ["LatentFileError", "read_latent"]
 
 _SEED_KEY = "fake_peer_seed"
 _MAX_HEADER = 1024 * 1024
@@ -21,20 +19,6 @@ _MAX_HEADER = 1024 * 1024
 
 class LatentFileError(ValueError):
     """Not a latent file this fake can read."""
-
-
-def write_latent(latent: dict[str, Any]) -> bytes:
-    batch, width, height = int(latent["batch"]), int(latent["width"]), int(latent["height"])
-    shape = [batch, 4, height // 8, width // 8]
-    size = 4 * shape[0] * shape[1] * shape[2] * shape[3]
-    header = {
-        "__metadata__": {_SEED_KEY: str(latent.get("seed"))},
-        "latent_format_version_0": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
-        "latent_tensor": {"dtype": "F32", "shape": shape, "data_offsets": [0, size]},
-    }
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text + bytes(size)
 
 
 def read_latent(data: bytes) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._files import FileStore
-from ._latent import LatentFileError, read_latent, write_latent
+from ._latent import LatentFileError, read_latent
+from ._media import FLAC, MP4, latent_file
 from ._pixels import center_crop, color, crop, gray, jpeg_size, resize
 from ._png import Image, PNGError, read_png
 
@@ -321,15 +322,6 @@ def _save_webp(i: Mapping[str, Any], context: Context) -> UI:
     return {"images": saved, "animated": [len(images) != 1]}
 
 
-def _save_latent(i: Mapping[str, Any], context: Context) -> UI:
-    prefix = str(i.get("filename_prefix", "latents/ComfyUI"))
-    try:
-        saved = context.files.save_file("output", prefix, write_latent(i["samples"]), "latent")
-    except ValueError as error:
-        raise NodeFailure("Exception", str(error)) from None
-    return {"latents": [saved]}
-
-
 def _load_latent(i: Mapping[str, Any], context: Context) -> Outputs:
     name = str(i["latent"])
     data = context.files.read_input(name)
@@ -358,12 +350,43 @@ def _write(context: Context, kind: str, prefix: str, i: Mapping[str, Any]) -> li
         raise NodeFailure("Exception", str(error)) from None
 
 
+def _save_file(prefix: str, extension: str, data: bytes, context: Context) -> dict[str, Any]:
+    try:
+        return context.files.save_file(prefix, extension, data)
+    except ValueError as error:
+        raise NodeFailure("Exception", str(error)) from None
+
+
+def _save_latent(i: Mapping[str, Any], context: Context) -> UI:
+    prefix = str(i.get("filename_prefix", "latents/ComfyUI"))
+    return {"latents": [_save_file(prefix, "latent", latent_file(i["samples"]), context)]}
+
+
+def _save_video(i: Mapping[str, Any], context: Context) -> UI:
+    saved = _save_file(str(i.get("filename_prefix", "video/ComfyUI")), "mp4", MP4, context)
+    return {"images": [saved], "animated": [True]}
+
+
+def _save_audio(i: Mapping[str, Any], context: Context) -> UI:
+    prefix = str(i.get("filename_prefix", "audio/ComfyUI"))
+    return {"audio": [_save_file(prefix, "flac", FLAC, context)]}
+
+
+def _load_audio(i: Mapping[str, Any], context: Context) -> Outputs:
+    name = str(i["audio"])
+    if context.files.read_input(name) is None:
+        raise NodeFailure("FileNotFoundError", f"[Errno 2] No such file or directory: {name!r}")
+    return ({"audio": name},)
+
+
 _SAVERS: dict[str, Callable[[Mapping[str, Any], Context], UI]] = {
     "SaveImage": _save,
     "PreviewImage": _preview,
     "SaveAnimatedWEBP": _save_webp,
     "SaveLatent": _save_latent,
     "PreviewAny": _preview_any,
+    "SaveVideo": _save_video,
+    "SaveAudio": _save_audio,
 }
 
 _NODES: dict[str, Callable[[Mapping[str, Any], Context], Outputs]] = {
@@ -391,4 +414,6 @@ _NODES: dict[str, Callable[[Mapping[str, Any], Context], Outputs]] = {
     "ImageCrop": _crop,
     "ImageBatch": _batch,
     "RepeatImageBatch": _repeat,
+    "CreateVideo": lambda i, _: ({"frames": i["images"], "fps": i["fps"]},),
+    "LoadAudio": _load_audio,
 }

@@ -40,6 +40,7 @@ class FakePeer(ComfyRoutes):
         memory_slots: int | None = None,
         custom_nodes: Mapping[str, CustomNode] | None = None,
         prompt_handlers: Sequence[PromptHandler] = (),
+        preview_method: str = "none",
     ):
         self.host = host
         self.port = port
@@ -59,6 +60,9 @@ class FakePeer(ComfyRoutes):
         self.memory_slots = memory_slots
         """How many model files it holds at once; the least recently used goes first
         (None: all). ComfyUI's default cache keeps those of the last prompt only."""
+        self.preview_method = preview_method
+        """ComfyUI's `--preview-method`: anything but `none` makes samplers send a preview
+        per step (see `_preview`)."""
         self.loads = 0
         """Model files loaded since the peer was created, as its log would show."""
         self.on_load: Callable[[str], None] | None = None

@@ -29,6 +29,7 @@ from ._nodes import (
     run_node,
     time_weight,
 )
+from ._preview import SAMPLERS, legacy_frame, metadata_frame
 from ._ws import SocketHub
 
 __all__ = ["MAX_HISTORY", "PromptRun", "RunHost"]
@@ -63,6 +64,7 @@ class RunHost(Protocol):
     custom_nodes: dict[str, CustomNode]
     files: FileStore
     prompt_seconds: Callable[[dict[str, Any]], float] | None
+    preview_method: str
     _hub: SocketHub
     _retimed: asyncio.Event
     _interrupt: bool
@@ -302,7 +304,7 @@ class PromptRun:
             self.check_interrupt()  # the ProgressBar hook checks too
             self.state(node_id, step, steps, "running")
             progress = {"value": step, "max": steps, "prompt_id": self.prompt_id, "node": node_id}
-            self.send("progress", progress, broadcast=True)
+            self.step(progress, previews=class_type in SAMPLERS)
         await self.pause(end)  # most nodes never check for an interrupt
         custom = self.peer.custom_nodes.get(class_type)
         if custom is not None:
@@ -326,6 +328,19 @@ class PromptRun:
             message = {"node": node_id, "display_node": node_id, "output": ui}
             self.send("executed", message | {"prompt_id": self.prompt_id})
         return outputs
+
+    def step(self, progress: dict[str, Any], *, previews: bool) -> None:
+        """A step's `progress`, and its preview when previews are on, in ComfyUI's order:
+        type 4 before `progress` for a client that asked for metadata, type 1 after."""
+        hub, client = self.peer._hub, self.client_id
+        if not previews or self.peer.preview_method == "none":
+            self.send("progress", progress, broadcast=True)
+        elif hub.wants_metadata(client):
+            hub.send_binary(client, metadata_frame(self.prompt_id, str(progress["node"])))
+            self.send("progress", progress, broadcast=True)
+        else:
+            self.send("progress", progress, broadcast=True)
+            hub.send_binary(client, legacy_frame())
 
     def compute(self, node_id: str, class_type: str, inputs: dict[str, Any]) -> tuple[Any, ...]:
         if class_type in self.peer.fail_nodes:

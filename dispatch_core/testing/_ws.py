@@ -26,20 +26,22 @@ class _Client:
         self.ws = ws
         self.request = request
         self.outbox: asyncio.Queue[str | bytes] = asyncio.Queue()
+        self.flags: dict[str, Any] = {}
+        """What its first frame announced (`supports_preview_metadata`, say)."""
 
     def put(self, kind: str, data: Any) -> None:
         self.outbox.put_nowait(json.dumps({"type": kind, "data": data}))
 
     async def write_forever(self) -> None:
         while True:
-            text = await self.outbox.get()
+            frame = await self.outbox.get()
             if self.ws.closed:
                 return
             try:
-                if isinstance(text, bytes):  # a binary frame: a preview
-                    await self.ws.send_bytes(text)
+                if isinstance(frame, bytes):
+                    await self.ws.send_bytes(frame)
                 else:
-                    await self.ws.send_str(text)
+                    await self.ws.send_str(frame)
             except (ConnectionError, RuntimeError):
                 return
 
@@ -69,7 +71,7 @@ class SocketHub:
                     client.outbox.put_nowait(data)
                 else:
                     client.put(kind, data)
-            await self._read(ws, sid)
+            await self._read(ws, sid, client)
         finally:
             self._clients.pop(sid, None)
             writer.cancel()
@@ -77,7 +79,7 @@ class SocketHub:
                 await writer
         return ws
 
-    async def _read(self, ws: web.WebSocketResponse, sid: str) -> None:
+    async def _read(self, ws: web.WebSocketResponse, sid: str, client: _Client) -> None:
         """Only a first `feature_flags` frame means anything; the rest is ignored."""
         first = True
         async for message in ws:
@@ -86,6 +88,8 @@ class SocketHub:
             try:
                 data = json.loads(message.data)
                 if data.get("type") == "feature_flags":
+                    flags = data.get("data")
+                    client.flags = dict(flags) if isinstance(flags, dict) else {}
                     self.send(sid, "feature_flags", dict(FEATURES))
                 first = False
             except (ValueError, AttributeError):
@@ -103,12 +107,16 @@ class SocketHub:
         for client in targets:
             client.put(kind, data)
 
-    def send_bytes(self, sid: str | None, frame: bytes) -> None:
-        """Queue a binary frame (ComfyUI's previews) for one client (None: every socket),
-        in order with the JSON frames."""
+    def wants_metadata(self, sid: str | None) -> bool:
+        """Whether previews for this client come as type 4 (main.py: hijack_progress)."""
+        client = self._clients.get(sid) if sid is not None else None
+        return client is not None and client.flags.get("supports_preview_metadata") is True
+
+    def send_binary(self, sid: str | None, frame: bytes) -> None:
+        """Queue a binary frame for one client (None: every socket)."""
         if self.silent:
             return
-        targets = self._clients.values() if sid is None else [self._clients.get(sid)]
+        targets = list(self._clients.values()) if sid is None else [self._clients.get(sid)]
         for client in targets:
             if client is not None:
                 client.outbox.put_nowait(frame)

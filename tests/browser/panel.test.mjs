@@ -16,7 +16,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const PYTHON = process.env.PYTHON || "python3";
 const SHOTS = process.env.SCREENSHOTS || join(ROOT, "test-output", "browser");
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const INVERT = JSON.parse(readFileSync(join(ROOT, "examples", "invert_api.json"), "utf8"));
+const INVERT = JSON.parse(readFileSync(join(ROOT, "scripting", "invert_api.json"), "utf8"));
 const XSS = "<img src=x onerror=alert(1)>";
 const FAKE_GPUS = "0, NVIDIA Fake GPU A, 24564 MiB\\n1, NVIDIA Fake GPU B, 12288 MiB\\n";
 
@@ -278,6 +278,25 @@ test("three servers in different states, at 300 px, dark and light", async () =>
   }
 });
 
+test("four servers fit at 300 px: one line of actions each, the rare ones in a menu", async () => {
+  const page = await openPanel();
+  for (const name of ["gpu-a", "gpu-b", "gpu-c", "laptop"]) await server(page, name).waitFor();
+  const heights = [];
+  for (const name of ["gpu-a", "gpu-b", "gpu-c", "laptop"]) {
+    heights.push((await server(page, name).boundingBox()).height);
+  }
+  assert.ok(heights.every((h) => h <= 60), `card heights ${heights}`);
+  const card = server(page, "gpu-a");
+  const free = card.getByRole("button", { name: "Free VRAM" });
+  assert.equal(await free.isVisible(), false);
+  await card.getByRole("button", { name: "More actions for gpu-a" }).click();
+  await free.click();
+  await page.getByText("Asked gpu-a to free its VRAM").waitFor();
+  assert.equal(await free.isVisible(), false); // the menu closed
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
+
 test("a managed worker started from the panel becomes a server, shows its log, stops", async () => {
   const page = await openPanel();
   const form = page.getByRole("form", { name: "Start a worker" });
@@ -334,9 +353,9 @@ test("keyboard: every control is reachable with Tab", async () => {
   const reached = new Set();
   for (let i = 0; i < 150; i += 1) {
     await page.keyboard.press("Tab");
-    reached.add(await page.evaluate(() => document.activeElement?.textContent?.trim() || document.activeElement?.getAttribute("aria-label")));
+    reached.add(await page.evaluate(() => document.activeElement?.getAttribute("aria-label") || document.activeElement?.textContent?.trim()));
   }
-  for (const label of ["Add", "Test", "Free VRAM", "Servers of route generate", "Template name"]) {
+  for (const label of ["Add", "Test", "More actions for gpu-a", "Servers of route generate", "Template name"]) {
     assert.ok(reached.has(label), `Tab never reached ${label}`);
   }
   await page.close();
@@ -373,7 +392,7 @@ test("the sidebar tab registers through ComfyUI's frontend API", async () => {
     const [registered] = window.tabs;
     return { id: registered.id, type: registered.type, icon: registered.icon, title: registered.title, names: window.comfyAPI.app.app.extensions.map((e) => e.name) };
   });
-  assert.deepEqual(tab, { id: "comfyui-dispatch", type: "custom", icon: "pi pi-share-alt", title: "Dispatch", names: ["ComfyUI-Dispatch.panel"] });
+  assert.deepEqual(tab, { id: "comfyui-dispatch", type: "custom", icon: "pi pi-share-alt", title: "Dispatch", names: ["ComfyUI-Dispatch.panel", "ComfyUI-Dispatch.node"] });
 
   await page.evaluate(() => window.tabs[0].render(document.getElementById("sidebar")));
   await page.locator('#sidebar li[data-server="gpu-a"]').waitFor();

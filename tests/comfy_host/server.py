@@ -21,11 +21,18 @@ class PromptServer:
         self.app = web.Application()
         self.client_id: str | None = None
         self.last_prompt_id: str | None = None
+        """The prompt running now: ComfyUI's prompt worker sets it before executing one."""
         self.on_prompt_handlers: list[Any] = []
         self.messages: list[tuple[str, Any, str | None]] = []
         self.progress_text: list[tuple[str, str, str | None]] = []
         self._lock = threading.Lock()
         self.routes.get("/userdata/{file}")(self.get_user_data)
+        self.routes.get("/queue")(self.get_queue)
+
+    async def get_queue(self, request: web.Request) -> web.Response:
+        """ComfyUI's `GET /queue`: the running prompt as `[number, id, prompt, extra, outputs]`."""
+        running = [[0, self.last_prompt_id, {}, {}, []]] if self.last_prompt_id else []
+        return web.json_response({"queue_running": running, "queue_pending": []})
 
     async def get_user_data(self, request: web.Request) -> web.StreamResponse:
         """ComfyUI's `GET /userdata/{file}` in one user mode: any file under `user/default/`."""

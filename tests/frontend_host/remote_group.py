@@ -1,21 +1,19 @@
 """Remote groups on the page's ComfyUI, as ComfyUI runs them with this package, torch aside.
 
-The prompt handler is the package's own (`nodes.group_handler.cut_remote_groups`), loaded
-the way ComfyUI loads a custom node. The node that takes each group's place is played by
-a FakePeer custom node over the fake's images: it runs the group's sub-workflow on the
-group's server through the page's DispatchService. The real node, which turns tensors
+The prompt handler is the package's own (`nodes.group_handler.cut_remote_groups`; the
+package is loaded by `our_nodes` as ComfyUI loads a custom node). The node that takes each
+group's place is played by a FakePeer custom node over the fake's images: it runs the
+group's sub-workflow on the group's server through the page's DispatchService. The real node, which turns tensors
 into PNGs and back, runs in `tests/test_group_node.py`.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-import json
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from our_nodes import node_info
 
 from dispatch_core import JobSpec, WorkflowBuilder
 from dispatch_core.errors import InputError
@@ -24,43 +22,14 @@ from dispatch_core.service import DispatchService
 from dispatch_core.testing import CustomNode, FakePeer, PromptHandler
 from dispatch_core.testing._png import Image, encode_png, read_png
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = "ComfyUI-Dispatch"
 
-
-def package() -> ModuleType:
-    """This repository as ComfyUI's `load_custom_node` imports it (no PromptServer here)."""
-    if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACKAGE, ROOT / "__init__.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACKAGE] = module
-        spec.loader.exec_module(module)
-    return sys.modules[PACKAGE]
-
-
-def prompt_handler(host: FakePeer) -> PromptHandler:
-    cut = package().nodes.group_handler.cut_remote_groups
+def prompt_handler(package: ModuleType, host: FakePeer) -> PromptHandler:
+    cut = package.nodes.group_handler.cut_remote_groups
     return functools.partial(cut, object_info=host.object_info)
 
 
-def group_node(service: DispatchService) -> CustomNode:
-    node_class = package().nodes.remote_group.RemoteDispatchGroup
-    inputs = json.loads(json.dumps(node_class.INPUT_TYPES()))  # lists, as /object_info has them
-    outputs = list(node_class.RETURN_TYPES)
-    info = {  # the keys of ComfyUI 0.3.64's node_info, which the frontend reads
-        "input": inputs,
-        "input_order": {section: list(names) for section, names in inputs.items()},
-        "output": outputs,
-        "output_is_list": [False] * len(outputs),
-        "output_name": outputs,
-        "name": "RemoteDispatchGroup",
-        "display_name": "Remote Dispatch (group)",
-        "description": node_class.DESCRIPTION,
-        "python_module": f"custom_nodes.{PACKAGE}",
-        "category": node_class.CATEGORY,
-        "output_node": True,
-    }
+def group_node(package: ModuleType, service: DispatchService) -> CustomNode:
+    info = node_info(package, "RemoteDispatchGroup")
 
     def validate(group: str) -> bool | str:
         refused = refusal_of(group)

@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:  # run as a script: dispatch_core from this checko
     sys.path.insert(0, str(ROOT))
 
 import remote_group  # noqa: E402  (beside this file)
+from our_nodes import load_package, node_defs  # noqa: E402
 
 from dispatch_core.http import add_routes  # noqa: E402
 from dispatch_core.service import DispatchService  # noqa: E402
@@ -63,13 +64,14 @@ class FrontendHost(FakePeer):
         self.settings: dict[str, Any] = {}
         self.userdata: dict[str, bytes] = {}
         service.notify = self.send_sync
+        self.package = load_package(service)
 
     def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
         """ComfyUI's PromptServer.send_sync: to one client, or to every socket."""
         self._hub.send(sid, event, data)
 
     def object_info(self) -> dict[str, Any]:
-        return {**super().object_info(), **copy.deepcopy(MORE_NODES)}
+        return {**super().object_info(), **copy.deepcopy(MORE_NODES), **node_defs(self.package)}
 
     def _routes(self) -> list[tuple[str, str, Any]]:
         """Route definitions: ComfyUI answers each under `/path` and `/api/path`."""
@@ -196,8 +198,9 @@ async def serve(frontend: Path, port: int, stop: asyncio.Event) -> None:
             stack.push_async_callback(service.close)
             models = {"checkpoints": ["sd15.safetensors"]}
             host = FrontendHost(frontend, service, port=port, job_seconds=0.3, models=models)
-            host.custom_nodes["RemoteDispatchGroup"] = remote_group.group_node(service)
-            host.prompt_handlers.append(remote_group.prompt_handler(host))
+            group_node = remote_group.group_node(host.package, service)
+            host.custom_nodes["RemoteDispatchGroup"] = group_node
+            host.prompt_handlers.append(remote_group.prompt_handler(host.package, host))
             await stack.enter_async_context(host)
             print(f"frontend host on {host.url}/ (frontend {frontend})", flush=True)
             await stop.wait()

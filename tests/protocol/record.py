@@ -96,6 +96,7 @@ class Scenario:
                 event = struct.unpack(">I", data[:4])[0] if len(data) >= 4 else None
                 frame = {"t": seconds, "kind": "binary", "len": len(data), "event_type": event}
                 frame["head_hex"] = data[:_HEAD_BYTES].hex()
+                frame.update(_preview_fields(event, data))
             else:
                 continue
             async with self._arrived:
@@ -120,6 +121,12 @@ class Scenario:
                 and m["data"].get("prompt_id") == prompt_id
             )
         )
+
+    async def announce(self, flags: dict[str, Any]) -> None:
+        """Send the `feature_flags` frame a frontend sends first; wait for the answer."""
+        assert self._socket is not None
+        await self._socket.send_json({"type": "feature_flags", "data": flags})
+        await self.until(lambda m: m["type"] == "feature_flags")
 
     async def call(
         self,
@@ -175,6 +182,18 @@ class Scenario:
         }
 
 
+def _preview_fields(event: int | None, data: bytes) -> dict[str, Any]:
+    """What a preview frame says besides its picture: the image type (1) or the metadata
+    JSON (4), and the picture's first bytes."""
+    if event == 1 and len(data) >= 8:
+        return {"image_type": struct.unpack(">I", data[4:8])[0], "image_head_hex": data[8:16].hex()}
+    if event == 4 and len(data) >= 8:
+        size = struct.unpack(">I", data[4:8])[0]
+        metadata = json.loads(data[8 : 8 + size])
+        return {"metadata": metadata, "image_head_hex": data[8 + size : 16 + size].hex()}
+    return {}
+
+
 # -- the prompts ----------------------------------------------------------------------
 
 
@@ -226,6 +245,37 @@ def upscale(model: str) -> Prompt:
             "inputs": {"upscale_model": ["4", 0], "image": ["1", 0]},
         },
         "3": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "up"}},
+    }
+
+
+def sample(checkpoint: str, seed: int) -> Prompt:
+    """A real txt2img, small: KSampler's steps each send a preview when the server runs
+    with `--preview-method` (latent2rgb is enough)."""
+    return {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
+        "5": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 1},
+        },
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": seed,
+                "steps": 3,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+                "model": ["4", 0],
+                "positive": ["6", 0],
+                "negative": ["7", 0],
+                "latent_image": ["5", 0],
+            },
+        },
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}},
     }
 
 
@@ -337,6 +387,20 @@ async def run_runtime_error(s: Scenario) -> None:
     await s.call("GET", f"/history/{prompt_id}")
 
 
+async def run_previews(s: Scenario) -> None:
+    """As a frontend asks: `supports_preview_metadata`, so previews come as type 4."""
+    await s.announce({"supports_preview_metadata": True})
+    await s.run(sample(CHECKPOINT[0], seed=random.randrange(2**32)))
+
+
+async def run_previews_legacy(s: Scenario) -> None:
+    """A client that sends no feature flags: previews come as type 1."""
+    await s.run(sample(CHECKPOINT[0], seed=random.randrange(2**32)))
+
+
+CHECKPOINT: list[str] = [""]
+"""The checkpoint the preview scenarios sample with (`--checkpoint`)."""
+
 SCENARIOS: dict[str, Callable[[Scenario], Awaitable[None]]] = {
     "run_success": run_success,
     "run_cached": run_cached,
@@ -346,6 +410,8 @@ SCENARIOS: dict[str, Callable[[Scenario], Awaitable[None]]] = {
     "queue_busy": queue_busy,
     "misc_endpoints": misc_endpoints,
     "run_runtime_error": run_runtime_error,
+    "run_previews": run_previews,
+    "run_previews_legacy": run_previews_legacy,
 }
 
 
@@ -460,6 +526,18 @@ async def _skipped(http: aiohttp.ClientSession, url: str, args: argparse.Namespa
             file=sys.stderr,
         )
         skipped.add("run_progress_model")
+    async with http.get(url + "/object_info/CheckpointLoaderSimple") as response:
+        info = await response.json()
+    checkpoints = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    if args.checkpoint not in checkpoints:
+        print(
+            "skipping run_previews*: give --checkpoint NAME, one of the server's checkpoints "
+            f"({', '.join(checkpoints) or 'none'}; tools/make_checkpoint.py makes one), and "
+            "start the server with --preview-method latent2rgb",
+            file=sys.stderr,
+        )
+        skipped |= {"run_previews", "run_previews_legacy"}
+    CHECKPOINT[0] = args.checkpoint or ""
     if not args.restart_command:
         print("skipping peer_restart: give --restart-command", file=sys.stderr)
         skipped.add("peer_restart")
@@ -535,6 +613,9 @@ def main() -> int:
         "--restart-command",
         metavar="SHELL",
         help="restarts the server, for peer_restart (run with the shell)",
+    )
+    parser.add_argument(
+        "--checkpoint", metavar="NAME", help="a checkpoint to sample with, for run_previews*"
     )
     parser.add_argument(
         "--write-upscale-model",

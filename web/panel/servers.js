@@ -54,6 +54,7 @@ function statusLines(server, status) {
   return [metrics, speed];
 }
 
+/** The actions of one server: Test and the switch on the card, the rare ones in a menu. */
 function serverActions(ctx, name, server) {
   const { state, attempt, call, say, render, host } = ctx;
   const path = serverPath(name);
@@ -72,15 +73,9 @@ function serverActions(ctx, name, server) {
       await attempt(() => call("DELETE", path), `Removed ${name}`);
     }
   };
-  return h(
-    "div",
-    { className: "dp-actions" },
-    button("Test", () => testServer(ctx, name), { iconName: "pi-bolt" }),
-    button(
-      "Free VRAM",
-      () => attempt(() => call("POST", `${path}/free`), `Asked ${name} to free its VRAM`),
-      { iconName: "pi-eraser" },
-    ),
+  const free = () => attempt(() => call("POST", `${path}/free`), `Asked ${name} to free its VRAM`);
+  const menu = actionMenu(state, name, [
+    button("Free VRAM", free, { iconName: "pi-eraser" }),
     button(state.showModels.has(name) ? "Hide models" : "Models", () => toggleModels(ctx, name), {
       iconName: "pi-box",
     }),
@@ -88,18 +83,57 @@ function serverActions(ctx, name, server) {
       iconName: "pi-stopwatch",
       title: "Time a small workflow here, to weight this server in a pool",
     }),
+    button("Edit", edit, { iconName: "pi-pencil" }),
+    button("Remove", remove, { iconName: "pi-trash", kind: "danger" }),
+  ]);
+  return h(
+    "div",
+    { className: "dp-actions" },
+    button("Test", () => testServer(ctx, name), { iconName: "pi-bolt" }),
     button(server.enabled ? "Disable" : "Enable", switchOver, {
       iconName: server.enabled ? "pi-pause" : "pi-play",
     }),
-    button("Edit", edit, { iconName: "pi-pencil" }),
-    button("Remove", remove, { iconName: "pi-trash", kind: "danger" }),
+    menu,
   );
+}
+
+/** A "more" menu: a native disclosure (keyboard and screen readers know it). Which one is
+ * open is kept in the state, as the panel is drawn anew on every event; choosing an action
+ * closes it. */
+function actionMenu(state, name, actions) {
+  const menu = h(
+    "details",
+    { className: "dp-menu", open: state.openMenu === name },
+    h(
+      "summary",
+      {
+        className: "dp-button",
+        role: "button",
+        title: "More actions",
+        "aria-label": `More actions for ${name}`,
+      },
+      h("span", { "aria-hidden": "true" }, "⋯"),
+    ),
+    h("div", { className: "dp-menu-items", role: "group", "aria-label": `Actions for ${name}` }, actions),
+  );
+  menu.addEventListener("toggle", () => {
+    if (menu.open) state.openMenu = name;
+    else if (state.openMenu === name) state.openMenu = null;
+  });
+  menu.addEventListener("click", (event) => {
+    if (event.target.closest?.(".dp-menu-items button")) {
+      state.openMenu = null;
+      menu.open = false;
+    }
+  });
+  return menu;
 }
 
 function serverRow(ctx, name, server) {
   const { state } = ctx;
   const kind = serverState(server, state.status[name]);
   const [metrics, speed] = statusLines(server, state.status[name]);
+  const details = [...metrics, ...speed];
   return h(
     "li",
     { className: `dp-server dp-${kind}`, "data-server": name },
@@ -107,13 +141,11 @@ function serverRow(ctx, name, server) {
       "div",
       { className: "dp-line" },
       h("span", { className: "dp-dot", role: "img", "aria-label": kind, title: kind }),
-      h("strong", { className: "dp-name" }, name),
+      h("strong", { className: "dp-name", title: server.url }, name),
       h("span", { className: "dp-state" }, kind),
+      serverActions(ctx, name, server),
     ),
-    h("div", { className: "dp-url" }, server.url),
-    metrics.length ? h("div", { className: "dp-metrics" }, metrics.join(" · ")) : null,
-    speed.length ? h("div", { className: "dp-metrics" }, speed.join(" · ")) : null,
-    serverActions(ctx, name, server),
+    h("div", { className: "dp-metrics", title: server.url }, details.join(" · ") || server.url),
     state.showModels.has(name) ? modelList(state, name) : null,
     state.editing === name ? serverForm(ctx, name, (saved) => testServer(ctx, saved)) : null,
   );

@@ -8,4 +8,5 @@ args = argparse.Namespace(
     base_directory=None,
     extra_model_paths_config=None,  # `nargs="+", action="append"`: a list of lists
     windows_standalone_build=False,
+    preview_size=512,
 )

@@ -7,12 +7,17 @@ from typing import Any
 from comfy import model_management
 
 updates: list[tuple[float, float, str | None]] = []
+previews: list[tuple[str, tuple[int, int], int | None, str | None]] = []
+"""(format, picture size, max size, node) of every preview the hook was given."""
 
 
 def _hook(value: float, total: float, preview: Any, node_id: str | None = None) -> None:
     """Like ComfyUI's `hijack_progress`: an interrupt raises here first."""
     model_management.throw_exception_if_processing_interrupted()
     updates.append((value, total, node_id))
+    if preview is not None:
+        kind, image, max_size = preview
+        previews.append((kind, image.size, max_size, node_id))
 
 
 PROGRESS_BAR_HOOK = _hook

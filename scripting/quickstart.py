@@ -1,6 +1,6 @@
 """Generate on one GPU server, edit the result on another, then fan out over both.
 
-    python3 examples/quickstart.py [examples/dispatch.json]
+    python3 scripting/quickstart.py [scripting/dispatch.json]
 
 Needs the two ComfyUI servers the config names (or two fake ones:
 `python3 -m dispatch_core.testing --port 8188 & python3 -m dispatch_core.testing --port 8189 &`).

@@ -1,0 +1,1 @@
+"""Stand-in for ComfyUI's `comfy_extras` package (see `nodes_audio`)."""
