@@ -3,8 +3,8 @@
 The prompt handler is the package's own (`nodes.group_handler.cut_remote_groups`; the
 package is loaded by `our_nodes` as ComfyUI loads a custom node). The node that takes each
 group's place is played by a FakePeer custom node over the fake's images: it runs the
-group's sub-workflow on the group's server through the page's DispatchService. The real node, which turns tensors
-into PNGs and back, runs in `tests/test_group_node.py`.
+group's sub-workflow on the group's server through the page's DispatchService. The real
+node, which turns tensors into PNGs and back, runs in `tests/test_group_node.py`.
 """
 
 from __future__ import annotations
