@@ -35,7 +35,7 @@ from .group_values import (
     mask_upload,
     value_from,
 )
-from .remote_dispatch import _ProgressRelay
+from .progress import ProgressRelay
 
 MAX_INPUTS = 32
 MAX_OUTPUTS = 32
@@ -100,7 +100,7 @@ class RemoteDispatchGroup:
     ) -> tuple[Any, ...]:
         plan = plan_from_json(group)
         specs = await asyncio.to_thread(_specs, plan, inputs)
-        progress = _ProgressRelay(unique_id, len(specs))
+        progress = ProgressRelay(unique_id, len(specs))
         wanted = {output.node for output in plan.outputs} | set(plan.group.nodes)
 
         def report(update: Progress) -> None:
