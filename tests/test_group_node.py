@@ -7,6 +7,7 @@ graph runs: local nodes before the group, the group on its peer, local nodes aft
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -100,6 +101,17 @@ def upstream_first(prompt: dict[str, Any]) -> list[str]:
     return order
 
 
+async def execute_group(host: Comfy, **inputs: Any) -> tuple[Any, ...]:
+    """RemoteDispatchGroup as ComfyUI's prompt worker runs a node: another thread, a new loop."""
+    node_class = host.node("RemoteDispatchGroup")
+    host.server.last_prompt_id = "local-prompt"
+
+    def worker() -> tuple[Any, ...]:
+        return asyncio.run(node_class().run(**inputs))
+
+    return await asyncio.to_thread(worker)
+
+
 async def run(host: Comfy, prompt: dict[str, Any]) -> dict[str, Any]:
     """Run a queued prompt as ComfyUI would, each node after those it takes from."""
     outputs: dict[str, Any] = {}
@@ -112,9 +124,7 @@ async def run(host: Comfy, prompt: dict[str, Any]) -> dict[str, Any]:
         }
         if node["class_type"] == "RemoteDispatchGroup":
             assert node_class.VALIDATE_INPUTS(inputs["group"]) is True
-            outputs[node_id] = await host.execute(
-                "RemoteDispatchGroup", unique_id=node_id, **inputs
-            )
+            outputs[node_id] = await execute_group(host, unique_id=node_id, **inputs)
         else:
             outputs[node_id] = LOCAL[node["class_type"]](**inputs)
     return outputs

@@ -20,7 +20,7 @@ from dispatch_core.testing import FakePeer
 
 import workflows
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "scripting"
 
 
 @pytest.fixture
