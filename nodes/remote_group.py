@@ -10,6 +10,7 @@ hands each value leaving the group to the nodes it fed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ from .group_values import (
     mask_upload,
     value_from,
 )
+from .own_server import own_servers, refusal
 from .progress import ProgressRelay
 
 MAX_INPUTS = 32
@@ -108,8 +110,11 @@ class RemoteDispatchGroup:
             if update.node in plan.group.nodes:  # the sub-workflow keeps the graph's ids
                 host.send_node_progress(update.node, update.value, update.max)
 
+        running = host.running_prompt_id()
+
         async def work() -> tuple[list[DispatchResult], list[Files]]:
-            found = await host.service().jobs.run_many(specs, on_progress=report)
+            jobs = await _avoiding_here(specs, running)
+            found = await host.service().jobs.run_many(jobs, on_progress=report)
             results = [r for r in found if isinstance(r, DispatchResult)]
             return results, [await _files(result, wanted) for result in results]
 
@@ -118,6 +123,21 @@ class RemoteDispatchGroup:
         shown = await asyncio.to_thread(group_previews.show, plan, files)
         progress.finished(results, shown)
         return (*values, *([None] * (MAX_OUTPUTS - len(values))))
+
+
+async def _avoiding_here(specs: list[JobSpec], running: str | None) -> list[JobSpec]:
+    """The jobs kept off a server that is this ComfyUI, busy running this very node; a
+    group whose only server is this ComfyUI is refused, saying why."""
+    service = host.service()
+    candidates = {
+        name
+        for spec in specs
+        for name in service.config.servers_for(spec.route, server=spec.server)
+    }
+    own = await own_servers(service, sorted(candidates), running)
+    if own and own >= candidates:
+        raise refusal(service, sorted(own))
+    return [dataclasses.replace(spec, avoid=own) for spec in specs]
 
 
 def _servers(target: Target) -> tuple[str, ...]:

@@ -16,7 +16,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from test_node import Comfy, comfy, host_modules, pixels, torch  # noqa: F401 (fixtures)
+from test_node import (  # noqa: F401 (fixtures)
+    Comfy,
+    add_this_comfyui,
+    comfy,
+    host_modules,
+    pixels,
+    torch,
+)
 
 OBJECT_INFO: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "dispatch_core/data/object_info_subset.json").read_text()
@@ -259,6 +266,18 @@ async def test_the_groups_own_save_image_shows_its_images_here(local: Comfy) -> 
     import folder_paths
 
     assert (Path(folder_paths.get_temp_directory()) / image["filename"]).is_file()
+
+
+async def test_a_group_sent_to_this_comfyui_itself_is_refused_at_once(local: Comfy) -> None:
+    await add_this_comfyui(local, "here", ["self"])
+    prompt = {
+        "1": n("EmptyImage", width=4, height=4, batch_size=1, color=0),
+        "2": n("ImageInvert", image=["1", 0]),
+        "3": n("SaveImage", images=["2", 0], filename_prefix="x"),
+    }
+    with pytest.raises(Exception, match=r"'self' \(http://localhost:\d+\) is this ComfyUI itself"):
+        await run(local, queue(local, prompt, {"1": ("Edit [route: here]", ["2"])}))
+    assert not local.service.jobs.activity.recent()  # nothing was queued anywhere
 
 
 async def test_a_model_link_across_the_edge_is_refused_at_validation(local: Comfy) -> None:
