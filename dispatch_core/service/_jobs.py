@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import inspect
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -76,9 +77,10 @@ class Jobs:
                 if inspect.isawaitable(answer):
                     await answer
 
-        handle = dispatcher.submit(spec, on_progress=progress)
+        job_id = f"j{uuid.uuid4().hex[:16]}"
+        handle = dispatcher.submit(spec, on_progress=progress, job_id=job_id)
         # The job's task starts at the next await, so the record exists before it reports.
-        record = self.activity.start(spec.label, spec.route, spec.server)
+        record = self.activity.start(spec.label, spec.route, spec.server, job_id=job_id)
         self._handles[record.id] = handle
         handle.when_done(lambda: self._ended(record, handle))
         return record, handle
@@ -99,6 +101,10 @@ class Jobs:
         cancelled once the job has let go (at most `grace` seconds later)."""
         record = self.record(job_id)
         handle = self._handles.get(job_id)
+        shared = (await self._ready()).coordination
+        if handle is None and shared is not None and not record.terminal:
+            await shared.cancel(job_id)  # it waits or runs in another process
+            return self.record(job_id)
         if handle is None:
             raise Conflict(f"job {job_id} has ended already ({record.state})", field="id")
         handle.cancel()

@@ -1,0 +1,264 @@
+"""A dispatcher's part in a queue on Redis: it queues its callers' jobs for every process,
+takes jobs for its own servers' free slots, and hands each caller its job's result.
+
+Its caller's side: `run` queues the job (one script: the job, its place, its record, an
+event) and waits for its end, told by the event of the process that ran it, or at once
+when it ran here; a wait that missed its event (Redis restarted) is checked every
+heartbeat, and a job a Redis without persistence forgot is queued again. Its taker's side
+is `_executor.Executor`. Redis not answering fails a new job at once with
+`QueueUnreachable`, naming the URL; jobs already on peers run on and are told later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..errors import QueueUnreachable
+from ..job import JobState
+from ..result import DispatchResult
+from . import _scripts
+from ._executor import Executor
+from ._journal import RedisJournal
+from ._wire import error_from, record_of, spec_of, text
+
+if TYPE_CHECKING:
+    from .._dispatcher import Dispatcher
+    from .._job import JobRun
+
+__all__ = ["RedisCoordination"]
+
+_log = logging.getLogger("dispatch_core.redis")
+
+RECENT = 1000
+"""Job records kept for the panels' lists, newest first."""
+KEEP_SECONDS = 7 * 86400
+"""How long an ended job is kept, for GET /dispatch/jobs/{id} from any process."""
+
+RecordListener = Callable[[dict[str, Any]], None]
+
+
+class RedisCoordination:
+    """Every dispatcher process given the same Redis URL acts as one."""
+
+    name = "redis"
+
+    def __init__(self, url: str, *, prefix: str = "dispatch:", heartbeat: float = 1.0):
+        self.url = url
+        self.prefix = prefix
+        self.heartbeat = heartbeat
+        """Seconds between heartbeats; a process silent for three is taken as dead."""
+        self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.on_record: RecordListener | None = None
+        """Told every job record that changes, in any process (the service's job list)."""
+        self.client: aioredis.Redis | None = None
+        self.scripts: dict[str, Any] = {}
+        self.journal = RedisJournal(self)
+        self.executor = Executor(self)
+        self._waiting: dict[str, tuple[JobRun, asyncio.Future[DispatchResult]]] = {}
+        self._queued: set[str] = set()
+        """Jobs waited for here that are in the queue (a check before is a false alarm)."""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dispatcher: Dispatcher | None = None
+
+    # -- life -----------------------------------------------------------------------------
+
+    async def open(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        self.client = aioredis.from_url(
+            self.url,
+            password=os.environ.get("DISPATCH_REDIS_PASSWORD") or None,
+            socket_connect_timeout=2.0,
+            socket_timeout=10.0,
+        )
+        for name in ("ENQUEUE", "TAKE", "STARTED", "FINISH", "REQUEUE", "HEARTBEAT", "REAP"):
+            self.scripts[name] = self.client.register_script(getattr(_scripts, name))
+        self.scripts["CANCEL"] = self.client.register_script(_scripts.CANCEL)
+        dispatcher.journal = self.journal
+        dispatcher._runner.journal = self.journal
+        self.executor.start(dispatcher)
+        self._tasks = [asyncio.create_task(self._listen(), name="redis-events")]
+
+    async def close(self) -> None:
+        """Hand the jobs this process runs back to the queue, then stop."""
+        await self.executor.close()
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:  # a listener whose cancellation the client took ends with it
+            await asyncio.wait(self._tasks, timeout=self.heartbeat)
+        if self.client is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.client.delete(self.key("proc", self.process))
+            await self.client.aclose()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self.client = None
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "url": self.url,
+            "process": self.process,
+            "processes": self.executor.processes,
+            "connected": self.executor.connected,
+        }
+
+    # -- the caller's side ----------------------------------------------------------------
+
+    async def run(self, run: JobRun) -> DispatchResult:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[run.job_id] = (run, future)
+        try:
+            await self._enqueue(run)
+            self._queued.add(run.job_id)
+            return await future
+        except asyncio.CancelledError:
+            with contextlib.suppress(RedisError, OSError):
+                await asyncio.shield(self.cancel(run.job_id))
+            raise
+        finally:
+            self._waiting.pop(run.job_id, None)
+            self._queued.discard(run.job_id)
+
+    async def _enqueue(self, run: JobRun) -> None:
+        spec = await spec_of(run)
+        data = json.loads(spec)
+        queue = f"server:{run.spec.server}" if run.spec.server else run.spec.route
+        servers = json.dumps([lane.name for lane in run.lanes])
+        models = json.dumps(sorted(run.needs.model_files))
+        record = record_of(data, JobState.QUEUED, server=run.spec.server)
+        args = [self.prefix, run.job_id, queue, spec, servers, models, record, run.queued, RECENT]
+        try:
+            await self.scripts["ENQUEUE"](args=args)
+        except (RedisError, OSError) as error:
+            raise self.unreachable(error) from None
+        self.executor.wake()
+
+    def unreachable(self, error: BaseException) -> QueueUnreachable:
+        return QueueUnreachable(
+            f"the shared queue at {self.url} cannot be reached ({error}); the job was not queued",
+            url=self.url,
+        )
+
+    async def cancel(self, job_id: str) -> bool:
+        if self.client is None:
+            return False
+        found = await self.client.hget(self.key("job", job_id), "record")
+        if found is None:
+            return False
+        data = json.loads(found)
+        record = record_of(data, JobState.CANCELLED, error="cancelled")
+        state = await self.scripts["CANCEL"](args=[self.prefix, job_id, record])
+        return bool(state) and state not in (b"done", b"failed", b"cancelled")
+
+    def deliver(self, job_id: str, outcome: DispatchResult | BaseException) -> bool:
+        """Hand a job that ran here to its caller, if it waits in this process."""
+        waiting = self._waiting.get(job_id)
+        if waiting is None or waiting[1].done():
+            return False
+        if isinstance(outcome, BaseException):
+            waiting[1].set_exception(outcome)
+        else:
+            waiting[1].set_result(outcome)
+        return True
+
+    async def check_waiting(self) -> None:
+        """Jobs waited for here whose end was missed, or which Redis forgot (restarted
+        without persistence): told, or queued again."""
+        assert self.client is not None
+        for job_id, (run, future) in list(self._waiting.items()):
+            if future.done() or job_id not in self._queued:
+                continue
+            state = await self.client.hget(self.key("job", job_id), "state")
+            if state is None:
+                _log.warning("job %s was forgotten by the queue: queued again", job_id)
+                await self._enqueue(run)
+            elif state in (b"done", b"failed", b"cancelled"):
+                await self._ended(job_id)
+
+    async def _ended(self, job_id: str) -> None:
+        """A job ended in another process: its result or error, for its caller here."""
+        waiting = self._waiting.get(job_id)
+        if waiting is None or waiting[1].done() or self.client is None:
+            return
+        run, future = waiting
+        state, result, error = await self.client.hmget(
+            self.key("job", job_id), ["state", "result", "error"]
+        )
+        if state == b"done" and result:
+            found = json.loads(result)
+            assert self._dispatcher is not None
+            peer = self._dispatcher.peer(found["server"])
+            run.reason = found.get("reason", "")
+            outcome = run.result(peer, found["prompt_id"], {"outputs": found["outputs"]})
+            if not future.done():
+                future.set_result(outcome)
+        elif state in (b"failed", b"cancelled") and not future.done():
+            future.set_exception(error_from(error or '{"message": "failed"}'))
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Every process's job events, for the waiting callers and the panels; and wakes."""
+        while not self.executor.closing:
+            try:
+                await self._listen_once()
+            except (RedisError, OSError) as error:
+                _log.debug("events from %s cut: %s", self.url, error)
+            await asyncio.sleep(self.heartbeat)  # Redis is away: try again soon
+
+    async def _listen_once(self) -> None:
+        assert self.client is not None
+        async with self.client.pubsub() as pubsub:
+            await pubsub.subscribe(self.prefix + "events")
+            await self.check_waiting()  # what ended while we were not listening
+            self.executor.wake()
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    await self._on_event(json.loads(message["data"]))
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("t")
+        if kind == "wake":
+            self.executor.wake()
+        elif kind == "cancel":
+            self.executor.cancel(str(event.get("id")))
+        elif kind == "job":
+            record = event.get("record")
+            if isinstance(record, dict) and self.on_record is not None:
+                self.on_record(record)
+            if isinstance(record, dict) and record.get("state") in ("done", "failed", "cancelled"):
+                await self._ended(str(event.get("id")))
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest job records, oldest first, for a panel's list at start."""
+        assert self.client is not None
+        try:
+            ids = await self.client.zrange(self.key("recent"), -limit, -1)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hget(self.key("job", text(job_id)), "record")
+                found = await pipe.execute()
+        except (RedisError, OSError):
+            return []  # the list fills in from the events once Redis answers
+        return [json.loads(text) for text in found if text]
+
+    async def record(self, job_id: str) -> dict[str, Any] | None:
+        """One job's record, from whichever process ran it."""
+        if self.client is None:
+            return None
+        found = await self.client.hget(self.key("job", job_id), "record")
+        return json.loads(found) if found else None

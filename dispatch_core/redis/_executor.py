@@ -1,0 +1,339 @@
+"""The taker's side of a queue on Redis: jobs taken for this process's free slots, run on
+their peers, ended once; leases renewed while this process lives; the jobs of a process
+that died taken over.
+
+A slot is a lease: a job id in the server's `slots` set, scored by when it expires. The
+`TAKE` script leases a slot and takes a job in one move, so that `max_in_flight` holds
+over every process; the heartbeat renews this process's leases every second and says it
+lives. A process whose heartbeat is gone (killed) is reaped by the first that notices:
+its jobs not yet sent go back to the head of their queue, its prompts on peers are
+attached to, not run again. Leases last ten heartbeats, far longer than a death takes to
+be noticed (three), so a reaped job's slot is still its own when it is taken over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from .._retry import counts_against_server, is_transient
+from .._runner import Runner
+from ..errors import DispatchError, DispatchTimeout, PromptLost
+from ..job import JobState
+from ..result import DispatchResult
+from ._wire import error_to, record_of, result_to, run_from, text
+
+if TYPE_CHECKING:
+    from .._dispatcher import Dispatcher
+    from .._job import JobRun
+    from .._lanes import Lane
+    from ._coordination import RedisCoordination
+
+__all__ = ["Executor"]
+
+_log = logging.getLogger("dispatch_core.redis")
+
+_LEASE_BEATS = 10
+_DEAD_BEATS = 3
+
+
+class Executor:
+    """Takes jobs for this process's servers and runs them."""
+
+    def __init__(self, coordination: RedisCoordination):
+        self.coordination = coordination
+        self.processes: list[dict[str, Any]] = []
+        """The processes alive at the last heartbeat, this one included."""
+        self.connected = False
+        """Whether the last heartbeat reached Redis."""
+        self.takes = 0
+        """Take attempts, for the benchmark's round trips per job."""
+        self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        """Job id → (server, the task running it)."""
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._stop = asyncio.Event()
+        self._dispatcher: Dispatcher | None = None
+        self._runner: Runner | None = None
+        self._since = time.time()
+        self._speeds: dict[str, float] = {}
+        """Server → seconds of its last warm job, as every process measured it."""
+        self._later: set[asyncio.Task[None]] = set()
+        """Ends of jobs that Redis did not take when they came: tried again until it does."""
+
+    def start(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        runner = Runner(dispatcher.servers, self.coordination.journal)
+        runner.affinity = False  # the queue chose the server: no plan to wait for here
+        runner.counts = dispatcher.counts
+        self._runner = runner
+        self._tasks = [
+            asyncio.create_task(self._take_loop(), name="redis-take"),
+            asyncio.create_task(self._beat_loop(), name="redis-heartbeat"),
+        ]
+
+    async def close(self) -> None:
+        self._closing = True
+        self._stop.set()
+        self._wake.set()  # each loop also ends on its own at its next turn (see `_loops`)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        running = [task for _, task in self._running.values()] + list(self._later)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.close(grace=1.0)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def cancel(self, job_id: str) -> None:
+        running = self._running.get(job_id)
+        if running is not None:
+            running[1].cancel()
+
+    # -- taking ---------------------------------------------------------------------------
+
+    async def _take_loop(self) -> None:
+        # A loop checks `_closing` as well as being cancelled: a cancellation that lands
+        # inside a Redis client's call may be taken there for a lost connection.
+        while not self._closing:
+            self._wake.clear()
+            try:
+                taken = await self._take()
+            except (RedisError, OSError):
+                taken = None
+                await asyncio.sleep(self.coordination.heartbeat / 2)
+            if taken is not None:
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.coordination.heartbeat / 2):
+                    await self._wake.wait()  # a slot freed, a job came, or a lease lapsed
+
+    async def _take(self) -> str | None:
+        """One job for a free slot here, started; None if there is none to take."""
+        servers = self._offered()
+        if not servers:
+            return None
+        queues = self._queues()
+        lease_ms = int(self.coordination.heartbeat * _LEASE_BEATS * 1000)
+        args = [self.coordination.prefix, self.coordination.process, lease_ms]
+        args += [json.dumps(queues), json.dumps(servers)]
+        self.takes += 1
+        found = await self.coordination.scripts["TAKE"](args=args)
+        if not found:
+            return None
+        job_id, server, spec = (text(x) for x in found)
+        self._spawn(job_id, server, spec)
+        return job_id
+
+    def _offered(self) -> list[list[Any]]:
+        """[name, max_in_flight] of the servers with a free slot here, fastest first (by
+        the speeds every process shares)."""
+        assert self._dispatcher is not None
+        lanes = self._dispatcher.servers.lanes
+        free = [lane for lane in lanes.values() if lane.server.enabled and lane.has_free_slot()]
+        speeds = self._speeds
+        order = sorted(range(len(free)), key=lambda i: (speeds.get(free[i].name, 0.0), i))
+        return [[free[i].name, free[i].server.max_in_flight] for i in order]
+
+    def _queues(self) -> list[str]:
+        assert self._dispatcher is not None
+        config = self._dispatcher.config
+        return [*config.routes, *(f"server:{name}" for name in config.servers)]
+
+    def _spawn(self, job_id: str, server: str, spec: str, attach_to: str = "") -> None:
+        task = asyncio.create_task(self._execute(job_id, server, spec, attach_to))
+        self._running[job_id] = (server, task)
+        task.add_done_callback(lambda _: self._running.pop(job_id, None))
+
+    # -- running --------------------------------------------------------------------------
+
+    async def _execute(self, job_id: str, server: str, spec: str, attach_to: str) -> None:
+        run, data = run_from(spec)
+        assert self._dispatcher is not None and self._runner is not None
+        lane = self._dispatcher.servers.lanes.get(server)
+        if lane is None:
+            await self._requeue(job_id, down=0.0)  # a server this process does not know
+            return
+        run.on_start = lambda name, prompt_id: self._started(data, name, prompt_id)
+        timeout = self._dispatcher.config.timeouts.job
+        left = max(float(data["queued_at"]) + timeout - time.time(), 0.001)
+        try:
+            async with asyncio.timeout(left):
+                result = await self._run(run, lane, attach_to)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cancelled(job_id, data))
+            raise
+        except TimeoutError:
+            error = DispatchTimeout(
+                f"no result within {timeout:g} s; it was waiting for {run.waiting_for}",
+                server=run.server,
+                prompt_id=run.prompt_id,
+            )
+            await self._finish(job_id, data, run, error, lane)
+        except DispatchError as error:
+            if is_transient(error) and not self._closing:
+                await self._retry(job_id, lane, error)
+            else:
+                await self._finish(job_id, data, run, error, lane)
+        except Exception as error:  # a bug here must not leave the job taken forever
+            _log.exception("job %s failed in this dispatcher", job_id)
+            failure = DispatchError(f"the dispatcher failed: {type(error).__name__}: {error}")
+            await self._finish(job_id, data, run, failure, lane)
+        else:
+            await self._finish(job_id, data, run, result, lane)
+
+    async def _run(self, run: JobRun, lane: Lane, attach_to: str) -> DispatchResult:
+        """The job run once on its leased server, or attached to its prompt there."""
+        assert self._runner is not None
+        if attach_to:
+            found = await self._runner.attach(run, lane, attach_to)
+            if found is not None:
+                return found
+        return await self._runner._run_on(run, [lane])
+
+    async def _started(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
+        record = record_of(data, JobState.RUNNING, server=server, prompt_id=prompt_id)
+        args = [self.coordination.prefix, data["id"], self.coordination.process, prompt_id]
+        await self.coordination.scripts["STARTED"](args=[*args, record])
+
+    async def _retry(self, job_id: str, lane: Lane, error: DispatchError) -> None:
+        """A failure that may pass: the job goes back to the head of its queue, and its
+        server rests while its breaker is open."""
+        down = 0.0
+        if not isinstance(error, PromptLost) and counts_against_server(error):
+            lane.record_failure(time.monotonic())
+            if lane.tripped:
+                down = max(lane.retry_at - time.monotonic(), 0.0)
+        await self._requeue(job_id, down=down)
+
+    async def _requeue(self, job_id: str, *, down: float) -> None:
+        args = [self.coordination.prefix, job_id, self.coordination.process, int(down * 1000)]
+        await self.coordination.scripts["REQUEUE"](args=args)
+
+    async def _cancelled(self, job_id: str, data: dict[str, Any]) -> None:
+        """Closing: the job goes back to the queue for another process. Else it was
+        cancelled by its caller: it ends so."""
+        with contextlib.suppress(RedisError, OSError):
+            if self._closing:
+                await self._requeue(job_id, down=0.0)
+                return
+            record = record_of(data, JobState.CANCELLED, error="cancelled")
+            await self._end(job_id, "cancelled", "", error_to(asyncio.CancelledError()), record)
+
+    async def _finish(
+        self,
+        job_id: str,
+        data: dict[str, Any],
+        run: JobRun,
+        outcome: DispatchResult | DispatchError,
+        lane: Lane,
+    ) -> None:
+        """End the job once: in Redis (if this process still owns it) and for its caller."""
+        if isinstance(outcome, DispatchResult):
+            record = record_of(data, JobState.DONE, result=outcome)
+            state, result, error = "done", result_to(outcome), ""
+        else:
+            record = record_of(
+                data,
+                JobState.FAILED,
+                server=run.server,
+                prompt_id=run.prompt_id,
+                error=str(outcome),
+            )
+            state, result, error = "failed", "", error_to(outcome)
+        held = json.dumps(sorted(lane.loaded)) if lane.loaded else ""
+        speed = lane.seconds_per_job
+        extra = [held, "" if speed is None else f"{speed:.4f}"]
+        args = self._finish_args(job_id, state, result, error, record, extra)
+        try:
+            owned = bool(await self.coordination.scripts["FINISH"](args=args))
+        except (RedisError, OSError):
+            owned = True  # Redis away: the caller here hears it now, the others later
+            self._end_later(args)
+        if owned:  # not ours if another process took it over: that one delivers it
+            self.coordination.deliver(job_id, outcome)
+
+    def _finish_args(
+        self, job_id: str, state: str, result: str, error: str, record: str, extra: list[str]
+    ) -> list[Any]:
+        from ._coordination import KEEP_SECONDS
+
+        args = [self.coordination.prefix, job_id, self.coordination.process, state, result]
+        return [*args, error, record, *extra, KEEP_SECONDS]
+
+    async def _end(self, job_id: str, state: str, result: str, error: str, record: str) -> None:
+        args = self._finish_args(job_id, state, result, error, record, ["", ""])
+        await self.coordination.scripts["FINISH"](args=args)
+
+    def _end_later(self, args: list[Any]) -> None:
+        """End a job in Redis once it answers again, so that other processes hear of it."""
+
+        async def again() -> None:
+            for attempt in range(10_000):
+                await asyncio.sleep(
+                    min(0.2 * 2 ** min(attempt, 8), self.coordination.heartbeat * 2)
+                )
+                with contextlib.suppress(RedisError, OSError):
+                    await self.coordination.scripts["FINISH"](args=args)
+                    return
+
+        task = asyncio.create_task(again(), name="redis-finish-later")
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    # -- the heartbeat --------------------------------------------------------------------
+
+    async def _beat_loop(self) -> None:
+        while not self._closing:
+            try:
+                await self._beat()
+                self.connected = True
+            except (RedisError, OSError) as error:
+                self.connected = False
+                _log.debug("heartbeat to %s failed: %s", self.coordination.url, error)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.coordination.heartbeat):
+                    await self._stop.wait()
+
+    async def _beat(self) -> None:
+        beat = self.coordination.heartbeat
+        info = json.dumps({"id": self.coordination.process, "since": self._since})
+        leases = [[job_id, server] for job_id, (server, _) in self._running.items()]
+        args: list[Any] = [self.coordination.prefix, self.coordination.process, info]
+        args += [int(beat * _DEAD_BEATS * 1000), int(beat * _LEASE_BEATS * 1000)]
+        alive, dead = await self.coordination.scripts["HEARTBEAT"](args=[*args, json.dumps(leases)])
+        self.processes = [json.loads(x) for x in alive]
+        for process in dead:
+            await self._reap(text(process))
+        assert self.coordination.client is not None
+        speeds = await self.coordination.client.hgetall(self.coordination.key("speed"))
+        self._speeds = {text(k): float(v) for k, v in speeds.items()}
+        await self.coordination.check_waiting()
+
+    async def _reap(self, process: str) -> None:
+        """A dead process's jobs: its prompts on peers attached to, the others queued."""
+        lease_ms = int(self.coordination.heartbeat * _LEASE_BEATS * 1000)
+        args = [self.coordination.prefix, process, self.coordination.process, lease_ms]
+        found = await self.coordination.scripts["REAP"](args=args)
+        for item in found:
+            job_id, server, prompt_id, spec = (text(x) for x in item)
+            _log.info("took over job %s of %s, which stopped", job_id, process)
+            if prompt_id:
+                self._spawn(job_id, server, spec, attach_to=prompt_id)
+            else:
+                await self._requeue(job_id, down=0.0)
