@@ -39,6 +39,7 @@ class RedisServer:
 
     def start(self) -> None:
         assert REDIS_SERVER is not None
+        self.folder.mkdir(parents=True, exist_ok=True)
         persistence = ["yes", "--appendfsync", "always"] if self.persistent else ["no"]
         self._process = subprocess.Popen(
             [
