@@ -24,12 +24,15 @@ from ._rows import (
     row_makespan,
     row_slow_fast,
 )
+from ._shared import rows_shared
 from ._swaps import SEQUENCES, row_swaps
 
 __all__ = ["main"]
 
 
-async def run(quick: bool) -> list[Row]:
+async def run(quick: bool, only: str | None = None) -> list[Row]:
+    if only == "shared":  # the shared queue's rows alone (they start a redis-server)
+        return await rows_shared(40 if quick else 2000)
     q = quick
     steps: list[Callable[[], Awaitable[Row]]] = [
         lambda: row_latency(5 if q else 200),
@@ -48,6 +51,7 @@ async def run(quick: bool) -> list[Row]:
     for step in steps:
         rows.append(await step())
         print(f"  done: {rows[-1].name}", file=sys.stderr, flush=True)
+    rows += await rows_shared(40 if q else 2000)
     return rows
 
 
@@ -67,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m dispatch_core.bench", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="a few jobs a row (a smoke test)")
+    parser.add_argument("--only", choices=["shared"], help="only these rows")
     args = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", file=sys.stderr)
-    print(render(asyncio.run(run(args.quick))))
+    print(render(asyncio.run(run(args.quick, args.only))))
     return 0

@@ -48,6 +48,17 @@ KEEP_SECONDS = 7 * 86400
 RecordListener = Callable[[dict[str, Any]], None]
 
 
+class _Counted(aioredis.Redis):
+    """A Redis client that counts its round trips (each command, each script; a pipeline
+    is counted by its caller), for the benchmark's round trips per job."""
+
+    round_trips = 0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.round_trips += 1
+        return await super().execute_command(*args, **options)
+
+
 class RedisCoordination:
     """Every dispatcher process given the same Redis URL acts as one."""
 
@@ -61,7 +72,7 @@ class RedisCoordination:
         self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_record: RecordListener | None = None
         """Told every job record that changes, in any process (the service's job list)."""
-        self.client: aioredis.Redis | None = None
+        self.client: _Counted | None = None
         self.scripts: dict[str, Any] = {}
         self.journal = RedisJournal(self)
         self.executor = Executor(self)
@@ -70,20 +81,21 @@ class RedisCoordination:
         """Jobs waited for here that are in the queue (a check before is a false alarm)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._dispatcher: Dispatcher | None = None
+        self._pool: aioredis.ConnectionPool | None = None
 
     # -- life -----------------------------------------------------------------------------
 
     async def open(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        self.client = aioredis.from_url(
+        pool = self._pool = aioredis.ConnectionPool.from_url(
             self.url,
             password=os.environ.get("DISPATCH_REDIS_PASSWORD") or None,
             socket_connect_timeout=2.0,
             socket_timeout=10.0,
         )
-        for name in ("ENQUEUE", "TAKE", "STARTED", "FINISH", "REQUEUE", "HEARTBEAT", "REAP"):
-            self.scripts[name] = self.client.register_script(getattr(_scripts, name))
-        self.scripts["CANCEL"] = self.client.register_script(_scripts.CANCEL)
+        client = self.client = _Counted(connection_pool=pool)
+        for name in _scripts.__all__:
+            self.scripts[name] = client.register_script(getattr(_scripts, name))
         dispatcher.journal = self.journal
         dispatcher._runner.journal = self.journal
         self.executor.start(dispatcher)
@@ -100,12 +112,20 @@ class RedisCoordination:
             with contextlib.suppress(RedisError, OSError):
                 await self.client.delete(self.key("proc", self.process))
             await self.client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         self.client = None
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
+
+    @property
+    def round_trips(self) -> int:
+        """Commands and scripts sent to Redis so far by this process."""
+        return self.client.round_trips if self.client is not None else 0
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -179,10 +199,15 @@ class RedisCoordination:
         """Jobs waited for here whose end was missed, or which Redis forgot (restarted
         without persistence): told, or queued again."""
         assert self.client is not None
-        for job_id, (run, future) in list(self._waiting.items()):
-            if future.done() or job_id not in self._queued:
+        waiting = [(i, run) for i, (run, f) in self._waiting.items() if i in self._queued]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id, _ in waiting:
+                pipe.hget(self.key("job", job_id), "state")
+            states = await pipe.execute() if waiting else []
+        self.client.round_trips += 1
+        for (job_id, run), state in zip(waiting, states, strict=True):
+            if job_id not in self._waiting:
                 continue
-            state = await self.client.hget(self.key("job", job_id), "state")
             if state is None:
                 _log.warning("job %s was forgotten by the queue: queued again", job_id)
                 await self._enqueue(run)
