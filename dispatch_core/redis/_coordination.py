@@ -22,6 +22,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from ..errors import QueueUnreachable
@@ -70,6 +72,8 @@ class RedisCoordination:
         self.heartbeat = heartbeat
         """Seconds between heartbeats; a process silent for three is taken as dead."""
         self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.on_queued: Callable[[str], None] | None = None
+        """Told each job id of this process once it is in the queue."""
         self.on_record: RecordListener | None = None
         """Told every job record that changes, in any process (the service's job list)."""
         self.client: _Counted | None = None
@@ -87,8 +91,15 @@ class RedisCoordination:
 
     async def open(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        pool = self._pool = aioredis.ConnectionPool.from_url(
+        # Jobs submitted at once share a few connections, waiting their turn for one. A
+        # command cut off (Redis restarted) is sent again: each step is safe to repeat, or
+        # its lost answer is found by the heartbeat (see `Executor._orphans`).
+        pool = self._pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
+            max_connections=32,
+            timeout=10,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+            health_check_interval=1,
             password=os.environ.get("DISPATCH_REDIS_PASSWORD") or None,
             socket_connect_timeout=2.0,
             socket_timeout=10.0,
@@ -144,6 +155,8 @@ class RedisCoordination:
         try:
             await self._enqueue(run)
             self._queued.add(run.job_id)
+            if self.on_queued is not None:
+                self.on_queued(run.job_id)
             return await future
         except asyncio.CancelledError:
             with contextlib.suppress(RedisError, OSError):

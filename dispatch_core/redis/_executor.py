@@ -66,6 +66,9 @@ class Executor:
         self._speeds: dict[str, float] = {}
         """Server → seconds of its last warm job, as every process measured it."""
         self._later: set[asyncio.Task[None]] = set()
+        self._ending: set[str] = set()
+        """Jobs whose end or requeue waits for Redis to answer again."""
+        self._suspects: set[str] = set()
         """Ends of jobs that Redis did not take when they came: tried again until it does."""
 
     def start(self, dispatcher: Dispatcher) -> None:
@@ -209,7 +212,10 @@ class Executor:
     async def _started(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
         record = record_of(data, JobState.RUNNING, server=server, prompt_id=prompt_id)
         args = [self.coordination.prefix, data["id"], self.coordination.process, prompt_id]
-        await self.coordination.scripts["STARTED"](args=[*args, record])
+        try:
+            await self.coordination.scripts["STARTED"](args=[*args, record])
+        except (RedisError, OSError):  # the job runs on; should this process die, it runs again
+            _log.warning("could not record prompt %s of job %s", prompt_id, data["id"])
 
     async def _retry(self, job_id: str, lane: Lane, error: DispatchError) -> None:
         """A failure that may pass: the job goes back to the head of its queue, and its
@@ -223,7 +229,10 @@ class Executor:
 
     async def _requeue(self, job_id: str, *, down: float) -> None:
         args = [self.coordination.prefix, job_id, self.coordination.process, int(down * 1000)]
-        await self.coordination.scripts["REQUEUE"](args=args)
+        try:
+            await self.coordination.scripts["REQUEUE"](args=args)
+        except (RedisError, OSError):
+            self._later_script("REQUEUE", args, job_id)
 
     async def _cancelled(self, job_id: str, data: dict[str, Any]) -> None:
         """Closing: the job goes back to the queue for another process. Else it was
@@ -264,7 +273,7 @@ class Executor:
             owned = bool(await self.coordination.scripts["FINISH"](args=args))
         except (RedisError, OSError):
             owned = True  # Redis away: the caller here hears it now, the others later
-            self._end_later(args)
+            self._later_script("FINISH", args, job_id)
         if owned:  # not ours if another process took it over: that one delivers it
             self.coordination.deliver(job_id, outcome)
 
@@ -280,8 +289,9 @@ class Executor:
         args = self._finish_args(job_id, state, result, error, record, ["", ""])
         await self.coordination.scripts["FINISH"](args=args)
 
-    def _end_later(self, args: list[Any]) -> None:
-        """End a job in Redis once it answers again, so that other processes hear of it."""
+    def _later_script(self, name: str, args: list[Any], job_id: str) -> None:
+        """Run a step (a job's end, its requeue) once Redis answers again, so that the
+        other processes hear of it; this process owns the job until then."""
 
         async def again() -> None:
             for attempt in range(10_000):
@@ -289,10 +299,12 @@ class Executor:
                     min(0.2 * 2 ** min(attempt, 8), self.coordination.heartbeat * 2)
                 )
                 with contextlib.suppress(RedisError, OSError):
-                    await self.coordination.scripts["FINISH"](args=args)
+                    await self.coordination.scripts[name](args=args)
+                    self._ending.discard(job_id)
                     return
 
-        task = asyncio.create_task(again(), name="redis-finish-later")
+        self._ending.add(job_id)
+        task = asyncio.create_task(again(), name=f"redis-later-{name}")
         self._later.add(task)
         task.add_done_callback(self._later.discard)
 
@@ -316,14 +328,26 @@ class Executor:
         leases = [[job_id, server] for job_id, (server, _) in self._running.items()]
         args: list[Any] = [self.coordination.prefix, self.coordination.process, info]
         args += [int(beat * _DEAD_BEATS * 1000), int(beat * _LEASE_BEATS * 1000)]
-        alive, dead = await self.coordination.scripts["HEARTBEAT"](args=[*args, json.dumps(leases)])
+        found = await self.coordination.scripts["HEARTBEAT"](args=[*args, json.dumps(leases)])
+        alive, dead, held = found
         self.processes = [json.loads(x) for x in alive]
+        await self._orphans({text(x) for x in held})
         for process in dead:
             await self._reap(text(process))
         assert self.coordination.client is not None
         speeds = await self.coordination.client.hgetall(self.coordination.key("speed"))
         self._speeds = {text(k): float(v) for k, v in speeds.items()}
         await self.coordination.check_waiting()
+
+    async def _orphans(self, held: set[str]) -> None:
+        """Jobs Redis says this process took that it does not run: a take whose answer was
+        lost with its connection. Seen so twice in a row (not a take on its way back),
+        they go back to the queue."""
+        orphans = held - set(self._running) - self._ending
+        for job_id in orphans & self._suspects:
+            _log.warning("job %s was taken but its answer lost: queued again", job_id)
+            await self._requeue(job_id, down=0.0)
+        self._suspects = orphans
 
     async def _reap(self, process: str) -> None:
         """A dead process's jobs: its prompts on peers attached to, the others queued."""
