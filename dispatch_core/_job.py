@@ -55,6 +55,9 @@ class JobRun:
         self.on_start: Callable[[str, str], Awaitable[None]] | None = None
         """Awaited with (server, prompt id) before the prompt is sent: a shared queue
         records where it goes, so that another process can attach to it."""
+        self.on_peer_done: Callable[[], None] | None = None
+        """Called when the peer has finished the prompt, before its outputs are read: a
+        shared queue gives the server's slot back then, as the local lanes do."""
         self.on_progress = on_progress
         self.handle = handle
         self.builder = _checked_builder(spec)

@@ -36,6 +36,7 @@ export function createPanel(host) {
     status: {},
     templates: [],
     jobs: [],
+    queue: null, // {backend, url?, process?, processes: [{id, since}]}: who shares the queue
     editing: null, // server name being edited, or "" for a new one
     openTemplate: null, // {name, detail, rows: [[parameter, targets]]}
     renaming: null, // template name being renamed

@@ -69,6 +69,8 @@ class Executor:
         self._ending: set[str] = set()
         """Jobs whose end or requeue waits for Redis to answer again."""
         self._suspects: set[str] = set()
+        self._released: set[str] = set()
+        """Running jobs whose peer is done: their slot is given back, not renewed."""
         """Ends of jobs that Redis did not take when they came: tried again until it does."""
 
     def start(self, dispatcher: Dispatcher) -> None:
@@ -161,7 +163,11 @@ class Executor:
     def _spawn(self, job_id: str, server: str, spec: str, attach_to: str = "") -> None:
         task = asyncio.create_task(self._execute(job_id, server, spec, attach_to))
         self._running[job_id] = (server, task)
-        task.add_done_callback(lambda _: self._running.pop(job_id, None))
+        task.add_done_callback(lambda _: self._ended(job_id))
+
+    def _ended(self, job_id: str) -> None:
+        self._running.pop(job_id, None)
+        self._released.discard(job_id)
 
     # -- running --------------------------------------------------------------------------
 
@@ -173,6 +179,7 @@ class Executor:
             await self._requeue(job_id, down=0.0)  # a server this process does not know
             return
         run.on_start = lambda name, prompt_id: self._started(data, name, prompt_id)
+        run.on_peer_done = lambda: self._release(job_id, server)
         timeout = self._dispatcher.config.timeouts.job
         left = max(float(data["queued_at"]) + timeout - time.time(), 0.001)
         try:
@@ -208,6 +215,21 @@ class Executor:
             if found is not None:
                 return found
         return await self._runner._run_on(run, [lane])
+
+    def _release(self, job_id: str, server: str) -> None:
+        """Give the job's slot back as soon as the peer is done with it (no more renewals);
+        the next job is taken at once."""
+        self._released.add(job_id)
+        args = [self.coordination.prefix, job_id, self.coordination.process, server]
+
+        async def release() -> None:
+            with contextlib.suppress(RedisError, OSError):  # else the lease lapses
+                await self.coordination.scripts["RELEASE"](args=args)
+            self.wake()
+
+        task = asyncio.create_task(release(), name=f"redis-release-{job_id}")
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     async def _started(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
         record = record_of(data, JobState.RUNNING, server=server, prompt_id=prompt_id)
@@ -325,7 +347,9 @@ class Executor:
     async def _beat(self) -> None:
         beat = self.coordination.heartbeat
         info = json.dumps({"id": self.coordination.process, "since": self._since})
-        leases = [[job_id, server] for job_id, (server, _) in self._running.items()]
+        leases = [
+            [i, server] for i, (server, _) in self._running.items() if i not in self._released
+        ]
         args: list[Any] = [self.coordination.prefix, self.coordination.process, info]
         args += [int(beat * _DEAD_BEATS * 1000), int(beat * _LEASE_BEATS * 1000)]
         found = await self.coordination.scripts["HEARTBEAT"](args=[*args, json.dumps(leases)])

@@ -27,7 +27,17 @@ for every change of a job, `{"t": "wake"}` when a slot or a job turns up, and
 
 from __future__ import annotations
 
-__all__ = ["CANCEL", "ENQUEUE", "FINISH", "HEARTBEAT", "REAP", "REQUEUE", "STARTED", "TAKE"]
+__all__ = [
+    "CANCEL",
+    "ENQUEUE",
+    "FINISH",
+    "HEARTBEAT",
+    "REAP",
+    "RELEASE",
+    "REQUEUE",
+    "STARTED",
+    "TAKE",
+]
 
 _NOW = """
 local clock = redis.call('TIME')
@@ -157,6 +167,16 @@ redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
 return 1
 """
 )
+
+RELEASE = """
+-- ARGV: prefix, id, process, server. The peer is done with the job's prompt: its slot
+-- is free for the next job while this process reads the outputs.
+local p, id = ARGV[1], ARGV[2]
+if redis.call('HGET', p .. 'job:' .. id, 'owner') ~= ARGV[3] then return 0 end
+redis.call('ZREM', p .. 'slots:' .. ARGV[4], id)
+redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
+return 1
+"""
 
 REQUEUE = """
 -- ARGV: prefix, id, process, down_ms (0: none). Back to the head of its queue, in its
