@@ -97,7 +97,7 @@ class RedisCoordination:
         pool = self._pool = aioredis.BlockingConnectionPool.from_url(
             self.url,
             max_connections=32,
-            timeout=10,
+            timeout=None,  # a job waits its turn; its own timeout bounds it
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
             health_check_interval=1,
             password=os.environ.get("DISPATCH_REDIS_PASSWORD") or None,

@@ -180,7 +180,7 @@ class Executor:
             return
         run.on_start = lambda name, prompt_id: self._started(data, name, prompt_id)
         run.on_peer_done = lambda: self._release(job_id, server)
-        timeout = self._dispatcher.config.timeouts.job
+        timeout = data.get("timeout") or self._dispatcher.config.timeouts.job
         left = max(float(data["queued_at"]) + timeout - time.time(), 0.001)
         try:
             async with asyncio.timeout(left):

@@ -44,6 +44,7 @@ async def spec_of(run: JobRun) -> str:
             "server": spec.server,
             "label": spec.label,
             "output_node": spec.output_node,
+            "timeout": spec.timeout,
             "workflow": dict(run.builder.view()),
             "uploads": uploads,
             "request_key": run.request_key,
