@@ -31,7 +31,6 @@ from ..job import JobState
 from ..result import DispatchResult
 from . import _scripts
 from ._executor import Executor
-from ._journal import RedisJournal
 from ._wire import error_from, record_of, spec_of, text
 
 if TYPE_CHECKING:
@@ -42,6 +41,8 @@ __all__ = ["RedisCoordination"]
 
 _log = logging.getLogger("dispatch_core.redis")
 
+_WAKE = b'{"t":"wake"}'
+_JOB = b'{"t":"job","id":"'
 RECENT = 1000
 """Job records kept for the panels' lists, newest first."""
 KEEP_SECONDS = 7 * 86400
@@ -78,7 +79,6 @@ class RedisCoordination:
         """Told every job record that changes, in any process (the service's job list)."""
         self.client: _Counted | None = None
         self.scripts: dict[str, Any] = {}
-        self.journal = RedisJournal(self)
         self.executor = Executor(self)
         self._waiting: dict[str, tuple[JobRun, asyncio.Future[DispatchResult]]] = {}
         self._queued: set[str] = set()
@@ -107,8 +107,7 @@ class RedisCoordination:
         client = self.client = _Counted(connection_pool=pool)
         for name in _scripts.__all__:
             self.scripts[name] = client.register_script(getattr(_scripts, name))
-        dispatcher.journal = self.journal
-        dispatcher._runner.journal = self.journal
+        dispatcher._runner.journal = None  # the queue journals: ENQUEUE and STARTED
         self.executor.start(dispatcher)
         self._tasks = [asyncio.create_task(self._listen(), name="redis-events")]
 
@@ -153,7 +152,12 @@ class RedisCoordination:
         future = asyncio.get_running_loop().create_future()
         self._waiting[run.job_id] = (run, future)
         try:
-            await self._enqueue(run)
+            sent = await self._enqueue(run, look=True)
+            if sent is not None:  # the same request was sent before, by any process
+                found = await self.executor.attach(run, *sent)
+                if found is not None:
+                    return found
+                await self._enqueue(run, look=False)
             self._queued.add(run.job_id)
             if self.on_queued is not None:
                 self.on_queued(run.job_id)
@@ -166,7 +170,9 @@ class RedisCoordination:
             self._waiting.pop(run.job_id, None)
             self._queued.discard(run.job_id)
 
-    async def _enqueue(self, run: JobRun) -> None:
+    async def _enqueue(self, run: JobRun, *, look: bool = False) -> tuple[str, str] | None:
+        """Queue the job; with `look`, first ask the journal: the server and prompt id of
+        the same request sent before, if any (then nothing is queued)."""
         spec = await spec_of(run)
         data = json.loads(spec)
         queue = f"server:{run.spec.server}" if run.spec.server else run.spec.route
@@ -174,11 +180,21 @@ class RedisCoordination:
         models = json.dumps(sorted(run.needs.model_files))
         record = record_of(data, JobState.QUEUED, server=run.spec.server)
         args = [self.prefix, run.job_id, queue, spec, servers, models, record, run.queued, RECENT]
+        args += [run.request_key, "1" if look else "0"]
         try:
-            await self.scripts["ENQUEUE"](args=args)
+            answer = await self.scripts["ENQUEUE"](args=args)
         except (RedisError, OSError) as error:
             raise self.unreachable(error) from None
+        if isinstance(answer, list):
+            server, prompt_id, _ = text(answer[1]).split("\n")
+            return server, prompt_id
         self.executor.wake()
+        return None
+
+    def local_run(self, job_id: str) -> JobRun | None:
+        """The job's own JobRun, when it was submitted here (no need to rebuild it)."""
+        waiting = self._waiting.get(job_id)
+        return waiting[0] if waiting is not None else None
 
     def unreachable(self, error: BaseException) -> QueueUnreachable:
         return QueueUnreachable(
@@ -266,7 +282,20 @@ class RedisCoordination:
             self.executor.wake()
             async for message in pubsub.listen():
                 if message.get("type") == "message":
-                    await self._on_event(json.loads(message["data"]))
+                    await self._on_message(message["data"])
+
+    async def _on_message(self, raw: bytes) -> None:
+        """One event; read whole only when someone here needs it (a job's end, waited for
+        here, or a record for the panels): every job sends a few of them to every process."""
+        if raw == _WAKE:
+            self.executor.wake()
+            return
+        if self.on_record is None and raw.startswith(_JOB):
+            job_id = raw[len(_JOB) : raw.find(b'"', len(_JOB))].decode()
+            waiting = self._waiting.get(job_id)
+            if waiting is None or waiting[1].done():
+                return
+        await self._on_event(json.loads(raw))
 
     async def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("t")

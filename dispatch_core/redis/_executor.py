@@ -27,7 +27,7 @@ from .._runner import Runner
 from ..errors import DispatchError, DispatchTimeout, PromptLost
 from ..job import JobState
 from ..result import DispatchResult
-from ._wire import error_to, record_of, result_to, run_from, text
+from ._wire import data_of, error_to, record_of, result_to, run_from, text
 
 if TYPE_CHECKING:
     from .._dispatcher import Dispatcher
@@ -75,7 +75,7 @@ class Executor:
 
     def start(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        runner = Runner(dispatcher.servers, self.coordination.journal)
+        runner = Runner(dispatcher.servers, None)  # STARTED journals each prompt
         runner.affinity = False  # the queue chose the server: no plan to wait for here
         runner.counts = dispatcher.counts
         self._runner = runner
@@ -171,8 +171,18 @@ class Executor:
 
     # -- running --------------------------------------------------------------------------
 
+    async def attach(self, run: JobRun, server: str, prompt_id: str) -> DispatchResult | None:
+        """The result of the same request's prompt, sent before by any process, if its
+        peer still has it and the job may use that server; else None."""
+        assert self._dispatcher is not None and self._runner is not None
+        lane = self._dispatcher.servers.lanes.get(server)
+        if lane is None or lane not in run.lanes:
+            return None
+        return await self._runner.attach(run, lane, prompt_id)
+
     async def _execute(self, job_id: str, server: str, spec: str, attach_to: str) -> None:
-        run, data = run_from(spec)
+        local = self.coordination.local_run(job_id)  # submitted here: no need to rebuild it
+        run, data = (local, data_of(local)) if local is not None else run_from(spec)
         assert self._dispatcher is not None and self._runner is not None
         lane = self._dispatcher.servers.lanes.get(server)
         if lane is None:
@@ -233,9 +243,12 @@ class Executor:
 
     async def _started(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
         record = record_of(data, JobState.RUNNING, server=server, prompt_id=prompt_id)
+        from ._coordination import KEEP_SECONDS
+
         args = [self.coordination.prefix, data["id"], self.coordination.process, prompt_id]
+        args += [record, data["request_key"], f"{server}\n{prompt_id}\n{time.time()}"]
         try:
-            await self.coordination.scripts["STARTED"](args=[*args, record])
+            await self.coordination.scripts["STARTED"](args=[*args, KEEP_SECONDS])
         except (RedisError, OSError):  # the job runs on; should this process die, it runs again
             _log.warning("could not record prompt %s of job %s", prompt_id, data["id"])
 

@@ -18,7 +18,8 @@ trip. Keys, all under one prefix (`dispatch:` by default):
     proc:{process}       its heartbeat (what it is), expiring unless renewed
     procs                SET of the processes seen
     recent               ZSET of job ids by arrival, for the panels' job lists
-    journal:{request}    `server prompt_id` of a request sent before
+    journal:{request}    `server prompt_id time` of a request sent before, written by
+                         STARTED and looked up by ENQUEUE: a repeat attaches to it
 
 Events go out on the channel `{prefix}events` as JSON: `{"t": "job", "id", "record"}`
 for every change of a job, `{"t": "wake"}` when a slot or a job turns up, and
@@ -53,8 +54,13 @@ end
 ENQUEUE = (
     _JOB_EVENT
     + """
--- ARGV: prefix, id, queue, spec, servers, models, record, queued_at, keep
+-- ARGV: prefix, id, queue, spec, servers, models, record, queued_at, keep, request key,
+-- look ('1': a request sent before answers {'journal', 'server prompt_id time'} instead)
 local p, id = ARGV[1], ARGV[2]
+if ARGV[11] == '1' then
+  local sent = redis.call('GET', p .. 'journal:' .. ARGV[10])
+  if sent then return {'journal', sent} end
+end
 local seq = redis.call('INCR', p .. 'seq')
 redis.call('HSET', p .. 'job:' .. id, 'spec', ARGV[4], 'seq', seq, 'queue', ARGV[3],
   'servers', ARGV[5], 'models', ARGV[6], 'state', 'queued', 'owner', '', 'record', ARGV[7])
@@ -131,11 +137,13 @@ return {best, best_server, redis.call('HGET', job, 'spec')}
 STARTED = (
     _JOB_EVENT
     + """
--- ARGV: prefix, id, process, prompt_id, record. Before the prompt is sent: where it goes.
+-- ARGV: prefix, id, process, prompt_id, record, request key, journal entry, keep seconds.
+-- Before the prompt is sent: where it goes, for a process taking over and for a repeat.
 local p, id = ARGV[1], ARGV[2]
 local job = p .. 'job:' .. id
 if redis.call('HGET', job, 'owner') ~= ARGV[3] then return 0 end
 redis.call('HSET', job, 'state', 'running', 'prompt_id', ARGV[4], 'record', ARGV[5])
+redis.call('SET', p .. 'journal:' .. ARGV[6], ARGV[7], 'EX', ARGV[8])
 job_event(p, id, ARGV[5])
 return 1
 """
@@ -154,8 +162,9 @@ redis.call('HSET', job, 'state', ARGV[4], 'result', ARGV[5], 'error', ARGV[6],
   'record', ARGV[7], 'owner', '')
 redis.call('EXPIRE', job, tonumber(ARGV[10]))
 redis.call('SREM', p .. 'running:' .. me, id)
+local freed = 0
 if server then
-  redis.call('ZREM', p .. 'slots:' .. server, id)
+  freed = redis.call('ZREM', p .. 'slots:' .. server, id)
   if ARGV[8] ~= '' then
     redis.call('DEL', p .. 'held:' .. server)
     for _, m in ipairs(cjson.decode(ARGV[8])) do redis.call('SADD', p .. 'held:' .. server, m) end
@@ -163,7 +172,7 @@ if server then
   if ARGV[9] ~= '' then redis.call('HSET', p .. 'speed', server, ARGV[9]) end
 end
 job_event(p, id, ARGV[7])
-redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
+if freed == 1 then redis.call('PUBLISH', p .. 'events', '{"t":"wake"}') end
 return 1
 """
 )

@@ -22,7 +22,7 @@ from ..job import JobSpec, JobState
 from ..result import DispatchResult
 from ..workflow import WorkflowBuilder
 
-__all__ = ["error_from", "error_to", "record_of", "run_from", "spec_of", "text"]
+__all__ = ["data_of", "error_from", "error_to", "record_of", "run_from", "spec_of", "text"]
 
 
 async def spec_of(run: JobRun) -> str:
@@ -51,6 +51,19 @@ async def spec_of(run: JobRun) -> str:
             "queued_at": run.queued,
         }
     )
+
+
+def data_of(run: JobRun) -> dict[str, Any]:
+    """What the records of a job need, from its own JobRun (submitted in this process)."""
+    spec = run.spec
+    return {
+        "id": run.job_id,
+        "route": spec.route,
+        "label": spec.label,
+        "queued_at": run.queued,
+        "timeout": spec.timeout,
+        "request_key": run.request_key,
+    }
 
 
 def run_from(text: str | bytes) -> tuple[JobRun, dict[str, Any]]:
