@@ -128,15 +128,16 @@ class Executor:
                 async with asyncio.timeout(self.coordination.heartbeat / 2):
                     await self._wake.wait()  # a slot freed, a job came, or a lease lapsed
 
-    async def _take(self) -> str | None:
-        """One job for a free slot here, started; None if there is none to take."""
+    async def _take(self, release: tuple[str, str] | None = None) -> str | None:
+        """One job for a free slot here, started; None if there is none to take. With
+        `release` (a job id, its server), that job's slot is given back first."""
         servers = self._offered()
-        if not servers:
+        if not servers and release is None:
             return None
         queues = self._queues()
         lease_ms = int(self.coordination.heartbeat * _LEASE_BEATS * 1000)
-        args = [self.coordination.prefix, self.coordination.process, lease_ms]
-        args += [json.dumps(queues), json.dumps(servers)]
+        args: list[Any] = [self.coordination.prefix, self.coordination.process, lease_ms]
+        args += [json.dumps(queues), json.dumps(servers), *(release or ())]
         self.takes += 1
         found = await self.coordination.scripts["TAKE"](args=args)
         if not found:
@@ -188,7 +189,7 @@ class Executor:
         if lane is None:
             await self._requeue(job_id, down=0.0)  # a server this process does not know
             return
-        run.on_start = lambda name, prompt_id: self._started(data, name, prompt_id)
+        run.on_start = lambda name, prompt_id: self._started_soon(data, name, prompt_id)
         run.on_peer_done = lambda: self._release(job_id, server)
         timeout = data.get("timeout") or self._dispatcher.config.timeouts.job
         left = max(float(data["queued_at"]) + timeout - time.time(), 0.001)
@@ -230,14 +231,24 @@ class Executor:
         """Give the job's slot back as soon as the peer is done with it (no more renewals);
         the next job is taken at once."""
         self._released.add(job_id)
-        args = [self.coordination.prefix, job_id, self.coordination.process, server]
 
         async def release() -> None:
-            with contextlib.suppress(RedisError, OSError):  # else the lease lapses
-                await self.coordination.scripts["RELEASE"](args=args)
-            self.wake()
+            try:  # the slot given back and the next job taken, in one trip
+                taken = await self._take(release=(job_id, server))
+            except (RedisError, OSError):
+                taken = None  # the lease lapses instead
+            if taken is not None:
+                self.wake()  # there may be more to take
 
         task = asyncio.create_task(release(), name=f"redis-release-{job_id}")
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _started_soon(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
+        """Record where the prompt goes beside sending it, not before: a round trip less
+        before each prompt. Should this process die in the few milliseconds between,
+        the job runs again (at least once) rather than being attached to."""
+        task = asyncio.create_task(self._started(data, server, prompt_id))
         self._later.add(task)
         task.add_done_callback(self._later.discard)
 

@@ -34,7 +34,6 @@ __all__ = [
     "FINISH",
     "HEARTBEAT",
     "REAP",
-    "RELEASE",
     "REQUEUE",
     "STARTED",
     "TAKE",
@@ -77,9 +76,16 @@ TAKE = (
     _NOW
     + """
 -- ARGV: prefix, process, lease_ms, queues (JSON list), servers (JSON [[name, max]...]
--- in this process's order of preference). Takes the oldest head of the queues that has a
--- free, allowed server: one holding the job's models if any is free, else the first.
+-- in this process's order of preference), and optionally the id and server of a job of
+-- this process whose peer is done, whose slot is given back first (one trip for both).
+-- Takes the oldest head of the queues that has a free, allowed server: one holding the
+-- job's models if any is free, else the first.
 local p, me = ARGV[1], ARGV[2]
+if ARGV[6] and redis.call('HGET', p .. 'job:' .. ARGV[6], 'owner') == me then
+  if redis.call('ZREM', p .. 'slots:' .. ARGV[7], ARGV[6]) == 1 then
+    redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
+  end
+end
 local servers = cjson.decode(ARGV[5])
 local free = {}
 for _, s in ipairs(servers) do
@@ -139,11 +145,13 @@ STARTED = (
     + """
 -- ARGV: prefix, id, process, prompt_id, record, request key, journal entry, keep seconds.
 -- Before the prompt is sent: where it goes, for a process taking over and for a repeat.
+-- (It may come after the job's end, whose FINISH went by another connection: then only
+-- the journal is written.)
 local p, id = ARGV[1], ARGV[2]
 local job = p .. 'job:' .. id
+redis.call('SET', p .. 'journal:' .. ARGV[6], ARGV[7], 'EX', ARGV[8])
 if redis.call('HGET', job, 'owner') ~= ARGV[3] then return 0 end
 redis.call('HSET', job, 'state', 'running', 'prompt_id', ARGV[4], 'record', ARGV[5])
-redis.call('SET', p .. 'journal:' .. ARGV[6], ARGV[7], 'EX', ARGV[8])
 job_event(p, id, ARGV[5])
 return 1
 """
@@ -176,16 +184,6 @@ if freed == 1 then redis.call('PUBLISH', p .. 'events', '{"t":"wake"}') end
 return 1
 """
 )
-
-RELEASE = """
--- ARGV: prefix, id, process, server. The peer is done with the job's prompt: its slot
--- is free for the next job while this process reads the outputs.
-local p, id = ARGV[1], ARGV[2]
-if redis.call('HGET', p .. 'job:' .. id, 'owner') ~= ARGV[3] then return 0 end
-redis.call('ZREM', p .. 'slots:' .. ARGV[4], id)
-redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
-return 1
-"""
 
 REQUEUE = """
 -- ARGV: prefix, id, process, down_ms (0: none). Back to the head of its queue, in its
