@@ -48,6 +48,10 @@ class Coordination(Protocol):
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest job records of every process, oldest first; [] if unreachable."""
 
+    async def record(self, job_id: str) -> dict[str, Any] | None:
+        """One job's record as the queue has it, whichever process ran it; None if unknown
+        (or the queue cannot be reached)."""
+
     def describe(self) -> dict[str, Any]:
         """For the status route and the panel: the backend, this process, the others."""
 

@@ -325,7 +325,10 @@ class RedisCoordination:
 
     async def record(self, job_id: str) -> dict[str, Any] | None:
         """One job's record, from whichever process ran it."""
-        if self.client is None:
+        if self.client is None or len(job_id) > 100:
             return None
-        found = await self.client.hget(self.key("job", job_id), "record")
+        try:
+            found = await self.client.hget(self.key("job", job_id), "record")
+        except (RedisError, OSError):
+            return None  # what this process holds is all it can tell
         return json.loads(found) if found else None

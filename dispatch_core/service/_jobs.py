@@ -99,7 +99,7 @@ class Jobs:
     async def cancel(self, job_id: str, *, grace: float = 10.0) -> JobRecord:
         """Stop a queued or running job (its prompt interrupted on the peer); its record,
         cancelled once the job has let go (at most `grace` seconds later)."""
-        record = self.record(job_id)
+        record = await self.find(job_id)
         handle = self._handles.get(job_id)
         shared = (await self._ready()).coordination
         if handle is None and shared is not None and not record.terminal:
@@ -180,6 +180,17 @@ class Jobs:
             raise NotFound(f"no job {job_id[:100]!r}", field="id")
         return record
 
+    async def find(self, job_id: str) -> JobRecord:
+        """A job's record: kept here, or, with a shared queue, the queue's (a job of
+        another process, or one older than the list kept here)."""
+        record = self.activity.get(job_id)
+        wanted = record is None and self.activity.shared
+        shared = (await self._ready()).coordination if wanted else None
+        found = await shared.record(job_id) if shared is not None else None
+        if found is not None:
+            return JobRecord.from_dict(found)
+        return self.record(job_id)
+
     async def open_file(
         self, job_id: str, index: int
     ) -> tuple[AbstractAsyncContextManager[Download], str]:
@@ -187,7 +198,7 @@ class Jobs:
 
         Only that server is asked, under the name it gave: the file is that server's own.
         """
-        record = self.record(job_id)
+        record = await self.find(job_id)
         if not 0 <= index < len(record.files):
             raise NotFound(f"job {job_id} has {len(record.files)} files", field="index")
         output = record.files[index]
