@@ -10,6 +10,7 @@ only when the config names it, so that the local backend never imports a Redis c
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,6 +42,9 @@ class Coordination(Protocol):
 
     async def run(self, run: JobRun) -> DispatchResult:
         """Queue the job for every process, and its result once one of them ran it."""
+
+    async def queued(self, job_id: str, ended: asyncio.Future[Any]) -> None:
+        """Until the job submitted here is in the queue, or `ended` (it failed before)."""
 
     async def cancel(self, job_id: str) -> bool:
         """Stop a job wherever it waits or runs; False if it had ended or is unknown."""

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
 import local_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +75,9 @@ class Serve:
 
 
 def shared_config(peer_urls: list[str], redis_url: str, *, max_in_flight: int) -> dict[str, Any]:
-    servers = {f"p{i}": {"url": url, "max_in_flight": max_in_flight} for i, url in enumerate(peer_urls)}
+    servers = {
+        f"p{i}": {"url": url, "max_in_flight": max_in_flight} for i, url in enumerate(peer_urls)
+    }
     return {
         "servers": servers,
         "routes": {"pool": list(servers)},

@@ -17,14 +17,14 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+from dispatchers import Serve, shared_config
+from redis_server import RedisServer, need_redis
 
 from dispatch_core import Config, Dispatcher, DispatchResult, JobSpec
 from dispatch_core.testing import FakePeer
 from dispatch_core.testing._png import decode_png
 
 import workflows
-from dispatchers import Serve, shared_config
-from redis_server import RedisServer, need_redis
 
 JOBS = int(os.environ.get("DISPATCH_REDIS_CHAOS_JOBS", "200"))
 MAX_ACTIONS = 8
@@ -66,9 +66,7 @@ async def test_killed_dispatchers_and_a_restarted_redis_lose_no_job(
     rng = random.Random(seed)
     with RedisServer(tmp_path / "redis", persistent=True) as redis:
         async with AsyncExitStack() as stack:
-            peers = [
-                await stack.enter_async_context(FakePeer(job_seconds=0.1)) for _ in range(4)
-            ]
+            peers = [await stack.enter_async_context(FakePeer(job_seconds=0.1)) for _ in range(4)]
             config = shared_config([p.url for p in peers], redis.url, max_in_flight=2)
             serves = [await Serve(tmp_path / f"s{i}", config).start() for i in range(2)]
             try:

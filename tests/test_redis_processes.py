@@ -9,16 +9,18 @@ import json
 import os
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from dispatchers import Serve, shared_config
+from redis_server import RedisServer, need_redis
 
+from dispatch_core import Config, Dispatcher
 from dispatch_core.testing import FakePeer
 from dispatch_core.testing._png import decode_png
 
 import workflows
-from dispatchers import Serve, shared_config
-from redis_server import RedisServer, need_redis
 
 JOBS = int(os.environ.get("DISPATCH_REDIS_JOBS", "500"))
 """The issue's count; a smaller one for a quick run."""
@@ -116,3 +118,56 @@ async def test_three_processes_four_peers_every_job_once(
             f"\nshared queue: {JOBS} jobs, {PROCESSES} dispatchers, {PEERS} peers; "
             f"prompts received {received}, most held at once per peer {most}"
         )
+
+
+async def job_events(pubsub: Any, ids: set[str], state: str, count: int) -> None:
+    """Until `count` of the jobs `ids` have been announced in `state` on the queue."""
+    seen: set[str] = set()
+    async for message in pubsub.listen():
+        if message.get("type") != "message":
+            continue
+        event = json.loads(message["data"])
+        if event.get("t") == "job" and event["id"] in ids and event["record"]["state"] == state:
+            seen.add(event["id"])
+            if len(seen) >= count:
+                return
+
+
+@pytest.mark.timeout(120)
+async def test_a_killed_dispatchers_jobs_are_taken_over_and_its_prompts_attached(
+    tmp_path: Path,
+) -> None:
+    need_redis()
+    import redis.asyncio as aioredis
+
+    with RedisServer(tmp_path / "redis") as redis:
+        async with AsyncExitStack() as stack:
+            peers = [await stack.enter_async_context(FakePeer(job_seconds=1.0)) for _ in range(2)]
+            config = shared_config([p.url for p in peers], redis.url, max_in_flight=1)
+            config["timeouts"]["job"] = 10  # a job not taken over in time fails: bounded
+            client = aioredis.from_url(redis.url)
+            stack.push_async_callback(client.aclose)
+            pubsub = await stack.enter_async_context(client.pubsub())
+            await pubsub.subscribe("dispatch:events")
+            doomed = await Serve(tmp_path / "doomed", config).start()
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            ids = set()
+            for i in range(4):
+                body = {"route": "pool", "workflow": workflows.invert(i, width=2, height=2)}
+                status, answer = await doomed.call(session, "POST", "/dispatch/run", body)
+                assert status == 202, answer
+                ids.add(answer["id"])
+            await job_events(pubsub, ids, "running", 2)  # two on the peers, two queued
+            doomed.kill()
+            await doomed.stop()
+            async with Dispatcher(Config.from_dict(config)) as survivor:
+                await job_events(pubsub, ids, "done", 4)
+                attached = survivor.counts["attached"]
+                for job_id in ids:
+                    assert dispatcher_record_done(await survivor.coordination.record(job_id))
+    assert attached == 2  # the prompts running when it died were waited for, not sent again
+    assert sum(len(p.prompts_received) for p in peers) == 4
+
+
+def dispatcher_record_done(record: dict[str, Any] | None) -> bool:
+    return record is not None and record["state"] == "done" and len(record["files"]) == 1

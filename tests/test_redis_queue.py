@@ -5,6 +5,7 @@ them as real processes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -173,7 +174,7 @@ async def test_any_service_answers_for_a_job_and_every_panel_hears_of_it(
         for name in ("a", "b"):
             folder = tmp_path / name
             folder.mkdir()
-            (folder / "config.json").write_text(__import__("json").dumps(config))
+            (folder / "config.json").write_text(json.dumps(config))
             service = DispatchService(folder, status_interval=0, notify=listen(name))
             services.append(await stack.enter_async_context(service))
         a, b = services
@@ -187,3 +188,23 @@ async def test_any_service_answers_for_a_job_and_every_panel_hears_of_it(
     assert seen.state == "done" and seen.prompt_id == result.prompt_id
     assert [f.filename for f in seen.files] == [f.filename for f in result.files]
     assert [r["state"] for r in heard["b"]][-1] == "done"
+
+
+async def test_without_redis_the_run_route_refuses_a_job_naming_the_url(
+    tmp_path: Path, peers: list[FakePeer]
+) -> None:
+    need_redis()
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    (tmp_path / "config.json").write_text(json.dumps(shared_config(peers, url).to_dict()))
+    async with DispatchService(tmp_path, status_interval=0) as service:
+        runner, base = await local_http.serve_routes(service)
+        try:
+            async with aiohttp.ClientSession() as session:
+                body = {"route": "pool", "workflow": workflows.invert(1, width=2, height=2)}
+                status, answer = await local_http.call_json(
+                    session, "POST", f"{base}/dispatch/run", body
+                )
+        finally:
+            await runner.cleanup()
+        assert service.queue_view()["connected"] is False
+    assert status == 502 and url in answer["error"], answer

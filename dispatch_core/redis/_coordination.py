@@ -82,6 +82,8 @@ class RedisCoordination:
         self.executor = Executor(self)
         self._waiting: dict[str, tuple[JobRun, asyncio.Future[DispatchResult]]] = {}
         self._queued: set[str] = set()
+        self._enqueued: dict[str, asyncio.Event] = {}
+        """Set once a job submitted here is in the queue (see `queued`)."""
         """Jobs waited for here that are in the queue (a check before is a false alarm)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._dispatcher: Dispatcher | None = None
@@ -159,6 +161,7 @@ class RedisCoordination:
                     return found
                 await self._enqueue(run, look=False)
             self._queued.add(run.job_id)
+            self._enqueued.setdefault(run.job_id, asyncio.Event()).set()
             if self.on_queued is not None:
                 self.on_queued(run.job_id)
             return await future
@@ -169,6 +172,19 @@ class RedisCoordination:
         finally:
             self._waiting.pop(run.job_id, None)
             self._queued.discard(run.job_id)
+            self._enqueued.pop(run.job_id, None)
+
+    async def queued(self, job_id: str, ended: asyncio.Future[Any]) -> None:
+        """Until the job is in the queue, where a process dying cannot lose it, or has
+        ended (failed to be queued, say): what `POST /dispatch/run` waits for before 202."""
+        event = self._enqueued.setdefault(job_id, asyncio.Event())
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if ended.done():
+                self._enqueued.pop(job_id, None)
 
     async def _enqueue(self, run: JobRun, *, look: bool = False) -> tuple[str, str] | None:
         """Queue the job; with `look`, first ask the journal: the server and prompt id of

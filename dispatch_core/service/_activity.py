@@ -149,6 +149,8 @@ class Activity:
         self, label: str, route: str, server: str | None = None, *, job_id: str | None = None
     ) -> JobRecord:
         job_id = job_id or f"j{uuid.uuid4().hex[:16]}"
+        if job_id in self._records:  # a shared queue told of it first
+            return self._records[job_id]
         record = JobRecord(id=job_id, label=label, route=route)
         record.server = server
         self._records[record.id] = record

@@ -19,7 +19,7 @@ from .._dispatcher import Dispatcher
 from .._peer_http import Download
 from .._watch import ProgressCallback
 from ..config import Config
-from ..errors import Conflict, DispatchError, NotFound, RoutingError
+from ..errors import Conflict, DispatchError, NotFound, QueueUnreachable, RoutingError
 from ..job import JobHandle, JobSpec
 from ..result import DispatchResult, Progress
 from ..templates import Template, suggest_parameters
@@ -79,6 +79,14 @@ class Jobs:
 
         job_id = f"j{uuid.uuid4().hex[:16]}"
         handle = dispatcher.submit(spec, on_progress=progress, job_id=job_id)
+        if dispatcher.coordination is not None:
+            # Answered for only once it is in the shared queue: a 202 given before could
+            # be lost with this process. A queue that cannot be reached fails it here.
+            await dispatcher.coordination.queued(job_id, handle.task)
+            ended = handle.task.done() and not handle.task.cancelled()
+            failure = handle.task.exception() if ended else None
+            if isinstance(failure, QueueUnreachable):
+                raise failure
         # The job's task starts at the next await, so the record exists before it reports.
         record = self.activity.start(spec.label, spec.route, spec.server, job_id=job_id)
         self._handles[record.id] = handle
