@@ -32,7 +32,7 @@ __all__ = ["main"]
 
 async def run(quick: bool, only: str | None = None) -> list[Row]:
     if only == "shared":  # the shared queue's rows alone (they start a redis-server)
-        return await rows_shared(40 if quick else 2000, repeats=1 if quick else 3)
+        return await _shared(quick)
     q = quick
     steps: list[Callable[[], Awaitable[Row]]] = [
         lambda: row_latency(5 if q else 200),
@@ -51,8 +51,14 @@ async def run(quick: bool, only: str | None = None) -> list[Row]:
     for step in steps:
         rows.append(await step())
         print(f"  done: {rows[-1].name}", file=sys.stderr, flush=True)
-    rows += await rows_shared(40 if q else 2000, repeats=1 if q else 3)
+    rows += await _shared(q)
     return rows
+
+
+async def _shared(quick: bool) -> list[Row]:
+    if quick:
+        return await rows_shared(20, peers=4, repeats=1)
+    return await rows_shared(2000, peers=8, repeats=3)
 
 
 def render(rows: Sequence[Row]) -> str:

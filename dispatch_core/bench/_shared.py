@@ -56,8 +56,8 @@ async def rows_shared(
         ratio = took / local
         rows.append(
             Row(
-                f"makespan of {jobs} jobs over {peers} peers ({seconds * 1000:g} ms each) "
-                f"from {n} dispatcher process{'es' if n > 1 else ''} on Redis",
+                f"shared queue, {n} dispatcher process{'es' if n > 1 else ''}: "
+                f"{jobs} jobs over {peers} peers ({seconds * 1000:g} ms each) on Redis",
                 f"{took:.2f} s",
                 f"local backend, one process: {local:.2f} s"
                 + (f" (median of {repeats}, taking turns)" if n == 1 else ""),
