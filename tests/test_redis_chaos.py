@@ -66,7 +66,7 @@ async def test_killed_dispatchers_and_a_restarted_redis_lose_no_job(
     rng = random.Random(seed)
     with RedisServer(tmp_path / "redis", persistent=True) as redis:
         async with AsyncExitStack() as stack:
-            peers = [await stack.enter_async_context(FakePeer(job_seconds=0.1)) for _ in range(4)]
+            peers = [await stack.enter_async_context(FakePeer(job_seconds=0.25)) for _ in range(4)]
             config = shared_config([p.url for p in peers], redis.url, max_in_flight=2)
             serves = [await Serve(tmp_path / f"s{i}", config).start() for i in range(2)]
             try:
@@ -90,6 +90,7 @@ async def test_killed_dispatchers_and_a_restarted_redis_lose_no_job(
                     stop.set()
                     actions = await chaos
                     counts = dispatcher.counts
+                    takes = dispatcher.coordination.executor.takes
                     failures = [r for r in results if not isinstance(r, DispatchResult)]
                     assert not failures, failures[:3]
                     for color, result in zip(colors, results, strict=True):
@@ -107,5 +108,5 @@ async def test_killed_dispatchers_and_a_restarted_redis_lose_no_job(
             f"\nredis chaos: {JOBS} jobs, {sum(actions.values())} actions {dict(actions)}; "
             f"prompts run {received} ({received - JOBS} run again), here: submitted "
             f"{counts['submitted']}, completed {counts['completed']}, attached "
-            f"{counts['attached']}"
+            f"{counts['attached']}, takes tried {takes}"
         )
