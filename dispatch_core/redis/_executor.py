@@ -66,12 +66,13 @@ class Executor:
         self._speeds: dict[str, float] = {}
         """Server → seconds of its last warm job, as every process measured it."""
         self._later: set[asyncio.Task[None]] = set()
+        """Steps sent beside the work (STARTED, a slot given back) or waiting for Redis to
+        answer again (a job's end or requeue)."""
         self._ending: set[str] = set()
         """Jobs whose end or requeue waits for Redis to answer again."""
         self._suspects: set[str] = set()
         self._released: set[str] = set()
         """Running jobs whose peer is done: their slot is given back, not renewed."""
-        """Ends of jobs that Redis did not take when they came: tried again until it does."""
 
     def start(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
@@ -87,7 +88,7 @@ class Executor:
     async def close(self) -> None:
         self._closing = True
         self._stop.set()
-        self._wake.set()  # each loop also ends on its own at its next turn (see `_loops`)
+        self._wake.set()  # each loop also ends on its own at its next turn (see `_take_loop`)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -377,14 +378,12 @@ class Executor:
         args: list[Any] = [self.coordination.prefix, self.coordination.process, info]
         args += [int(beat * _DEAD_BEATS * 1000), int(beat * _LEASE_BEATS * 1000)]
         found = await self.coordination.scripts["HEARTBEAT"](args=[*args, json.dumps(leases)])
-        alive, dead, held = found
+        alive, dead, held, speeds = found
         self.processes = [json.loads(x) for x in alive]
+        self._speeds = {text(k): float(v) for k, v in zip(speeds[::2], speeds[1::2], strict=True)}
         await self._orphans({text(x) for x in held})
         for process in dead:
             await self._reap(text(process))
-        assert self.coordination.client is not None
-        speeds = await self.coordination.client.hgetall(self.coordination.key("speed"))
-        self._speeds = {text(k): float(v) for k, v in speeds.items()}
         await self.coordination.check_waiting()
 
     async def _orphans(self, held: set[str]) -> None:

@@ -207,8 +207,8 @@ HEARTBEAT = (
     _NOW
     + """
 -- ARGV: prefix, process, info, heartbeat_ms, lease_ms, held (JSON [[id, server]...]).
--- Says this process lives, renews the leases of the jobs it runs, lists who else lives
--- and the jobs Redis holds as this process's.
+-- Says this process lives, renews the leases of the jobs it runs; answers who lives,
+-- who stopped, the jobs Redis holds as this process's, and the servers' speeds.
 local p, me = ARGV[1], ARGV[2]
 redis.call('SET', p .. 'proc:' .. me, ARGV[3], 'PX', ARGV[4])
 redis.call('SADD', p .. 'procs', me)
@@ -222,7 +222,8 @@ for _, other in ipairs(redis.call('SMEMBERS', p .. 'procs')) do
   local info = redis.call('GET', p .. 'proc:' .. other)
   if info then table.insert(alive, info) else table.insert(dead, other) end
 end
-return {alive, dead, redis.call('SMEMBERS', p .. 'running:' .. me)}
+return {alive, dead, redis.call('SMEMBERS', p .. 'running:' .. me),
+  redis.call('HGETALL', p .. 'speed')}
 """
 )
 
