@@ -120,7 +120,9 @@ async def test_two_dispatchers_share_the_slots_and_the_work(
         for result, color in zip(results, colors, strict=True):
             assert isinstance(result, DispatchResult), result
             assert inverted(result, color, await result.images[0].read())
-        described = one.coordination.describe() if one.coordination else {}
+        assert one.coordination is not None
+        await one.coordination.executor.beat()  # who lives, as of now
+        described = one.coordination.describe()
     assert {p.max_concurrent_seen for p in peers} == {1}  # max_in_flight held by both
     assert sum(one.counts.values()) and sum(two.counts.values())  # both took jobs
     assert one.counts["completed"] + two.counts["completed"] == len(colors)

@@ -360,7 +360,7 @@ class Executor:
     async def _beat_loop(self) -> None:
         while not self._closing:
             try:
-                await self._beat()
+                await self.beat()
                 self.connected = True
             except (RedisError, OSError) as error:
                 self.connected = False
@@ -369,7 +369,8 @@ class Executor:
                 async with asyncio.timeout(self.coordination.heartbeat):
                     await self._stop.wait()
 
-    async def _beat(self) -> None:
+    async def beat(self) -> None:
+        """Say this process lives and learn who else does, now (else every second)."""
         beat = self.coordination.heartbeat
         info = json.dumps({"id": self.coordination.process, "since": self._since})
         leases = [
