@@ -127,6 +127,7 @@ async def test_two_dispatchers_share_the_slots_and_the_work(
     assert sum(one.counts.values()) and sum(two.counts.values())  # both took jobs
     assert one.counts["completed"] + two.counts["completed"] == len(colors)
     assert described["backend"] == "redis" and len(described["processes"]) == 2
+    assert described["same_config"] is True
 
 
 async def test_a_repeated_request_attaches_whichever_dispatcher_sent_it(

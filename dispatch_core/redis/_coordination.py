@@ -140,12 +140,15 @@ class RedisCoordination:
         return self.client.round_trips if self.client is not None else 0
 
     def describe(self) -> dict[str, Any]:
+        mine = self.executor.fingerprint()["config"] if self._dispatcher is not None else ""
         return {
             "backend": self.name,
             "url": self.url,
             "process": self.process,
             "processes": self.executor.processes,
             "connected": self.executor.connected,
+            "config": mine,
+            "same_config": all(p.get("config") == mine for p in self.executor.processes),
         }
 
     # -- the caller's side ----------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -369,10 +370,20 @@ class Executor:
                 async with asyncio.timeout(self.coordination.heartbeat):
                     await self._stop.wait()
 
+    def fingerprint(self) -> dict[str, str]:
+        """What every process sharing the queue must agree on (servers and routes), in
+        short: a process whose differs is shown so in the panel."""
+        assert self._dispatcher is not None
+        config = self._dispatcher.config
+        servers = {n: [s.url, s.max_in_flight, s.enabled] for n, s in config.servers.items()}
+        canonical = json.dumps([servers, dict(config.routes)], sort_keys=True)
+        return {"config": hashlib.sha256(canonical.encode()).hexdigest()[:12]}
+
     async def beat(self) -> None:
         """Say this process lives and learn who else does, now (else every second)."""
         beat = self.coordination.heartbeat
-        info = json.dumps({"id": self.coordination.process, "since": self._since})
+        fingerprint = self.fingerprint()
+        info = json.dumps({"id": self.coordination.process, "since": self._since, **fingerprint})
         leases = [
             [i, server] for i, (server, _) in self._running.items() if i not in self._released
         ]

@@ -67,6 +67,7 @@ function queueLine(queue) {
   const text =
     `Queue: shared on ${queue.backend} (${queue.url || "?"})` +
     (queue.connected === false ? ", not reachable now" : "") +
+    (queue.same_config === false ? "; their servers or routes differ from this one's" : "") +
     (others.length ? `, with ${others.length} other dispatcher(s): ${names}` : ", no other dispatcher");
   return h("p", { className: "dp-muted dp-queue", "data-queue": queue.backend }, text);
 }
