@@ -140,7 +140,7 @@ class RedisCoordination:
         return self.client.round_trips if self.client is not None else 0
 
     def describe(self) -> dict[str, Any]:
-        mine = self.executor.fingerprint()["config"] if self._dispatcher is not None else ""
+        mine = self.executor.heartbeat.fingerprint()["config"] if self._dispatcher else ""
         return {
             "backend": self.name,
             "url": self.url,

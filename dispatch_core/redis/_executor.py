@@ -1,21 +1,17 @@
 """The taker's side of a queue on Redis: jobs taken for this process's free slots, run on
-their peers, ended once; leases renewed while this process lives; the jobs of a process
-that died taken over.
+their peers, ended once.
 
 A slot is a lease: a job id in the server's `slots` set, scored by when it expires. The
 `TAKE` script leases a slot and takes a job in one move, so that `max_in_flight` holds
-over every process; the heartbeat renews this process's leases every second and says it
-lives. A process whose heartbeat is gone (killed) is reaped by the first that notices:
-its jobs not yet sent go back to the head of their queue, its prompts on peers are
-attached to, not run again. Leases last ten heartbeats, far longer than a death takes to
-be noticed (three), so a reaped job's slot is still its own when it is taken over.
+over every process; the slot is given back by the next TAKE as soon as the peer is done
+with the prompt. The heartbeat (`_heartbeat`) renews the leases while this process lives,
+and takes over the jobs of a process that stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import time
@@ -28,6 +24,7 @@ from .._runner import Runner
 from ..errors import DispatchError, DispatchTimeout, PromptLost
 from ..job import JobState
 from ..result import DispatchResult
+from ._heartbeat import LEASE_BEATS, Heartbeat
 from ._wire import data_of, error_to, record_of, result_to, run_from, text
 
 if TYPE_CHECKING:
@@ -40,19 +37,12 @@ __all__ = ["Executor"]
 
 _log = logging.getLogger("dispatch_core.redis")
 
-_LEASE_BEATS = 10
-_DEAD_BEATS = 3
-
 
 class Executor:
     """Takes jobs for this process's servers and runs them."""
 
     def __init__(self, coordination: RedisCoordination):
         self.coordination = coordination
-        self.processes: list[dict[str, Any]] = []
-        """The processes alive at the last heartbeat, this one included."""
-        self.connected = False
-        """Whether the last heartbeat reached Redis."""
         self.takes = 0
         """Take attempts, for the benchmark's round trips per job."""
         self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
@@ -60,18 +50,15 @@ class Executor:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self.heartbeat = Heartbeat(self)
         self._stop = asyncio.Event()
         self._dispatcher: Dispatcher | None = None
         self._runner: Runner | None = None
-        self._since = time.time()
-        self._speeds: dict[str, float] = {}
-        """Server → seconds of its last warm job, as every process measured it."""
         self._later: set[asyncio.Task[None]] = set()
         """Steps sent beside the work (STARTED, a slot given back) or waiting for Redis to
         answer again (a job's end or requeue)."""
         self._ending: set[str] = set()
         """Jobs whose end or requeue waits for Redis to answer again."""
-        self._suspects: set[str] = set()
         self._released: set[str] = set()
         """Running jobs whose peer is done: their slot is given back, not renewed."""
 
@@ -83,7 +70,7 @@ class Executor:
         self._runner = runner
         self._tasks = [
             asyncio.create_task(self._take_loop(), name="redis-take"),
-            asyncio.create_task(self._beat_loop(), name="redis-heartbeat"),
+            asyncio.create_task(self.heartbeat.loop(), name="redis-heartbeat"),
         ]
 
     async def close(self) -> None:
@@ -103,6 +90,39 @@ class Executor:
     @property
     def closing(self) -> bool:
         return self._closing
+
+    @property
+    def processes(self) -> list[dict[str, Any]]:
+        """The processes alive at the last heartbeat, this one included."""
+        return self.heartbeat.processes
+
+    @property
+    def connected(self) -> bool:
+        """Whether the last heartbeat reached Redis."""
+        return self.heartbeat.connected
+
+    async def beat(self) -> None:
+        """A heartbeat now (else one a second)."""
+        await self.heartbeat.beat()
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        assert self._dispatcher is not None, "the executor is not started"
+        return self._dispatcher
+
+    async def until_stopped(self, seconds: float) -> None:
+        """Wait `seconds`, or less if the executor closes meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+
+    def leases(self) -> list[list[str]]:
+        """[job id, server] of the jobs whose slot this process holds, to renew."""
+        return [[i, server] for i, (server, _) in self._running.items() if i not in self._released]
+
+    def owned(self) -> set[str]:
+        """The jobs this process runs, or whose end waits for Redis."""
+        return set(self._running) | self._ending
 
     def wake(self) -> None:
         self._wake.set()
@@ -137,7 +157,7 @@ class Executor:
         if not servers and release is None:
             return None
         queues = self._queues()
-        lease_ms = int(self.coordination.heartbeat * _LEASE_BEATS * 1000)
+        lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
         args: list[Any] = [self.coordination.prefix, self.coordination.process, lease_ms]
         args += [json.dumps(queues), json.dumps(servers), *(release or ())]
         self.takes += 1
@@ -145,7 +165,7 @@ class Executor:
         if not found:
             return None
         job_id, server, spec = (text(x) for x in found)
-        self._spawn(job_id, server, spec)
+        self.spawn(job_id, server, spec)
         return job_id
 
     def _offered(self) -> list[list[Any]]:
@@ -154,7 +174,7 @@ class Executor:
         assert self._dispatcher is not None
         lanes = self._dispatcher.servers.lanes
         free = [lane for lane in lanes.values() if lane.server.enabled and lane.has_free_slot()]
-        speeds = self._speeds
+        speeds = self.heartbeat.speeds
         order = sorted(range(len(free)), key=lambda i: (speeds.get(free[i].name, 0.0), i))
         return [[free[i].name, free[i].server.max_in_flight] for i in order]
 
@@ -163,7 +183,7 @@ class Executor:
         config = self._dispatcher.config
         return [*config.routes, *(f"server:{name}" for name in config.servers)]
 
-    def _spawn(self, job_id: str, server: str, spec: str, attach_to: str = "") -> None:
+    def spawn(self, job_id: str, server: str, spec: str, attach_to: str = "") -> None:
         task = asyncio.create_task(self._execute(job_id, server, spec, attach_to))
         self._running[job_id] = (server, task)
         task.add_done_callback(lambda _: self._ended(job_id))
@@ -189,7 +209,7 @@ class Executor:
         assert self._dispatcher is not None and self._runner is not None
         lane = self._dispatcher.servers.lanes.get(server)
         if lane is None:
-            await self._requeue(job_id, down=0.0)  # a server this process does not know
+            await self.requeue(job_id, down=0.0)  # a server this process does not know
             return
         run.on_start = lambda name, prompt_id: self._started_soon(data, name, prompt_id)
         run.on_peer_done = lambda: self._release(job_id, server)
@@ -273,9 +293,9 @@ class Executor:
             lane.record_failure(time.monotonic())
             if lane.tripped:
                 down = max(lane.retry_at - time.monotonic(), 0.0)
-        await self._requeue(job_id, down=down)
+        await self.requeue(job_id, down=down)
 
-    async def _requeue(self, job_id: str, *, down: float) -> None:
+    async def requeue(self, job_id: str, *, down: float) -> None:
         args = [self.coordination.prefix, job_id, self.coordination.process, int(down * 1000)]
         try:
             await self.coordination.scripts["REQUEUE"](args=args)
@@ -287,7 +307,7 @@ class Executor:
         cancelled by its caller: it ends so."""
         with contextlib.suppress(RedisError, OSError):
             if self._closing:
-                await self._requeue(job_id, down=0.0)
+                await self.requeue(job_id, down=0.0)
                 return
             record = record_of(data, JobState.CANCELLED, error="cancelled")
             await self._end(job_id, "cancelled", "", error_to(asyncio.CancelledError()), record)
@@ -355,68 +375,3 @@ class Executor:
         task = asyncio.create_task(again(), name=f"redis-later-{name}")
         self._later.add(task)
         task.add_done_callback(self._later.discard)
-
-    # -- the heartbeat --------------------------------------------------------------------
-
-    async def _beat_loop(self) -> None:
-        while not self._closing:
-            try:
-                await self.beat()
-                self.connected = True
-            except (RedisError, OSError) as error:
-                self.connected = False
-                _log.debug("heartbeat to %s failed: %s", self.coordination.url, error)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.coordination.heartbeat):
-                    await self._stop.wait()
-
-    def fingerprint(self) -> dict[str, str]:
-        """What every process sharing the queue must agree on (servers and routes), in
-        short: a process whose differs is shown so in the panel."""
-        assert self._dispatcher is not None
-        config = self._dispatcher.config
-        servers = {n: [s.url, s.max_in_flight, s.enabled] for n, s in config.servers.items()}
-        canonical = json.dumps([servers, dict(config.routes)], sort_keys=True)
-        return {"config": hashlib.sha256(canonical.encode()).hexdigest()[:12]}
-
-    async def beat(self) -> None:
-        """Say this process lives and learn who else does, now (else every second)."""
-        beat = self.coordination.heartbeat
-        fingerprint = self.fingerprint()
-        info = json.dumps({"id": self.coordination.process, "since": self._since, **fingerprint})
-        leases = [
-            [i, server] for i, (server, _) in self._running.items() if i not in self._released
-        ]
-        args: list[Any] = [self.coordination.prefix, self.coordination.process, info]
-        args += [int(beat * _DEAD_BEATS * 1000), int(beat * _LEASE_BEATS * 1000)]
-        found = await self.coordination.scripts["HEARTBEAT"](args=[*args, json.dumps(leases)])
-        alive, dead, held, speeds = found
-        self.processes = [json.loads(x) for x in alive]
-        self._speeds = {text(k): float(v) for k, v in zip(speeds[::2], speeds[1::2], strict=True)}
-        await self._orphans({text(x) for x in held})
-        for process in dead:
-            await self._reap(text(process))
-        await self.coordination.check_waiting()
-
-    async def _orphans(self, held: set[str]) -> None:
-        """Jobs Redis says this process took that it does not run: a take whose answer was
-        lost with its connection. Seen so twice in a row (not a take on its way back),
-        they go back to the queue."""
-        orphans = held - set(self._running) - self._ending
-        for job_id in orphans & self._suspects:
-            _log.warning("job %s was taken but its answer lost: queued again", job_id)
-            await self._requeue(job_id, down=0.0)
-        self._suspects = orphans
-
-    async def _reap(self, process: str) -> None:
-        """A dead process's jobs: its prompts on peers attached to, the others queued."""
-        lease_ms = int(self.coordination.heartbeat * _LEASE_BEATS * 1000)
-        args = [self.coordination.prefix, process, self.coordination.process, lease_ms]
-        found = await self.coordination.scripts["REAP"](args=args)
-        for item in found:
-            job_id, server, prompt_id, spec = (text(x) for x in item)
-            _log.info("took over job %s of %s, which stopped", job_id, process)
-            if prompt_id:
-                self._spawn(job_id, server, spec, attach_to=prompt_id)
-            else:
-                await self._requeue(job_id, down=0.0)
