@@ -211,3 +211,31 @@ async def test_without_redis_the_run_route_refuses_a_job_naming_the_url(
             await runner.cleanup()
         assert service.queue_view()["connected"] is False
     assert status == 502 and url in answer["error"], answer
+
+
+async def test_a_redis_restarted_without_persistence_loses_no_job(
+    tmp_path: Path, peers: list[FakePeer]
+) -> None:
+    need_redis()
+    with RedisServer(tmp_path / "redis") as redis:
+        for peer in peers:
+            peer.job_seconds = 0.2
+        async with Dispatcher(shared_config(peers, redis.url)) as dispatcher:
+            all_queued, queued = asyncio.Event(), set()
+
+            def count(job_id: str) -> None:
+                queued.add(job_id)
+                if len(queued) == 12:
+                    all_queued.set()
+
+            assert dispatcher.coordination is not None
+            dispatcher.coordination.on_queued = count
+            colors = list(range(0x200000, 0x200000 + 12))
+            jobs = [dispatcher.run("pool", workflows.invert(c, width=2, height=2)) for c in colors]
+            running = asyncio.gather(*jobs, return_exceptions=True)
+            await all_queued.wait()
+            await asyncio.to_thread(redis.restart)  # the queue is gone: its submitter has it
+            results = await running
+            for result, color in zip(results, colors, strict=True):
+                assert isinstance(result, DispatchResult), result
+                assert inverted(result, color, await result.images[0].read())
