@@ -13,7 +13,15 @@ from ._dispatcher import Dispatcher, ServerStatus
 from ._journal import Journal
 from ._peer import PeerClient, QueueState
 from ._urls import compress_url, decompress_url, view_url
-from .config import CacheSettings, Config, ServerConfig, Timeouts, load_config, save_config
+from .config import (
+    CacheSettings,
+    Config,
+    QueueSettings,
+    ServerConfig,
+    Timeouts,
+    load_config,
+    save_config,
+)
 from .errors import (
     BadResponse,
     ConfigConflict,
@@ -32,6 +40,7 @@ from .errors import (
     PeerUnreachable,
     PromptLost,
     PromptRejected,
+    QueueUnreachable,
     RoutingError,
     TemplateError,
     TransportError,
@@ -77,7 +86,9 @@ __all__ = [
     "Progress",
     "PromptLost",
     "PromptRejected",
+    "QueueSettings",
     "QueueState",
+    "QueueUnreachable",
     "ResultCache",
     "RoutingError",
     "ServerConfig",

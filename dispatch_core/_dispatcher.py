@@ -2,7 +2,9 @@
 
 One `aiohttp.ClientSession` serves every peer; each peer has one WebSocket (see `_peer`).
 Each server has a FIFO lane that never holds more than its `max_in_flight` jobs; a route
-with several servers (a pool) sends a job to the lane that will start it soonest.
+with several servers (a pool) sends a job to the lane that will start it soonest. With a
+shared queue (`queue.backend` other than `local`, see `_backend`), jobs wait there instead,
+and the lanes of every process sharing it hold `max_in_flight` together.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import Any
 
 import aiohttp
 
+from ._backend import Coordination, coordination_for
 from ._cache import ResultCache
 from ._inventories import Inventories
 from ._inventory import Inventory
 from ._job import JobRun
-from ._journal import Journal
+from ._journal import Journal, Journals
 from ._peer import PeerClient
 from ._runner import Runner
 from ._servers import Servers
@@ -52,12 +55,16 @@ class Dispatcher:
         *,
         session: aiohttp.ClientSession | None = None,
         journal: Journal | None = None,
+        coordination: Coordination | None = None,
     ):
-        """`config` is a Config, or a plain mapping checked as a config file is."""
+        """`config` is a Config, or a plain mapping checked as a config file is; its
+        `queue` setting picks the coordination, unless one is given."""
         if not isinstance(config, Config):
             config = Config.from_dict(config)
         self.config = config
-        self.journal = journal
+        self.coordination = coordination or coordination_for(config.queue)
+        """The shared queue this dispatcher takes part in; None for the local backend."""
+        self.journal: Journals | None = journal
         """Optional: where submitted requests are recorded, so a repeat attaches to them."""
         self.cache: ResultCache[DispatchResult] = ResultCache(
             config.cache.max_entries,
@@ -102,6 +109,8 @@ class Dispatcher:
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
         self.servers.session = self._session
+        if self.coordination is not None:
+            await self.coordination.open(self)
         return self
 
     @property
@@ -124,6 +133,8 @@ class Dispatcher:
     async def close(self) -> None:
         """Fail waiting jobs with DispatcherClosed, close every socket. Idempotent."""
         self._closed = True
+        if self.coordination is not None:
+            await self.coordination.close()
         for task in list(self._jobs):
             task.cancel()
         await asyncio.gather(*self._jobs, return_exceptions=True)
@@ -160,13 +171,16 @@ class Dispatcher:
         *,
         on_progress: ProgressCallback | None = None,
         on_frame: FrameCallback | None = None,
+        job_id: str | None = None,
     ) -> JobHandle:
         """Start a job beside the caller; its handle tells its state, result, and cancels.
 
         The workflow and its values are checked here: a mistake raises now, not later.
         `on_frame` is told every frame of its prompt as the peer sent it (a relay's need).
+        `job_id` names the job in a shared queue (the service's record id); one is minted
+        if not given.
         """
-        run = JobRun(spec, on_progress, on_frame=on_frame)
+        run = JobRun(spec, on_progress, on_frame=on_frame, job_id=job_id)
         run.handle = JobHandle(spec, asyncio.create_task(self._run(run), name=f"job:{spec.route}"))
         return run.handle
 
@@ -281,8 +295,11 @@ class Dispatcher:
             async with asyncio.timeout(timeout):
                 if len(lanes) > 1:
                     lanes = await self._inventories.able(run, lanes, self.config.timeouts.request)
+                run.lanes = lanes
                 result = await self._runner.from_journal(run, lanes)
-                if result is None:
+                if result is None and self.coordination is not None:
+                    result = await self.coordination.run(run)
+                elif result is None:
                     result = await self._runner.execute(run, lanes)
         except DispatchTimeout:
             raise

@@ -11,7 +11,8 @@ import functools
 import hashlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,8 +45,20 @@ class JobRun:
         on_progress: ProgressCallback | None = None,
         handle: JobHandle | None = None,
         on_frame: FrameCallback | None = None,
+        *,
+        job_id: str | None = None,
     ):
         self.spec = spec
+        self.job_id = job_id or f"j{uuid.uuid4().hex[:16]}"
+        """Its name in a shared queue and in the service's records."""
+        self.lanes: Sequence[Lane] = ()
+        """The servers it may run on, once its route is resolved."""
+        self.on_start: Callable[[str, str], Awaitable[None]] | None = None
+        """Awaited with (server, prompt id) before the prompt is sent: a shared queue
+        records where it goes, so that another process can attach to it."""
+        self.on_peer_done: Callable[[], None] | None = None
+        """Called when the peer has finished the prompt, before its outputs are read: a
+        shared queue gives the server's slot back then, as the local lanes do."""
         self.on_progress = on_progress
         self.on_frame = on_frame
         """Told each frame of the job's prompt, for a relay (see `FrameCallback`)."""

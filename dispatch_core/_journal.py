@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["Journal", "JournalEntry", "request_hash"]
+__all__ = ["Journal", "JournalEntry", "Journals", "request_hash"]
 
 T = TypeVar("T")
 
@@ -47,6 +47,16 @@ def request_hash(workflow_type: str, prompt: Mapping[str, Any], extra: Any = Non
     """The identity of a request: its route, its workflow and anything else that shapes it."""
     canonical = json.dumps([workflow_type, prompt, extra], sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Journals(Protocol):
+    """What the runner asks of a journal: this SQLite one, or a shared queue's."""
+
+    async def find(self, request_hash: str) -> JournalEntry | None: ...
+
+    async def record(self, request_hash: str, server: str, prompt_id: str) -> None: ...
+
+    async def forget(self, request_hash: str) -> None: ...
 
 
 class Journal:

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 
 from ._job import JobRun
-from ._journal import Journal
+from ._journal import Journals
 from ._lanes import Lane
 from ._peer import PeerClient
 from ._retry import backoff, counts_against_server, is_transient
@@ -37,7 +37,7 @@ _UPLOAD_SUBFOLDER = "dispatch"
 class Runner:
     """Runs jobs on the servers' lanes; counts what happened."""
 
-    def __init__(self, servers: Servers, journal: Journal | None):
+    def __init__(self, servers: Servers, journal: Journals | None):
         self.servers = servers
         self.journal = journal
         self.affinity = True
@@ -148,9 +148,13 @@ class Runner:
             lane.residency.finish(booking, seconds, lambda f: scheduler.load_cost(lane, f))
             lane.record_success()
             release()  # the peer is free: the next job need not wait for our history fetch
+            if run.on_peer_done is not None:
+                run.on_peer_done()
 
         try:
             run.started(lane.name, prompt_id)
+            if run.on_start is not None:
+                await run.on_start(lane.name, prompt_id)
             if attach_to is not None:
                 await peer.attach(prompt_id, on_progress=run.on_progress)
             else:
@@ -189,22 +193,29 @@ class Runner:
         lane = self.servers.lanes.get(entry.server) if entry is not None else None
         if entry is None or lane is None or lane not in lanes:
             return None
+        result = await self.attach(run, lane, entry.prompt_id)
+        if result is None:
+            await self.journal.forget(key)
+        return result
+
+    async def attach(self, run: JobRun, lane: Lane, prompt_id: str) -> DispatchResult | None:
+        """The result of a prompt sent before, waited for if it still runs; None if the
+        peer has lost it, failed it, or cannot tell (then it is run again: at least once)."""
         peer = self.servers.peer(lane.name)
         try:
-            where = await peer.locate(entry.prompt_id)
-            history = await peer.history(entry.prompt_id) if where == "done" else None
+            where = await peer.locate(prompt_id)
+            history = await peer.history(prompt_id) if where == "done" else None
         except DispatchError:
-            return None  # cannot tell: run it again (at least once, never lost)
+            return None
         failed = history is not None and error_from_history(
-            peer.name, entry.prompt_id, history, peer.scrub
+            peer.name, prompt_id, history, peer.scrub
         )
         if where is None or failed:
-            await self.journal.forget(key)
             return None
         self.counts["attached"] += 1
         if history is not None:
-            return run.result(peer, entry.prompt_id, history)
-        return await self._run_on(run, [lane], attach_to=entry.prompt_id)
+            return run.result(peer, prompt_id, history)
+        return await self._run_on(run, [lane], attach_to=prompt_id)
 
     # -- helpers ------------------------------------------------------------------------
 

@@ -7,7 +7,11 @@ A config is JSON:
                           "headers": {"Authorization": "Bearer …"}, "enabled": true, "weight": 1}},
      "routes": {"generate": "fast", "edit": ["edit", "fast"]},
      "timeouts": {"job": 300, "poll_interval": 1.2, "request": 30},
-     "cache": {"enabled": true, "fuzzy": false, "max_distance": 3, "max_entries": 500}}
+     "cache": {"enabled": true, "fuzzy": false, "max_distance": 3, "max_entries": 500},
+     "queue": {"backend": "local"}}
+
+`queue` says where jobs wait: in this process (`local`, the default) or in a Redis shared
+by several dispatcher processes (`{"backend": "redis", "url": "redis://host:6379/0"}`).
 
 Every mistake is reported with the dotted key at fault; unknown keys are refused so that a
 typo never silently falls back to a default.
@@ -32,6 +36,7 @@ __all__ = [
     "AUTO",
     "CacheSettings",
     "Config",
+    "QueueSettings",
     "ServerConfig",
     "Timeouts",
     "WebhookSettings",
@@ -101,6 +106,20 @@ class CacheSettings:
     max_entries: int = 500
 
 
+QUEUE_BACKENDS = ("local", "redis")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """Where jobs wait and who runs them, read when the dispatcher starts."""
+
+    backend: str = "local"
+    """`local`: this process alone; `redis`: every process sharing `url` acts as one."""
+    url: str | None = None
+    """The Redis (7+) or Valkey URL, `redis://host:6379/0`; required for `redis`."""
+
+
 @dataclass(frozen=True)
 class WebhookSettings:
     """Where jobs' outcomes are sent when they end (a job may name its own URL instead)."""
@@ -127,6 +146,7 @@ class Config:
     timeouts: Timeouts = field(default_factory=Timeouts)
     cache: CacheSettings = field(default_factory=CacheSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
 
     def servers_for(self, route: str, *, server: str | None = None) -> tuple[str, ...]:
         """The enabled servers a job of `route` may run on, or just `server` when named.
@@ -185,6 +205,8 @@ class Config:
                 "max_distance": self.cache.max_distance,
                 "max_entries": self.cache.max_entries,
             },
+            "queue": {"backend": self.queue.backend}
+            | ({"url": self.queue.url} if self.queue.url is not None else {}),
         } | (
             {"webhooks": _webhooks_dict(self.webhooks)}
             if self.webhooks != WebhookSettings()
@@ -230,7 +252,7 @@ class _Parser:
         return ConfigError(message, key=key, path=self.path)
 
     def config(self, data: Any) -> Config:
-        allowed = {"servers", "routes", "timeouts", "cache", "webhooks"}
+        allowed = {"servers", "routes", "timeouts", "cache", "webhooks", "queue"}
         obj = self.mapping("(top level)", data, allowed)
         servers = self.servers(obj.get("servers", {}))
         routes = self.routes(obj.get("routes", {}), servers)
@@ -240,6 +262,7 @@ class _Parser:
             timeouts=self.timeouts(obj.get("timeouts", {})),
             cache=self.cache(obj.get("cache", {})),
             webhooks=self.webhooks(obj.get("webhooks", {})),
+            queue=self.queue(obj.get("queue", {})),
         )
 
     def mapping(self, key: str, value: Any, allowed: set[str]) -> Mapping[str, Any]:
@@ -409,6 +432,43 @@ class _Parser:
             return check_webhook_url(value)
         except ValueError as error:
             raise self.fail(key, str(error)) from None
+
+    def queue(self, value: Any) -> QueueSettings:
+        obj = self.mapping("queue", value, {"backend", "url"})
+        backend = obj.get("backend", "local")
+        if backend not in QUEUE_BACKENDS:
+            raise self.fail("queue.backend", f"expected 'local' or 'redis', got {_kind(backend)}")
+        url = obj.get("url")
+        if backend == "local":
+            if url is not None:
+                raise self.fail("queue.url", "only the 'redis' backend takes a URL")
+            return QueueSettings()
+        if url is None:
+            raise self.fail("queue.url", "missing: the 'redis' backend needs redis://host:port/db")
+        return QueueSettings(backend=backend, url=self.redis_url(url))
+
+    def redis_url(self, value: Any) -> str:
+        key = "queue.url"
+        if not isinstance(value, str) or len(value) > 2048:
+            raise self.fail(key, f"expected a redis:// URL string, got {_kind(value)[:100]}")
+        parts = urlsplit(value.strip())
+        if parts.scheme not in _REDIS_SCHEMES:
+            raise self.fail(key, f"{value[:200]!r} is not a redis://, rediss:// or unix:// URL")
+        if parts.username is not None or parts.password is not None:
+            raise self.fail(
+                key,
+                "a Redis URL here cannot hold a password (the config is shown and logged): "
+                "set DISPATCH_REDIS_PASSWORD in the environment instead",
+            )
+        if parts.scheme != "unix" and not parts.hostname:
+            raise self.fail(key, f"{value[:200]!r} has no host")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise self.fail(key, f"{value[:200]!r} has an invalid port") from None
+        if parts.fragment or any(c in value for c in "\r\n\0 "):
+            raise self.fail(key, f"{value[:200]!r}: a Redis URL takes no fragment or spaces")
+        return value.strip()
 
     def boolean(self, key: str, value: Any) -> bool:
         if not isinstance(value, bool):

@@ -19,7 +19,8 @@
     │   └── PromptLost                     the peer forgot the prompt (it restarted)
     ├── TransportError                 the network or the peer's answers are broken
     │   ├── PeerUnreachable                connection refused, reset, DNS, TLS
-    │   └── BadResponse                    HTML, truncated JSON, 5xx, an answer of the wrong shape
+    │   ├── BadResponse                    HTML, truncated JSON, 5xx, an answer of the wrong shape
+    │   └── QueueUnreachable               the shared queue (Redis) cannot be reached: names its URL
     ├── DispatchTimeout                the job took longer than its timeout (also a TimeoutError)
     └── DispatcherClosed               we closed the dispatcher while the job waited
 
@@ -55,6 +56,7 @@ __all__ = [
     "PeerUnreachable",
     "PromptLost",
     "PromptRejected",
+    "QueueUnreachable",
     "RoutingError",
     "TemplateError",
     "TransportError",
@@ -271,6 +273,15 @@ class BadResponse(TransportError):
     ):
         super().__init__(message, server=server, prompt_id=prompt_id)
         self.status = status
+
+
+class QueueUnreachable(TransportError):
+    """The shared queue (`queue.url`) did not answer: a new job is refused at once, never
+    left waiting; `url` names it."""
+
+    def __init__(self, message: str, *, url: str):
+        super().__init__(message, field="queue.url")
+        self.url = url
 
 
 class DispatchTimeout(DispatchError, TimeoutError):

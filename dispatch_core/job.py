@@ -141,5 +141,10 @@ class JobHandle:
         """Until the job has ended, however it ended."""
         await asyncio.wait([self._task])
 
+    @property
+    def task(self) -> asyncio.Task[DispatchResult]:
+        """The task running the job (to wait on beside something else)."""
+        return self._task
+
     def __repr__(self) -> str:
         return f"<JobHandle {self.spec.label} on {self.spec.route!r}: {self.status()}>"

@@ -39,6 +39,7 @@ export function createPanel(host) {
     templates: [],
     jobs: [],
     runTarget: null, // "server:NAME" or "route:NAME": where "Run this graph on" sends it
+    queue: null, // {backend, url?, process?, processes: [{id, since}]}: who shares the queue
     editing: null, // server name being edited, or "" for a new one
     openTemplate: null, // {name, detail, rows: [[parameter, targets]]}
     renaming: null, // template name being renamed

@@ -26,12 +26,15 @@ from ._rows import (
     row_makespan,
     row_slow_fast,
 )
+from ._shared import rows_shared
 from ._swaps import SEQUENCES, row_swaps
 
 __all__ = ["main"]
 
 
-async def run(quick: bool) -> list[Row]:
+async def run(quick: bool, only: str | None = None) -> list[Row]:
+    if only == "shared":  # the shared queue's rows alone (they start a redis-server)
+        return await _shared(quick)
     q = quick
     steps: list[Callable[[], Awaitable[Row]]] = [
         lambda: row_latency(5 if q else 200),
@@ -50,7 +53,14 @@ async def run(quick: bool) -> list[Row]:
     for step in steps:
         rows.append(await step())
         print(f"  done: {rows[-1].name}", file=sys.stderr, flush=True)
+    rows += await _shared(q)
     return rows
+
+
+async def _shared(quick: bool) -> list[Row]:
+    if quick:
+        return await rows_shared(20, peers=4, repeats=1)
+    return await rows_shared(2000, peers=8, repeats=3)
 
 
 def render(rows: Sequence[Row]) -> str:
@@ -87,11 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the pool row's job with --peers: tiny (8×8, all overhead), calibration (blur "
         "and invert a 1024² batch, the default), or your API-format workflow (seeds varied)",
     )
+    parser.add_argument("--only", choices=["shared"], help="only these rows")
     args = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", file=sys.stderr)
     if args.peers:
         rows = asyncio.run(run_on_peers(args.peers, max(args.jobs, 2), args.job))
     else:
-        rows = asyncio.run(run(args.quick))
+        rows = asyncio.run(run(args.quick, args.only))
     print(render(rows))
     return 0

@@ -17,7 +17,7 @@ async def get_jobs(request: web.Request, service: DispatchService) -> web.Respon
 
 
 async def get_job(request: web.Request, service: DispatchService) -> web.Response:
-    return web.json_response(service.jobs.record(request.match_info["id"]).to_dict())
+    return web.json_response((await service.jobs.find(request.match_info["id"])).to_dict())
 
 
 async def cancel_job(request: web.Request, service: DispatchService) -> web.Response:

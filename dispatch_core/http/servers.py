@@ -77,7 +77,8 @@ async def free_server(request: web.Request, service: DispatchService) -> web.Res
 
 async def get_status(request: web.Request, service: DispatchService) -> web.Response:
     refresh = request.query.get("refresh") in ("1", "true")
-    return web.json_response({"servers": await service.monitor.status(refresh=refresh)})
+    servers = await service.monitor.status(refresh=refresh)
+    return web.json_response({"servers": servers, "queue": service.queue_view()})
 
 
 async def get_inventory(request: web.Request, service: DispatchService) -> web.Response:

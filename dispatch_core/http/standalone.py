@@ -314,6 +314,8 @@ async def serve(
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
+        if service.config.queue.backend != "local":
+            await service.ready()  # a shared queue's jobs are taken by processes that run
         bound = runner.addresses[0]
         url = f"http://{host}:{bound[1]}/dispatch/ui/"
         message = f"ComfyUI-Dispatch panel on {url} (config: {service.config_path})"

@@ -1,7 +1,9 @@
 """Jobs, newest first, for the panel's job list and the `/dispatch/jobs` routes.
 
 Unfinished jobs are always kept; of finished ones, the newest `keep`. With a `JobTable`,
-every record is on disk before its change is announced, and survives a restart.
+every record is on disk before its change is announced, and survives a restart. With a
+shared queue (`shared`), the records live there: the process that runs a job writes and
+announces each change, and every process takes it in through `apply`.
 """
 
 from __future__ import annotations
@@ -136,8 +138,13 @@ class Activity:
         keep: int = 200,
         listener: JobListener | None = None,
         table: JobTable | None = None,
+        *,
+        shared: bool = False,
     ):
         self._records: collections.OrderedDict[str, JobRecord] = collections.OrderedDict()
+        self.shared = shared
+        """The records are a shared queue's: changes here are not written nor announced
+        (the queue does both), only kept for this process's answers."""
         self._keep = keep
         self._table = table
         self.listener = listener
@@ -162,8 +169,12 @@ class Activity:
         *,
         key: str | None = None,
         webhook: dict[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> JobRecord:
-        record = JobRecord(id=f"j{uuid.uuid4().hex[:16]}", label=label, route=route)
+        job_id = job_id or f"j{uuid.uuid4().hex[:16]}"
+        if job_id in self._records:  # a shared queue told of it first
+            return self._records[job_id]
+        record = JobRecord(id=job_id, label=label, route=route)
         record.server, record.key, record.webhook = server, key, webhook
         self._records[record.id] = record
         self._changed(record)
@@ -179,12 +190,29 @@ class Activity:
         if gone and self._table is not None:
             self._table.remove(gone)
 
+    def apply(self, data: dict[str, Any]) -> None:
+        """A record as the shared queue has it now, from any process; announced here. An
+        ended record is never taken back to queued or running (events may cross)."""
+        record = JobRecord.from_dict(data)
+        known = self._records.get(record.id)
+        if known is not None and known.terminal and not record.terminal:
+            return
+        if known is not None:
+            record.queued_at = known.queued_at
+        self._records[record.id] = record
+        if self.listener is not None:
+            self.listener(record)
+        self._evict()
+
     def running(self, record: JobRecord, server: str, prompt_id: str) -> None:
+        if record.terminal:
+            return
         if record.state == JobState.QUEUED or record.prompt_id != prompt_id:
             record.state, record.server, record.prompt_id = JobState.RUNNING, server, prompt_id
             self._changed(record)
 
     def finished(self, record: JobRecord, result: DispatchResult) -> None:
+        record = self._records.get(record.id, record)  # the shared one, if it came first
         record.state = JobState.DONE
         record.server, record.prompt_id = result.server, result.prompt_id
         record.files = result.without_data().files
@@ -194,6 +222,7 @@ class Activity:
         self._changed(record)
 
     def failed(self, record: JobRecord, error: BaseException) -> None:
+        record = self._records.get(record.id, record)
         cancelled = not isinstance(error, Exception)  # CancelledError, KeyboardInterrupt
         record.state = JobState.CANCELLED if cancelled else JobState.FAILED
         record.error = "cancelled" if cancelled else str(error)
@@ -221,6 +250,8 @@ class Activity:
             self._table = None
 
     def _changed(self, record: JobRecord) -> None:
+        if self.shared:
+            return
         if self._table is not None:
             self._table.put(record.to_dict(), terminal=record.terminal)
         if self.listener is not None:

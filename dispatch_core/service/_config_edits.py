@@ -25,7 +25,7 @@ __all__ = [
     "update_server",
 ]
 
-_SETTINGS = ("timeouts", "cache")
+_SETTINGS = ("timeouts", "cache", "queue")
 
 
 def replace(new: Mapping[str, Any]) -> Edit:
@@ -37,17 +37,20 @@ def replace(new: Mapping[str, Any]) -> Edit:
 
 
 def merge_settings(settings: Mapping[str, Any]) -> Edit:
-    """`timeouts` and `cache`, each merged key by key into what is set."""
+    """`timeouts`, `cache` and `queue`, each merged key by key into what is set."""
     unknown = sorted(set(settings) - set(_SETTINGS))
     if unknown:
-        raise ConfigError("only 'timeouts' and 'cache' are settings", key=unknown[0])
+        raise ConfigError("only 'timeouts', 'cache' and 'queue' are settings", key=unknown[0])
 
     def edit(data: dict[str, Any]) -> None:
         for section in _SETTINGS:
             if section in settings:
                 if not isinstance(settings[section], Mapping):
                     raise ConfigError(f"'{section}' must be an object", key=section)
-                data[section].update(settings[section])
+                if section == "queue":  # a backend's fields go with it: replaced whole
+                    data[section] = dict(settings[section])
+                else:
+                    data[section].update(settings[section])
 
     return edit
 

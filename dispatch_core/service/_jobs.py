@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import inspect
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -18,7 +19,7 @@ from .._dispatcher import Dispatcher
 from .._peer_http import Download
 from .._watch import FrameCallback, ProgressCallback
 from ..config import Config
-from ..errors import Conflict, DispatchError, NotFound, RoutingError
+from ..errors import Conflict, DispatchError, NotFound, QueueUnreachable, RoutingError
 from ..job import JobHandle, JobSpec
 from ..result import DispatchResult, Progress
 from ..templates import Template, suggest_parameters
@@ -88,9 +89,20 @@ class Jobs:
                 if inspect.isawaitable(answer):
                     await answer
 
-        handle = dispatcher.submit(spec, on_progress=progress, on_frame=on_frame)
+        job_id = f"j{uuid.uuid4().hex[:16]}"
+        handle = dispatcher.submit(spec, on_progress=progress, on_frame=on_frame, job_id=job_id)
+        if dispatcher.coordination is not None:
+            # Answered for only once it is in the shared queue: a 202 given before could
+            # be lost with this process. A queue that cannot be reached fails it here.
+            await dispatcher.coordination.queued(job_id, handle.task)
+            ended = handle.task.done() and not handle.task.cancelled()
+            failure = handle.task.exception() if ended else None
+            if isinstance(failure, QueueUnreachable):
+                raise failure
         # The job's task starts at the next await, so the record exists before it reports.
-        record = self.activity.start(spec.label, spec.route, spec.server, key=key, webhook=webhook)
+        record = self.activity.start(
+            spec.label, spec.route, spec.server, key=key, webhook=webhook, job_id=job_id
+        )
         self._handles[record.id] = handle
         handle.when_done(lambda: self._ended(record, handle))
         return record, handle
@@ -109,8 +121,12 @@ class Jobs:
     async def cancel(self, job_id: str, *, grace: float = 10.0) -> JobRecord:
         """Stop a queued or running job (its prompt interrupted on the peer); its record,
         cancelled once the job has let go (at most `grace` seconds later)."""
-        record = self.record(job_id)
+        record = await self.find(job_id)
         handle = self._handles.get(job_id)
+        shared = (await self._ready()).coordination
+        if handle is None and shared is not None and not record.terminal:
+            await shared.cancel(job_id)  # it waits or runs in another process
+            return self.record(job_id)
         if handle is None:
             raise Conflict(f"job {job_id} has ended already ({record.state})", field="id")
         handle.cancel()
@@ -186,6 +202,17 @@ class Jobs:
             raise NotFound(f"no job {job_id[:100]!r}", field="id")
         return record
 
+    async def find(self, job_id: str) -> JobRecord:
+        """A job's record: kept here, or, with a shared queue, the queue's (a job of
+        another process, or one older than the list kept here)."""
+        record = self.activity.get(job_id)
+        wanted = record is None and self.activity.shared
+        shared = (await self._ready()).coordination if wanted else None
+        found = await shared.record(job_id) if shared is not None else None
+        if found is not None:
+            return JobRecord.from_dict(found)
+        return self.record(job_id)
+
     async def open_file(
         self, job_id: str, index: int
     ) -> tuple[AbstractAsyncContextManager[Download], str]:
@@ -193,7 +220,7 @@ class Jobs:
 
         Only that server is asked, under the name it gave: the file is that server's own.
         """
-        record = self.record(job_id)
+        record = await self.find(job_id)
         if not 0 <= index < len(record.files):
             raise NotFound(f"job {job_id} has {len(record.files)} files", field="index")
         output = record.files[index]

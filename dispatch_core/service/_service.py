@@ -77,7 +77,7 @@ class DispatchService:
         self._remove_stale_temp_files()
         self._store = ConfigStore(self.config_path)
         self.templates = Templates(TemplateStore(self.folder / "templates"), self._events)
-        activity = Activity(listener=self._job_changed, table=JobTable(self.folder / "jobs.sqlite"))
+        activity = self._activity()
         if webhooks_internal is None:
             webhooks_internal = os.environ.get("DISPATCH_WEBHOOKS_INTERNAL", "") == "1"
         self.webhooks = Webhooks(
@@ -110,6 +110,12 @@ class DispatchService:
             background=self._background,
         )
 
+    def _activity(self) -> Activity:
+        """Job records on disk here, or, with a shared queue, in the queue (all processes')."""
+        if self._store.config.queue.backend != "local":
+            return Activity(listener=self._job_changed, shared=True)
+        return Activity(listener=self._job_changed, table=JobTable(self.folder / "jobs.sqlite"))
+
     # -- life -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> DispatchService:
@@ -135,14 +141,31 @@ class DispatchService:
         return self._dispatcher
 
     async def _start_dispatcher(self) -> Dispatcher:
-        if self._use_journal:
+        if self._use_journal and not self.jobs.activity.shared:  # a shared queue journals
             self._journal = Journal(self.folder / "journal.sqlite")
             await self._journal.__aenter__()
         dispatcher = Dispatcher(self.config, journal=self._journal)
         await dispatcher.__aenter__()
+        await self._join_queue(dispatcher)
         for server, seconds in self.monitor.calibrations().items():
             dispatcher.set_calibration(server, seconds)
         return dispatcher
+
+    async def _join_queue(self, dispatcher: Dispatcher) -> None:
+        """With a shared queue: its records in this process's job list, and its changes."""
+        shared = dispatcher.coordination
+        if shared is None or not self.jobs.activity.shared:
+            return
+        shared.on_record = self.jobs.activity.apply
+        for data in await shared.recent(200):
+            self.jobs.activity.apply(data)
+
+    def queue_view(self) -> dict[str, Any]:
+        """The queue backend in use and, when shared, the processes sharing it."""
+        shared = self._dispatcher.coordination if self._dispatcher is not None else None
+        if shared is None:
+            return {"backend": self.config.queue.backend, "processes": []}
+        return shared.describe()
 
     async def close(self) -> None:
         await self.fleet.manager.close()

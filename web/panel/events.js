@@ -76,6 +76,7 @@ export function createEvents(host, state, call, render) {
       state.workers = workers;
       if (heard.config === before.config) applyConfig(state, view);
       if (heard.status === before.status) applyStatus(state, status.servers);
+      state.queue = status.queue || null;
       if (heard.templates === before.templates) state.templates = templates;
       if (heard.jobs === before.jobs) state.jobs = jobs;
     } catch (error) {

@@ -114,11 +114,27 @@ function runGraphBar(ctx) {
   );
 }
 
+/** Where jobs wait: this dispatcher alone, or a Redis it shares with the others listed. */
+function queueLine(queue) {
+  if (!queue || queue.backend === "local") {
+    return h("p", { className: "dp-muted dp-queue" }, "Queue: this dispatcher only (local)");
+  }
+  const others = (queue.processes || []).filter((p) => p.id !== queue.process);
+  const names = others.map((p) => p.id).join(", ");
+  const text =
+    `Queue: shared on ${queue.backend} (${queue.url || "?"})` +
+    (queue.connected === false ? ", not reachable now" : "") +
+    (queue.same_config === false ? "; their servers or routes differ from this one's" : "") +
+    (others.length ? `, with ${others.length} other dispatcher(s): ${names}` : ", no other dispatcher");
+  return h("p", { className: "dp-muted dp-queue", "data-queue": queue.backend }, text);
+}
+
 export function jobsSection(ctx) {
   return section(
     "Jobs",
     [],
     runGraphBar(ctx) || "",
+    queueLine(ctx.state.queue),
     listOr(ctx.state.jobs, (job) => jobRow(ctx, job), "No job yet.", "dp-list dp-jobs"),
   );
 }

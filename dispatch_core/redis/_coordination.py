@@ -1,0 +1,353 @@
+"""A dispatcher's part in a queue on Redis: it queues its callers' jobs for every process,
+takes jobs for its own servers' free slots, and hands each caller its job's result.
+
+Its caller's side: `run` queues the job (one script: the job, its place, its record, an
+event) and waits for its end, told by the event of the process that ran it, or at once
+when it ran here; a wait that missed its event (Redis restarted) is checked every
+heartbeat, and a job a Redis without persistence forgot is queued again. Its taker's side
+is `_executor.Executor`. Redis not answering fails a new job at once with
+`QueueUnreachable`, naming the URL; jobs already on peers run on and are told later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
+
+from ..errors import QueueUnreachable
+from ..job import JobState
+from ..result import DispatchResult
+from . import _scripts
+from ._executor import Executor
+from ._wire import error_from, record_of, spec_of, text
+
+if TYPE_CHECKING:
+    from .._dispatcher import Dispatcher
+    from .._job import JobRun
+
+__all__ = ["RedisCoordination"]
+
+_log = logging.getLogger("dispatch_core.redis")
+
+_WAKE = b'{"t":"wake"}'
+_JOB = b'{"t":"job","id":"'
+RECENT = 1000
+"""Job records kept for the panels' lists, newest first."""
+KEEP_SECONDS = 7 * 86400
+"""How long an ended job is kept, for GET /dispatch/jobs/{id} from any process."""
+
+RecordListener = Callable[[dict[str, Any]], None]
+
+
+class _Counted(aioredis.Redis):
+    """A Redis client that counts its round trips (each command, each script; a pipeline
+    is counted by its caller), for the benchmark's round trips per job."""
+
+    round_trips = 0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.round_trips += 1
+        return await super().execute_command(*args, **options)
+
+
+class RedisCoordination:
+    """Every dispatcher process given the same Redis URL acts as one."""
+
+    name = "redis"
+
+    def __init__(self, url: str, *, prefix: str = "dispatch:", heartbeat: float = 1.0):
+        self.url = url
+        self.prefix = prefix
+        self.heartbeat = heartbeat
+        """Seconds between heartbeats; a process silent for three is taken as dead."""
+        self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.on_queued: Callable[[str], None] | None = None
+        """Told each job id of this process once it is in the queue."""
+        self.on_record: RecordListener | None = None
+        """Told every job record that changes, in any process (the service's job list)."""
+        self.client: _Counted | None = None
+        self.scripts: dict[str, Any] = {}
+        self.executor = Executor(self)
+        self._waiting: dict[str, tuple[JobRun, asyncio.Future[DispatchResult]]] = {}
+        self._queued: set[str] = set()
+        self._enqueued: dict[str, asyncio.Event] = {}
+        """Set once a job submitted here is in the queue (see `queued`)."""
+        """Jobs waited for here that are in the queue (a check before is a false alarm)."""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._dispatcher: Dispatcher | None = None
+        self._pool: aioredis.ConnectionPool | None = None
+
+    # -- life -----------------------------------------------------------------------------
+
+    async def open(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        # Jobs submitted at once share a few connections, waiting their turn for one. A
+        # command cut off (Redis restarted) is sent again: each step is safe to repeat, or
+        # its lost answer is found by the heartbeat (see `Executor._orphans`).
+        pool = self._pool = aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=32,
+            timeout=None,  # a job waits its turn; its own timeout bounds it
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+            health_check_interval=1,
+            password=os.environ.get("DISPATCH_REDIS_PASSWORD") or None,
+            socket_connect_timeout=2.0,
+            socket_timeout=10.0,
+        )
+        client = self.client = _Counted(connection_pool=pool)
+        for name in _scripts.__all__:
+            self.scripts[name] = client.register_script(getattr(_scripts, name))
+        dispatcher._runner.journal = None  # the queue journals: ENQUEUE and STARTED
+        self.executor.start(dispatcher)
+        self._tasks = [asyncio.create_task(self._listen(), name="redis-events")]
+
+    async def close(self) -> None:
+        """Hand the jobs this process runs back to the queue, then stop."""
+        await self.executor.close()
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:  # a listener whose cancellation the client took ends with it
+            await asyncio.wait(self._tasks, timeout=self.heartbeat)
+        if self.client is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.client.delete(self.key("proc", self.process))
+            await self.client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self.client = None
+
+    def key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    @property
+    def round_trips(self) -> int:
+        """Commands and scripts sent to Redis so far by this process."""
+        return self.client.round_trips if self.client is not None else 0
+
+    def describe(self) -> dict[str, Any]:
+        mine = self.executor.heartbeat.fingerprint()["config"] if self._dispatcher else ""
+        return {
+            "backend": self.name,
+            "url": self.url,
+            "process": self.process,
+            "processes": self.executor.processes,
+            "connected": self.executor.connected,
+            "config": mine,
+            "same_config": all(p.get("config") == mine for p in self.executor.processes),
+        }
+
+    # -- the caller's side ----------------------------------------------------------------
+
+    async def run(self, run: JobRun) -> DispatchResult:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[run.job_id] = (run, future)
+        try:
+            sent = await self._enqueue(run, look=True)
+            if sent is not None:  # the same request was sent before, by any process
+                found = await self.executor.attach(run, *sent)
+                if found is not None:
+                    return found
+                await self._enqueue(run, look=False)
+            self._queued.add(run.job_id)
+            self._enqueued.setdefault(run.job_id, asyncio.Event()).set()
+            if self.on_queued is not None:
+                self.on_queued(run.job_id)
+            return await future
+        except asyncio.CancelledError:
+            with contextlib.suppress(RedisError, OSError):
+                await asyncio.shield(self.cancel(run.job_id))
+            raise
+        finally:
+            self._waiting.pop(run.job_id, None)
+            self._queued.discard(run.job_id)
+            self._enqueued.pop(run.job_id, None)
+
+    async def queued(self, job_id: str, ended: asyncio.Future[Any]) -> None:
+        """Until the job is in the queue, where a process dying cannot lose it, or has
+        ended (failed to be queued, say): what `POST /dispatch/run` waits for before 202."""
+        event = self._enqueued.setdefault(job_id, asyncio.Event())
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if ended.done():
+                self._enqueued.pop(job_id, None)
+
+    async def _enqueue(self, run: JobRun, *, look: bool = False) -> tuple[str, str] | None:
+        """Queue the job; with `look`, first ask the journal: the server and prompt id of
+        the same request sent before, if any (then nothing is queued)."""
+        spec = await spec_of(run)
+        data = json.loads(spec)
+        queue = f"server:{run.spec.server}" if run.spec.server else run.spec.route
+        servers = json.dumps([lane.name for lane in run.lanes])
+        models = json.dumps(sorted(run.needs.model_files))
+        record = record_of(data, JobState.QUEUED, server=run.spec.server)
+        args = [self.prefix, run.job_id, queue, spec, servers, models, record, run.queued, RECENT]
+        args += [run.request_key, "1" if look else "0"]
+        try:
+            answer = await self.scripts["ENQUEUE"](args=args)
+        except (RedisError, OSError) as error:
+            raise self.unreachable(error) from None
+        if isinstance(answer, list):
+            server, prompt_id, _ = text(answer[1]).split("\n")
+            return server, prompt_id
+        self.executor.wake()
+        return None
+
+    def local_run(self, job_id: str) -> JobRun | None:
+        """The job's own JobRun, when it was submitted here (no need to rebuild it)."""
+        waiting = self._waiting.get(job_id)
+        return waiting[0] if waiting is not None else None
+
+    def unreachable(self, error: BaseException) -> QueueUnreachable:
+        return QueueUnreachable(
+            f"the shared queue at {self.url} cannot be reached ({error}); the job was not queued",
+            url=self.url,
+        )
+
+    async def cancel(self, job_id: str) -> bool:
+        if self.client is None:
+            return False
+        found = await self.client.hget(self.key("job", job_id), "record")
+        if found is None:
+            return False
+        data = json.loads(found)
+        record = record_of(data, JobState.CANCELLED, error="cancelled")
+        state = await self.scripts["CANCEL"](args=[self.prefix, job_id, record])
+        return bool(state) and state not in (b"done", b"failed", b"cancelled")
+
+    def deliver(self, job_id: str, outcome: DispatchResult | BaseException) -> bool:
+        """Hand a job that ran here to its caller, if it waits in this process."""
+        waiting = self._waiting.get(job_id)
+        if waiting is None or waiting[1].done():
+            return False
+        if isinstance(outcome, BaseException):
+            waiting[1].set_exception(outcome)
+        else:
+            waiting[1].set_result(outcome)
+        return True
+
+    async def check_waiting(self) -> None:
+        """Jobs waited for here whose end was missed, or which Redis forgot (restarted
+        without persistence): told, or queued again."""
+        assert self.client is not None
+        waiting = [(i, run) for i, (run, f) in self._waiting.items() if i in self._queued]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id, _ in waiting:
+                pipe.hget(self.key("job", job_id), "state")
+            states = await pipe.execute() if waiting else []
+        self.client.round_trips += 1
+        for (job_id, run), state in zip(waiting, states, strict=True):
+            if job_id not in self._waiting:
+                continue
+            if state is None:
+                _log.warning("job %s was forgotten by the queue: queued again", job_id)
+                await self._enqueue(run)
+            elif state in (b"done", b"failed", b"cancelled"):
+                await self._ended(job_id)
+
+    async def _ended(self, job_id: str) -> None:
+        """A job ended in another process: its result or error, for its caller here."""
+        waiting = self._waiting.get(job_id)
+        if waiting is None or waiting[1].done() or self.client is None:
+            return
+        run, future = waiting
+        state, result, error = await self.client.hmget(
+            self.key("job", job_id), ["state", "result", "error"]
+        )
+        if state == b"done" and result:
+            found = json.loads(result)
+            assert self._dispatcher is not None
+            peer = self._dispatcher.peer(found["server"])
+            run.reason = found.get("reason", "")
+            outcome = run.result(peer, found["prompt_id"], {"outputs": found["outputs"]})
+            if not future.done():
+                future.set_result(outcome)
+        elif state in (b"failed", b"cancelled") and not future.done():
+            future.set_exception(error_from(error or '{"message": "failed"}'))
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Every process's job events, for the waiting callers and the panels; and wakes."""
+        while not self.executor.closing:
+            try:
+                await self._listen_once()
+            except (RedisError, OSError) as error:
+                _log.debug("events from %s cut: %s", self.url, error)
+            await asyncio.sleep(self.heartbeat)  # Redis is away: try again soon
+
+    async def _listen_once(self) -> None:
+        assert self.client is not None
+        async with self.client.pubsub() as pubsub:
+            await pubsub.subscribe(self.prefix + "events")
+            await self.check_waiting()  # what ended while we were not listening
+            self.executor.wake()
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    await self._on_message(message["data"])
+
+    async def _on_message(self, raw: bytes) -> None:
+        """One event; read whole only when someone here needs it (a job's end, waited for
+        here, or a record for the panels): every job sends a few of them to every process."""
+        if raw == _WAKE:
+            self.executor.wake()
+            return
+        if self.on_record is None and raw.startswith(_JOB):
+            job_id = raw[len(_JOB) : raw.find(b'"', len(_JOB))].decode()
+            waiting = self._waiting.get(job_id)
+            if waiting is None or waiting[1].done():
+                return
+        await self._on_event(json.loads(raw))
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("t")
+        if kind == "wake":
+            self.executor.wake()
+        elif kind == "cancel":
+            self.executor.cancel(str(event.get("id")))
+        elif kind == "job":
+            record = event.get("record")
+            if isinstance(record, dict) and self.on_record is not None:
+                self.on_record(record)
+            if isinstance(record, dict) and record.get("state") in ("done", "failed", "cancelled"):
+                await self._ended(str(event.get("id")))
+
+    async def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest job records, oldest first, for a panel's list at start."""
+        assert self.client is not None
+        try:
+            ids = await self.client.zrange(self.key("recent"), -limit, -1)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job_id in ids:
+                    pipe.hget(self.key("job", text(job_id)), "record")
+                found = await pipe.execute()
+        except (RedisError, OSError):
+            return []  # the list fills in from the events once Redis answers
+        return [json.loads(text) for text in found if text]
+
+    async def record(self, job_id: str) -> dict[str, Any] | None:
+        """One job's record, from whichever process ran it."""
+        if self.client is None or len(job_id) > 100:
+            return None
+        try:
+            found = await self.client.hget(self.key("job", job_id), "record")
+        except (RedisError, OSError):
+            return None  # what this process holds is all it can tell
+        return json.loads(found) if found else None

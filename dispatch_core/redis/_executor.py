@@ -1,0 +1,377 @@
+"""The taker's side of a queue on Redis: jobs taken for this process's free slots, run on
+their peers, ended once.
+
+A slot is a lease: a job id in the server's `slots` set, scored by when it expires. The
+`TAKE` script leases a slot and takes a job in one move, so that `max_in_flight` holds
+over every process; the slot is given back by the next TAKE as soon as the peer is done
+with the prompt. The heartbeat (`_heartbeat`) renews the leases while this process lives,
+and takes over the jobs of a process that stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from .._retry import counts_against_server, is_transient
+from .._runner import Runner
+from ..errors import DispatchError, DispatchTimeout, PromptLost
+from ..job import JobState
+from ..result import DispatchResult
+from ._heartbeat import LEASE_BEATS, Heartbeat
+from ._wire import data_of, error_to, record_of, result_to, run_from, text
+
+if TYPE_CHECKING:
+    from .._dispatcher import Dispatcher
+    from .._job import JobRun
+    from .._lanes import Lane
+    from ._coordination import RedisCoordination
+
+__all__ = ["Executor"]
+
+_log = logging.getLogger("dispatch_core.redis")
+
+
+class Executor:
+    """Takes jobs for this process's servers and runs them."""
+
+    def __init__(self, coordination: RedisCoordination):
+        self.coordination = coordination
+        self.takes = 0
+        """Take attempts, for the benchmark's round trips per job."""
+        self._running: dict[str, tuple[str, asyncio.Task[None]]] = {}
+        """Job id → (server, the task running it)."""
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self.heartbeat = Heartbeat(self)
+        self._stop = asyncio.Event()
+        self._dispatcher: Dispatcher | None = None
+        self._runner: Runner | None = None
+        self._later: set[asyncio.Task[None]] = set()
+        """Steps sent beside the work (STARTED, a slot given back) or waiting for Redis to
+        answer again (a job's end or requeue)."""
+        self._ending: set[str] = set()
+        """Jobs whose end or requeue waits for Redis to answer again."""
+        self._released: set[str] = set()
+        """Running jobs whose peer is done: their slot is given back, not renewed."""
+
+    def start(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        runner = Runner(dispatcher.servers, None)  # STARTED journals each prompt
+        runner.affinity = False  # the queue chose the server: no plan to wait for here
+        runner.counts = dispatcher.counts
+        self._runner = runner
+        self._tasks = [
+            asyncio.create_task(self._take_loop(), name="redis-take"),
+            asyncio.create_task(self.heartbeat.loop(), name="redis-heartbeat"),
+        ]
+
+    async def close(self) -> None:
+        self._closing = True
+        self._stop.set()
+        self._wake.set()  # each loop also ends on its own at its next turn (see `_take_loop`)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        running = [task for _, task in self._running.values()] + list(self._later)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.close(grace=1.0)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def processes(self) -> list[dict[str, Any]]:
+        """The processes alive at the last heartbeat, this one included."""
+        return self.heartbeat.processes
+
+    @property
+    def connected(self) -> bool:
+        """Whether the last heartbeat reached Redis."""
+        return self.heartbeat.connected
+
+    async def beat(self) -> None:
+        """A heartbeat now (else one a second)."""
+        await self.heartbeat.beat()
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        assert self._dispatcher is not None, "the executor is not started"
+        return self._dispatcher
+
+    async def until_stopped(self, seconds: float) -> None:
+        """Wait `seconds`, or less if the executor closes meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+
+    def leases(self) -> list[list[str]]:
+        """[job id, server] of the jobs whose slot this process holds, to renew."""
+        return [[i, server] for i, (server, _) in self._running.items() if i not in self._released]
+
+    def owned(self) -> set[str]:
+        """The jobs this process runs, or whose end waits for Redis."""
+        return set(self._running) | self._ending
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def cancel(self, job_id: str) -> None:
+        running = self._running.get(job_id)
+        if running is not None:
+            running[1].cancel()
+
+    # -- taking ---------------------------------------------------------------------------
+
+    async def _take_loop(self) -> None:
+        # A loop checks `_closing` as well as being cancelled: a cancellation that lands
+        # inside a Redis client's call may be taken there for a lost connection.
+        while not self._closing:
+            self._wake.clear()
+            try:
+                taken = await self._take()
+            except (RedisError, OSError):
+                taken = None
+                await asyncio.sleep(self.coordination.heartbeat / 2)
+            if taken is not None:
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.coordination.heartbeat / 2):
+                    await self._wake.wait()  # a slot freed, a job came, or a lease lapsed
+
+    async def _take(self, release: tuple[str, str] | None = None) -> str | None:
+        """One job for a free slot here, started; None if there is none to take. With
+        `release` (a job id, its server), that job's slot is given back first."""
+        servers = self._offered()
+        if not servers and release is None:
+            return None
+        queues = self._queues()
+        lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
+        args: list[Any] = [self.coordination.prefix, self.coordination.process, lease_ms]
+        args += [json.dumps(queues), json.dumps(servers), *(release or ())]
+        self.takes += 1
+        found = await self.coordination.scripts["TAKE"](args=args)
+        if not found:
+            return None
+        job_id, server, spec = (text(x) for x in found)
+        self.spawn(job_id, server, spec)
+        return job_id
+
+    def _offered(self) -> list[list[Any]]:
+        """[name, max_in_flight] of the servers with a free slot here, fastest first (by
+        the speeds every process shares)."""
+        assert self._dispatcher is not None
+        lanes = self._dispatcher.servers.lanes
+        free = [lane for lane in lanes.values() if lane.server.enabled and lane.has_free_slot()]
+        speeds = self.heartbeat.speeds
+        order = sorted(range(len(free)), key=lambda i: (speeds.get(free[i].name, 0.0), i))
+        return [[free[i].name, free[i].server.max_in_flight] for i in order]
+
+    def _queues(self) -> list[str]:
+        assert self._dispatcher is not None
+        config = self._dispatcher.config
+        return [*config.routes, *(f"server:{name}" for name in config.servers)]
+
+    def spawn(self, job_id: str, server: str, spec: str, attach_to: str = "") -> None:
+        task = asyncio.create_task(self._execute(job_id, server, spec, attach_to))
+        self._running[job_id] = (server, task)
+        task.add_done_callback(lambda _: self._ended(job_id))
+
+    def _ended(self, job_id: str) -> None:
+        self._running.pop(job_id, None)
+        self._released.discard(job_id)
+
+    # -- running --------------------------------------------------------------------------
+
+    async def attach(self, run: JobRun, server: str, prompt_id: str) -> DispatchResult | None:
+        """The result of the same request's prompt, sent before by any process, if its
+        peer still has it and the job may use that server; else None."""
+        assert self._dispatcher is not None and self._runner is not None
+        lane = self._dispatcher.servers.lanes.get(server)
+        if lane is None or lane not in run.lanes:
+            return None
+        return await self._runner.attach(run, lane, prompt_id)
+
+    async def _execute(self, job_id: str, server: str, spec: str, attach_to: str) -> None:
+        local = self.coordination.local_run(job_id)  # submitted here: no need to rebuild it
+        run, data = (local, data_of(local)) if local is not None else run_from(spec)
+        assert self._dispatcher is not None and self._runner is not None
+        lane = self._dispatcher.servers.lanes.get(server)
+        if lane is None:
+            await self.requeue(job_id, down=0.0)  # a server this process does not know
+            return
+        run.on_start = lambda name, prompt_id: self._started_soon(data, name, prompt_id)
+        run.on_peer_done = lambda: self._release(job_id, server)
+        timeout = data.get("timeout") or self._dispatcher.config.timeouts.job
+        left = max(float(data["queued_at"]) + timeout - time.time(), 0.001)
+        try:
+            async with asyncio.timeout(left):
+                result = await self._run(run, lane, attach_to)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cancelled(job_id, data))
+            raise
+        except TimeoutError:
+            error = DispatchTimeout(
+                f"no result within {timeout:g} s; it was waiting for {run.waiting_for}",
+                server=run.server,
+                prompt_id=run.prompt_id,
+            )
+            await self._finish(job_id, data, run, error, lane)
+        except DispatchError as error:
+            if is_transient(error) and not self._closing:
+                await self._retry(job_id, lane, error)
+            else:
+                await self._finish(job_id, data, run, error, lane)
+        except Exception as error:  # a bug here must not leave the job taken forever
+            _log.exception("job %s failed in this dispatcher", job_id)
+            failure = DispatchError(f"the dispatcher failed: {type(error).__name__}: {error}")
+            await self._finish(job_id, data, run, failure, lane)
+        else:
+            await self._finish(job_id, data, run, result, lane)
+
+    async def _run(self, run: JobRun, lane: Lane, attach_to: str) -> DispatchResult:
+        """The job run once on its leased server, or attached to its prompt there."""
+        assert self._runner is not None
+        if attach_to:
+            found = await self._runner.attach(run, lane, attach_to)
+            if found is not None:
+                return found
+        return await self._runner._run_on(run, [lane])
+
+    def _release(self, job_id: str, server: str) -> None:
+        """Give the job's slot back as soon as the peer is done with it (no more renewals);
+        the next job is taken at once."""
+        self._released.add(job_id)
+
+        async def release() -> None:
+            try:  # the slot given back and the next job taken, in one trip
+                taken = await self._take(release=(job_id, server))
+            except (RedisError, OSError):
+                taken = None  # the lease lapses instead
+            if taken is not None:
+                self.wake()  # there may be more to take
+
+        task = asyncio.create_task(release(), name=f"redis-release-{job_id}")
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _started_soon(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
+        """Record where the prompt goes beside sending it, not before: a round trip less
+        before each prompt. Should this process die in the few milliseconds between,
+        the job runs again (at least once) rather than being attached to."""
+        task = asyncio.create_task(self._started(data, server, prompt_id))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _started(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
+        record = record_of(data, JobState.RUNNING, server=server, prompt_id=prompt_id)
+        from ._coordination import KEEP_SECONDS
+
+        args = [self.coordination.prefix, data["id"], self.coordination.process, prompt_id]
+        args += [record, data["request_key"], f"{server}\n{prompt_id}\n{time.time()}"]
+        try:
+            await self.coordination.scripts["STARTED"](args=[*args, KEEP_SECONDS])
+        except (RedisError, OSError):  # the job runs on; should this process die, it runs again
+            _log.warning("could not record prompt %s of job %s", prompt_id, data["id"])
+
+    async def _retry(self, job_id: str, lane: Lane, error: DispatchError) -> None:
+        """A failure that may pass: the job goes back to the head of its queue, and its
+        server rests while its breaker is open."""
+        down = 0.0
+        if not isinstance(error, PromptLost) and counts_against_server(error):
+            lane.record_failure(time.monotonic())
+            if lane.tripped:
+                down = max(lane.retry_at - time.monotonic(), 0.0)
+        await self.requeue(job_id, down=down)
+
+    async def requeue(self, job_id: str, *, down: float) -> None:
+        args = [self.coordination.prefix, job_id, self.coordination.process, int(down * 1000)]
+        try:
+            await self.coordination.scripts["REQUEUE"](args=args)
+        except (RedisError, OSError):
+            self._later_script("REQUEUE", args, job_id)
+
+    async def _cancelled(self, job_id: str, data: dict[str, Any]) -> None:
+        """Closing: the job goes back to the queue for another process. Else it was
+        cancelled by its caller: it ends so."""
+        with contextlib.suppress(RedisError, OSError):
+            if self._closing:
+                await self.requeue(job_id, down=0.0)
+                return
+            record = record_of(data, JobState.CANCELLED, error="cancelled")
+            await self._end(job_id, "cancelled", "", error_to(asyncio.CancelledError()), record)
+
+    async def _finish(
+        self,
+        job_id: str,
+        data: dict[str, Any],
+        run: JobRun,
+        outcome: DispatchResult | DispatchError,
+        lane: Lane,
+    ) -> None:
+        """End the job once: in Redis (if this process still owns it) and for its caller."""
+        if isinstance(outcome, DispatchResult):
+            record = record_of(data, JobState.DONE, result=outcome)
+            state, result, error = "done", result_to(outcome), ""
+        else:
+            record = record_of(
+                data,
+                JobState.FAILED,
+                server=run.server,
+                prompt_id=run.prompt_id,
+                error=str(outcome),
+            )
+            state, result, error = "failed", "", error_to(outcome)
+        held = json.dumps(sorted(lane.loaded)) if lane.loaded else ""
+        speed = lane.seconds_per_job
+        extra = [held, "" if speed is None else f"{speed:.4f}"]
+        args = self._finish_args(job_id, state, result, error, record, extra)
+        try:
+            owned = bool(await self.coordination.scripts["FINISH"](args=args))
+        except (RedisError, OSError):
+            owned = True  # Redis away: the caller here hears it now, the others later
+            self._later_script("FINISH", args, job_id)
+        if owned:  # not ours if another process took it over: that one delivers it
+            self.coordination.deliver(job_id, outcome)
+
+    def _finish_args(
+        self, job_id: str, state: str, result: str, error: str, record: str, extra: list[str]
+    ) -> list[Any]:
+        from ._coordination import KEEP_SECONDS
+
+        args = [self.coordination.prefix, job_id, self.coordination.process, state, result]
+        return [*args, error, record, *extra, KEEP_SECONDS]
+
+    async def _end(self, job_id: str, state: str, result: str, error: str, record: str) -> None:
+        args = self._finish_args(job_id, state, result, error, record, ["", ""])
+        await self.coordination.scripts["FINISH"](args=args)
+
+    def _later_script(self, name: str, args: list[Any], job_id: str) -> None:
+        """Run a step (a job's end, its requeue) once Redis answers again, so that the
+        other processes hear of it; this process owns the job until then."""
+
+        async def again() -> None:
+            for attempt in range(10_000):
+                await asyncio.sleep(
+                    min(0.2 * 2 ** min(attempt, 8), self.coordination.heartbeat * 2)
+                )
+                with contextlib.suppress(RedisError, OSError):
+                    await self.coordination.scripts[name](args=args)
+                    self._ending.discard(job_id)
+                    return
+
+        self._ending.add(job_id)
+        task = asyncio.create_task(again(), name=f"redis-later-{name}")
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)

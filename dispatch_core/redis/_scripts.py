@@ -1,0 +1,274 @@
+"""The queue's atomic steps, each one Lua script run inside Redis.
+
+Every step that reads a state and changes it depends on nobody else changing it between
+the two: taking a job must see a free slot and lease it in one move, or two processes
+would fill one slot. Redis runs a script alone, so each step is one script and one round
+trip. Keys, all under one prefix (`dispatch:` by default):
+
+    seq                  INCR: the order of arrival over every queue
+    q:{queue}            LIST of job ids waiting, oldest first; a queue per route, and
+                         `server:{name}` for jobs that name their server
+    job:{id}             HASH: spec, seq, queue, servers, models, state, owner, server,
+                         prompt_id, result, error, record (what the panels show)
+    slots:{server}       ZSET of the job ids holding a slot, scored by lease expiry (ms)
+    down:{server}        set, with an expiry, while the server's breaker is open
+    held:{server}        SET of the model files the server was last seen holding
+    speed                HASH server -> seconds of its last warm job
+    running:{process}    SET of the job ids a process has taken
+    proc:{process}       its heartbeat (what it is), expiring unless renewed
+    procs                SET of the processes seen
+    recent               ZSET of job ids by arrival, for the panels' job lists
+    journal:{request}    `server prompt_id time` of a request sent before, written by
+                         STARTED and looked up by ENQUEUE: a repeat attaches to it
+
+Events go out on the channel `{prefix}events` as JSON: `{"t": "job", "id", "record"}`
+for every change of a job, `{"t": "wake"}` when a slot or a job turns up, and
+`{"t": "cancel", "id"}` for the process running a job to stop it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CANCEL",
+    "ENQUEUE",
+    "FINISH",
+    "HEARTBEAT",
+    "REAP",
+    "REQUEUE",
+    "STARTED",
+    "TAKE",
+]
+
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+_JOB_EVENT = """
+local function job_event(p, id, record)
+  redis.call('PUBLISH', p .. 'events', '{"t":"job","id":"' .. id .. '","record":' .. record .. '}')
+end
+"""
+
+ENQUEUE = (
+    _JOB_EVENT
+    + """
+-- ARGV: prefix, id, queue, spec, servers, models, record, queued_at, keep, request key,
+-- look ('1': a request sent before answers {'journal', 'server prompt_id time'} instead)
+local p, id = ARGV[1], ARGV[2]
+if ARGV[11] == '1' then
+  local sent = redis.call('GET', p .. 'journal:' .. ARGV[10])
+  if sent then return {'journal', sent} end
+end
+local seq = redis.call('INCR', p .. 'seq')
+redis.call('HSET', p .. 'job:' .. id, 'spec', ARGV[4], 'seq', seq, 'queue', ARGV[3],
+  'servers', ARGV[5], 'models', ARGV[6], 'state', 'queued', 'owner', '', 'record', ARGV[7])
+redis.call('RPUSH', p .. 'q:' .. ARGV[3], id)
+redis.call('ZADD', p .. 'recent', ARGV[8], id)
+redis.call('ZREMRANGEBYRANK', p .. 'recent', 0, -tonumber(ARGV[9]) - 1)
+job_event(p, id, ARGV[7])
+redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
+return seq
+"""
+)
+
+TAKE = (
+    _NOW
+    + """
+-- ARGV: prefix, process, lease_ms, queues (JSON list), servers (JSON [[name, max]...]
+-- in this process's order of preference), and optionally the id and server of a job of
+-- this process whose peer is done, whose slot is given back first (one trip for both).
+-- Takes the oldest head of the queues that has a free, allowed server: one holding the
+-- job's models if any is free, else the first.
+local p, me = ARGV[1], ARGV[2]
+if ARGV[6] and redis.call('HGET', p .. 'job:' .. ARGV[6], 'owner') == me then
+  if redis.call('ZREM', p .. 'slots:' .. ARGV[7], ARGV[6]) == 1 then
+    redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
+  end
+end
+local servers = cjson.decode(ARGV[5])
+local free = {}
+for _, s in ipairs(servers) do
+  local slots = p .. 'slots:' .. s[1]
+  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+  if redis.call('EXISTS', p .. 'down:' .. s[1]) == 0 and redis.call('ZCARD', slots) < s[2] then
+    free[s[1]] = true
+  end
+end
+local function holds(name, models)
+  for _, m in ipairs(models) do
+    if redis.call('SISMEMBER', p .. 'held:' .. name, m) == 0 then return false end
+  end
+  return #models > 0
+end
+local function server_for(job)
+  local allowed = {}
+  for _, n in ipairs(cjson.decode(redis.call('HGET', job, 'servers'))) do allowed[n] = true end
+  local models = cjson.decode(redis.call('HGET', job, 'models'))
+  local first = nil
+  for _, s in ipairs(servers) do
+    if free[s[1]] and allowed[s[1]] then
+      if holds(s[1], models) then return s[1] end
+      first = first or s[1]
+    end
+  end
+  return first
+end
+local best, best_seq, best_server, best_queue = nil, nil, nil, nil
+for _, q in ipairs(cjson.decode(ARGV[4])) do
+  local queue = p .. 'q:' .. q
+  local head = redis.call('LINDEX', queue, 0)
+  while head and redis.call('HGET', p .. 'job:' .. head, 'state') ~= 'queued' do
+    redis.call('LPOP', queue)  -- cancelled, or forgotten: not a job to wait for
+    head = redis.call('LINDEX', queue, 0)
+  end
+  if head then
+    local seq = tonumber(redis.call('HGET', p .. 'job:' .. head, 'seq'))
+    if best == nil or seq < best_seq then
+      local server = server_for(p .. 'job:' .. head)
+      if server then best, best_seq, best_server, best_queue = head, seq, server, queue end
+    end
+  end
+end
+if not best then return false end
+redis.call('LPOP', best_queue)
+redis.call('ZADD', p .. 'slots:' .. best_server, now + tonumber(ARGV[3]), best)
+redis.call('SADD', p .. 'running:' .. me, best)
+local job = p .. 'job:' .. best
+redis.call('HSET', job, 'state', 'taken', 'owner', me, 'server', best_server)
+return {best, best_server, redis.call('HGET', job, 'spec')}
+"""
+)
+
+STARTED = (
+    _JOB_EVENT
+    + """
+-- ARGV: prefix, id, process, prompt_id, record, request key, journal entry, keep seconds.
+-- Before the prompt is sent: where it goes, for a process taking over and for a repeat.
+-- (It may come after the job's end, whose FINISH went by another connection: then only
+-- the journal is written.)
+local p, id = ARGV[1], ARGV[2]
+local job = p .. 'job:' .. id
+redis.call('SET', p .. 'journal:' .. ARGV[6], ARGV[7], 'EX', ARGV[8])
+if redis.call('HGET', job, 'owner') ~= ARGV[3] then return 0 end
+redis.call('HSET', job, 'state', 'running', 'prompt_id', ARGV[4], 'record', ARGV[5])
+job_event(p, id, ARGV[5])
+return 1
+"""
+)
+
+FINISH = (
+    _JOB_EVENT
+    + """
+-- ARGV: prefix, id, process, state, result, error, record, held (JSON list or ''),
+-- seconds ('' if unknown), keep_seconds. Only the job's owner may end it: once.
+local p, id, me = ARGV[1], ARGV[2], ARGV[3]
+local job = p .. 'job:' .. id
+if redis.call('HGET', job, 'owner') ~= me then return 0 end
+local server = redis.call('HGET', job, 'server')
+redis.call('HSET', job, 'state', ARGV[4], 'result', ARGV[5], 'error', ARGV[6],
+  'record', ARGV[7], 'owner', '')
+redis.call('EXPIRE', job, tonumber(ARGV[10]))
+redis.call('SREM', p .. 'running:' .. me, id)
+local freed = 0
+if server then
+  freed = redis.call('ZREM', p .. 'slots:' .. server, id)
+  if ARGV[8] ~= '' then
+    redis.call('DEL', p .. 'held:' .. server)
+    for _, m in ipairs(cjson.decode(ARGV[8])) do redis.call('SADD', p .. 'held:' .. server, m) end
+  end
+  if ARGV[9] ~= '' then redis.call('HSET', p .. 'speed', server, ARGV[9]) end
+end
+job_event(p, id, ARGV[7])
+if freed == 1 then redis.call('PUBLISH', p .. 'events', '{"t":"wake"}') end
+return 1
+"""
+)
+
+REQUEUE = """
+-- ARGV: prefix, id, process, down_ms (0: none). Back to the head of its queue, in its
+-- place, its slot given back; with down_ms, its server's breaker opens that long.
+local p, id, me = ARGV[1], ARGV[2], ARGV[3]
+local job = p .. 'job:' .. id
+if redis.call('HGET', job, 'owner') ~= me then return 0 end
+local server = redis.call('HGET', job, 'server')
+redis.call('SREM', p .. 'running:' .. me, id)
+if server then
+  redis.call('ZREM', p .. 'slots:' .. server, id)
+  if tonumber(ARGV[4]) > 0 then redis.call('SET', p .. 'down:' .. server, '1', 'PX', ARGV[4]) end
+end
+redis.call('HSET', job, 'state', 'queued', 'owner', '', 'server', '', 'prompt_id', '')
+redis.call('LPUSH', p .. 'q:' .. redis.call('HGET', job, 'queue'), id)
+redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
+return 1
+"""
+
+HEARTBEAT = (
+    _NOW
+    + """
+-- ARGV: prefix, process, info, heartbeat_ms, lease_ms, held (JSON [[id, server]...]).
+-- Says this process lives, renews the leases of the jobs it runs; answers who lives,
+-- who stopped, the jobs Redis holds as this process's, and the servers' speeds.
+local p, me = ARGV[1], ARGV[2]
+redis.call('SET', p .. 'proc:' .. me, ARGV[3], 'PX', ARGV[4])
+redis.call('SADD', p .. 'procs', me)
+for _, pair in ipairs(cjson.decode(ARGV[6])) do
+  if redis.call('HGET', p .. 'job:' .. pair[1], 'owner') == me then
+    redis.call('ZADD', p .. 'slots:' .. pair[2], now + tonumber(ARGV[5]), pair[1])
+  end
+end
+local alive, dead = {}, {}
+for _, other in ipairs(redis.call('SMEMBERS', p .. 'procs')) do
+  local info = redis.call('GET', p .. 'proc:' .. other)
+  if info then table.insert(alive, info) else table.insert(dead, other) end
+end
+return {alive, dead, redis.call('SMEMBERS', p .. 'running:' .. me),
+  redis.call('HGETALL', p .. 'speed')}
+"""
+)
+
+REAP = (
+    _NOW
+    + """
+-- ARGV: prefix, dead process, me, lease_ms. Its taken jobs become mine, their slots too:
+-- [[id, server, prompt_id, spec]...]. Nothing if it came back meanwhile.
+local p, dead, me = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', p .. 'proc:' .. dead) == 1 then return {} end
+local found = {}
+for _, id in ipairs(redis.call('SMEMBERS', p .. 'running:' .. dead)) do
+  local job = p .. 'job:' .. id
+  if redis.call('HGET', job, 'owner') == dead then
+    local server = redis.call('HGET', job, 'server')
+    redis.call('HSET', job, 'owner', me)
+    redis.call('SADD', p .. 'running:' .. me, id)
+    redis.call('ZADD', p .. 'slots:' .. server, now + tonumber(ARGV[4]), id)
+    table.insert(found, {id, server, redis.call('HGET', job, 'prompt_id') or '',
+      redis.call('HGET', job, 'spec')})
+  end
+end
+redis.call('DEL', p .. 'running:' .. dead)
+redis.call('SREM', p .. 'procs', dead)
+return found
+"""
+)
+
+CANCEL = (
+    _JOB_EVENT
+    + """
+-- ARGV: prefix, id, record (as cancelled). A queued job ends here; a taken one is
+-- signalled to its owner. Answers the state the job was in ('' if unknown).
+local p, id = ARGV[1], ARGV[2]
+local job = p .. 'job:' .. id
+local state = redis.call('HGET', job, 'state')
+if state == 'queued' then
+  redis.call('LREM', p .. 'q:' .. redis.call('HGET', job, 'queue'), 0, id)
+  redis.call('HSET', job, 'state', 'cancelled', 'record', ARGV[3],
+    'error', '{"type":"CancelledError","message":"cancelled"}')
+  redis.call('EXPIRE', job, 604800)
+  job_event(p, id, ARGV[3])
+elseif state == 'taken' or state == 'running' then
+  redis.call('PUBLISH', p .. 'events', '{"t":"cancel","id":"' .. id .. '"}')
+end
+return state or ''
+"""
+)
