@@ -178,12 +178,8 @@ for (const version of VERSIONS) {
     }
   });
 
-  test(`frontend ${version}: a remote group runs on its server and hands its image back`, { skip }, async () => {
-    const host = await startHost(version);
-    const context = await browser.newContext({ viewport: { width: 1400, height: 800 } });
-    try {
-      await context.route("https://**", (route) => route.abort());
-      const page = await context.newPage();
+  test(`frontend ${version}: a remote group runs on its server and hands its image back`, { skip }, () =>
+    withPage(version, async (host, page) => {
       const frames = [];
       page.on("websocket", (socket) => socket.on("framereceived", ({ payload }) => frames.push(String(payload))));
       await openPage(page, host);
@@ -241,18 +237,11 @@ for (const version of VERSIONS) {
       const refusal = /^cannot send MODEL into remote group 'Sample': the link from node 1 .* \(and 2 more: see the node's error\)$/;
       await page.getByText(refusal).first().waitFor({ timeout: 10000 });
       await page.screenshot({ path: join(SHOTS, `remote-group-refused-${version}.png`) });
-    } finally {
-      await context.close();
-      host.child.kill();
-    }
-  });
+    }),
+  );
 
-  test(`frontend ${version}: a subgraph node set to Run subgraph on ▸ runs on its server`, { skip }, async () => {
-    const host = await startHost(version);
-    const context = await browser.newContext({ viewport: { width: 1400, height: 800 } });
-    try {
-      await context.route("https://**", (route) => route.abort());
-      const page = await context.newPage();
+  test(`frontend ${version}: a subgraph node set to Run subgraph on ▸ runs on its server`, { skip }, () =>
+    withPage(version, async (host, page) => {
       const frames = [];
       page.on("websocket", (socket) => socket.on("framereceived", ({ payload }) => frames.push(String(payload))));
       await openPage(page, host);
@@ -279,18 +268,11 @@ for (const version of VERSIONS) {
       const history = await (await fetch(`${config.config.servers["gpu-b"].url}/history`)).json();
       const ran = Object.values(history).map((entry) => Object.values(entry.prompt[2]).map((n) => n.class_type).sort());
       assert.deepEqual(ran, [["ImageInvert", "LoadImage", "PreviewImage"]], "the subgraph ran on gpu-b");
-    } finally {
-      await context.close();
-      host.child.kill();
-    }
-  });
+    }),
+  );
 
-  test(`frontend ${version}: Queue graph on ▸ sends the whole graph to a server, Alt+Enter again`, { skip }, async () => {
-    const host = await startHost(version);
-    const context = await browser.newContext({ viewport: { width: 1400, height: 800 } });
-    try {
-      await context.route("https://**", (route) => route.abort());
-      const page = await context.newPage();
+  test(`frontend ${version}: Queue graph on ▸ sends the whole graph to a server, Alt+Enter again`, { skip }, () =>
+    withPage(version, async (host, page) => {
       await openPage(page, host);
       await loadWorkflow(page, "remote_group.json"); // its group is local: the whole graph goes
 
@@ -320,11 +302,21 @@ for (const version of VERSIONS) {
       await page.locator(".dp-run-graph button").click();
       await page.locator('li', { hasText: "gpu-a" }).filter({ hasText: "done" }).first().waitFor({ timeout: 20000 });
       await page.screenshot({ path: join(SHOTS, `queue-on-${version}.png`) });
-    } finally {
-      await context.close();
-      host.child.kill();
-    }
-  });
+    }),
+  );
+}
+
+/** A fresh host of this frontend and a page on it, closed whatever the test does. */
+async function withPage(version, body) {
+  const host = await startHost(version);
+  const context = await browser.newContext({ viewport: { width: 1400, height: 800 } });
+  try {
+    await context.route("https://**", (route) => route.abort()); // no internet
+    await body(host, await context.newPage());
+  } finally {
+    await context.close();
+    host.child.kill();
+  }
 }
 
 /** The page of a host, past the first-start tutorial, with the graph's app ready. */
