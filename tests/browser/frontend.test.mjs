@@ -5,22 +5,10 @@
 // `python tests/frontend_host/fetch.py`: `node --test tests/browser/frontend.test.mjs`.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
-import { delimiter, dirname, join } from "node:path";
-import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const PYTHON = process.env.PYTHON || "python3";
-const SHOTS = process.env.SCREENSHOTS || join(ROOT, "test-output", "browser");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const HOST = join(ROOT, "tests", "frontend_host");
-const VERSIONS = process.env.FRONTENDS
-  ? process.env.FRONTENDS.split(",")
-  : JSON.parse(readFileSync(join(HOST, "versions.json"), "utf8"));
-const TAB = "Dispatch: GPU servers, routes, templates and jobs"; // the tab's tooltip, its button's name
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ROOT, SHOTS, TAB, VERSIONS, staticFolder, startServer, useBrowser } from "./frontends.mjs";
 
 // Errors the frontend makes on its own, with or without this extension, each with where it
 // comes from; an error whose stack passes through our files is never one of them.
@@ -34,45 +22,10 @@ const KNOWN_PAGE_ERRORS = {
   ],
 };
 
-let browser;
-
-before(async () => {
-  mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
-});
-
-after(async () => {
-  if (browser) await browser.close();
-});
-
-function staticFolder(version) {
-  return join(ROOT, "test-output", "frontend", version, "comfyui_frontend_package", "static");
-}
+const browser = useBrowser();
 
 /** Serve one frontend; resolves with the host's process and base URL (no trailing slash). */
-function startHost(version) {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env, PYTHONPATH: [ROOT, process.env.PYTHONPATH].filter(Boolean).join(delimiter) };
-    const args = [join(HOST, "serve.py"), "--frontend", staticFolder(version)];
-    const child = spawn(PYTHON, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-    let seen = "";
-    const timer = setTimeout(() => reject(new Error(`no URL from the frontend host:\n${seen}`)), 20000);
-    const read = (chunk) => {
-      seen += chunk;
-      const match = seen.match(/frontend host on (http:\/\/\S+?)\/ /);
-      if (match) {
-        clearTimeout(timer);
-        resolve({ child, base: match[1] });
-      }
-    };
-    child.stdout.on("data", read);
-    child.stderr.on("data", read);
-    child.on("exit", (code) => reject(new Error(`the frontend host exited (${code}):\n${seen}`)));
-  });
-}
+const startHost = (version) => startServer("serve.py", version, "frontend host");
 
 /** What a real ComfyUI 0.3.64 answered this page, by "METHOD path", from its recording. */
 function recordedStatuses(version) {
@@ -100,7 +53,7 @@ for (const version of VERSIONS) {
 
   test(`frontend ${version}: the Dispatch tab lists the servers online`, { skip }, async (t) => {
     const host = await startHost(version);
-    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const context = await browser().newContext({ viewport: { width: 1400, height: 900 } });
     try {
       await context.route("https://**", (route) => route.abort()); // no internet: comfy.org's news
       const page = await context.newPage();
@@ -309,7 +262,7 @@ for (const version of VERSIONS) {
 /** A fresh host of this frontend and a page on it, closed whatever the test does. */
 async function withPage(version, body) {
   const host = await startHost(version);
-  const context = await browser.newContext({ viewport: { width: 1400, height: 800 } });
+  const context = await browser().newContext({ viewport: { width: 1400, height: 800 } });
   try {
     await context.route("https://**", (route) => route.abort()); // no internet
     await body(host, await context.newPage());

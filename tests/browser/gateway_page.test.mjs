@@ -6,67 +6,20 @@
 // `python tests/frontend_host/fetch.py`: `node --test tests/browser/gateway_page.test.mjs`.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { delimiter, dirname, join } from "node:path";
-import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const PYTHON = process.env.PYTHON || "python3";
-const SHOTS = process.env.SCREENSHOTS || join(ROOT, "test-output", "browser");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const HOST = join(ROOT, "tests", "frontend_host");
-const VERSIONS = process.env.FRONTENDS
-  ? process.env.FRONTENDS.split(",")
-  : JSON.parse(readFileSync(join(HOST, "versions.json"), "utf8"));
-const TAB = "Dispatch: GPU servers, routes, templates and jobs";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { SHOTS, TAB, VERSIONS, staticFolder, startServer, useBrowser } from "./frontends.mjs";
 const INVERT = {
   1: { class_type: "EmptyImage", inputs: { width: 64, height: 64, batch_size: 1, color: 0xff0000 } },
   2: { class_type: "ImageInvert", inputs: { image: ["1", 0] } },
   3: { class_type: "SaveImage", inputs: { images: ["2", 0], filename_prefix: "page" } },
 };
 
-let browser;
-
-before(async () => {
-  mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
-});
-
-after(async () => {
-  if (browser) await browser.close();
-});
-
-function staticFolder(version) {
-  return join(ROOT, "test-output", "frontend", version, "comfyui_frontend_package", "static");
-}
+const browser = useBrowser();
 
 /** The gateway with one frontend; resolves with its process and base URL. */
-function startGateway(version) {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env, PYTHONPATH: [ROOT, process.env.PYTHONPATH].filter(Boolean).join(delimiter) };
-    const args = [join(HOST, "gateway.py"), "--frontend", staticFolder(version)];
-    const child = spawn(PYTHON, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-    let seen = "";
-    const timer = setTimeout(() => reject(new Error(`no URL from the gateway:\n${seen}`)), 20000);
-    const read = (chunk) => {
-      seen += chunk;
-      const match = seen.match(/gateway on (http:\/\/\S+?)\/ /);
-      if (match) {
-        clearTimeout(timer);
-        resolve({ child, base: match[1] });
-      }
-    };
-    child.stdout.on("data", read);
-    child.stderr.on("data", read);
-    child.on("exit", (code) => reject(new Error(`the gateway exited (${code}):\n${seen}`)));
-  });
-}
+const startGateway = (version) => startServer("gateway.py", version, "gateway");
 
 for (const version of VERSIONS) {
   const absent = !existsSync(join(staticFolder(version), "index.html"));
@@ -74,7 +27,7 @@ for (const version of VERSIONS) {
 
   test(`frontend ${version} from the gateway: a queued graph runs on the farm`, { skip }, async () => {
     const gateway = await startGateway(version);
-    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const context = await browser().newContext({ viewport: { width: 1400, height: 900 } });
     try {
       await context.route("https://**", (route) => route.abort()); // no internet
       const page = await context.newPage();

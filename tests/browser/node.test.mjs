@@ -4,21 +4,10 @@
 // Run by tests/test_browser.py; alone: `node --test tests/browser/node.test.mjs`.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { delimiter, dirname, join } from "node:path";
-import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const PYTHON = process.env.PYTHON || "python3";
-const SHOTS = process.env.SCREENSHOTS || join(ROOT, "test-output", "browser");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const HOST = join(ROOT, "tests", "frontend_host");
-const VERSIONS = process.env.FRONTENDS
-  ? process.env.FRONTENDS.split(",")
-  : JSON.parse(readFileSync(join(HOST, "versions.json"), "utf8"));
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { test } from "node:test";
+import { SHOTS, VERSIONS, staticFolder, startServer, useBrowser } from "./frontends.mjs";
 
 // A txt2img whose parameters cover every widget kind: INT with bounds (steps), FLOAT
 // (cfg), a combo (sampler), multiline text (prompt), and a BOOLEAN of a node this ComfyUI
@@ -46,44 +35,9 @@ const TEMPLATE = {
   },
 };
 
-let browser;
+const browser = useBrowser();
 
-before(async () => {
-  mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
-});
-
-after(async () => {
-  if (browser) await browser.close();
-});
-
-function staticFolder(version) {
-  return join(ROOT, "test-output", "frontend", version, "comfyui_frontend_package", "static");
-}
-
-function startHost(version) {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env, PYTHONPATH: [ROOT, process.env.PYTHONPATH].filter(Boolean).join(delimiter) };
-    const args = [join(HOST, "serve.py"), "--frontend", staticFolder(version)];
-    const child = spawn(PYTHON, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-    let seen = "";
-    const timer = setTimeout(() => reject(new Error(`no URL from the frontend host:\n${seen}`)), 20000);
-    const read = (chunk) => {
-      seen += chunk;
-      const match = seen.match(/frontend host on (http:\/\/\S+?)\/ /);
-      if (match) {
-        clearTimeout(timer);
-        resolve({ child, base: match[1] });
-      }
-    };
-    child.stdout.on("data", read);
-    child.stderr.on("data", read);
-    child.on("exit", (code) => reject(new Error(`the frontend host exited (${code}):\n${seen}`)));
-  });
-}
+const startHost = (version) => startServer("serve.py", version, "frontend host");
 
 async function call(base, method, path, body) {
   const answer = await fetch(`${base}${path}`, {
@@ -130,7 +84,7 @@ for (const version of VERSIONS) {
 
   test(`frontend ${version}: a template's parameters are widgets, and reach the queued prompt`, { skip }, async () => {
     const host = await startHost(version);
-    const context = await browser.newContext({ viewport: { width: 1200, height: 1000 } });
+    const context = await browser().newContext({ viewport: { width: 1200, height: 1000 } });
     try {
       await context.route("https://**", (route) => route.abort());
       const page = await context.newPage();
