@@ -304,6 +304,26 @@ async def test_a_target_that_is_not_configured_is_refused_at_validation(local: C
 
 
 @pytest.mark.parametrize(
+    ("group", "message"),
+    [
+        ("", "this node is made when a remote group is queued"),
+        (7, "remote group: not a remote group plan"),
+        ({"version": 1}, "remote group: not a remote group plan"),
+        ("[" * 50_000 + "]" * 50_000, "nested deeper than"),
+        ('{"refused": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested deeper than"),
+        ('{"version": 1, "target": "server:gen", "key": ' + "9" * 5000 + "}", "integer"),
+    ],
+)
+def test_a_hostile_group_input_is_refused_at_validation_never_raised(
+    local: Comfy, group: Any, message: str
+) -> None:
+    """VALIDATE_INPUTS takes `group`, so ComfyUI checks nothing of it first: any prompt
+    posted to ComfyUI reaches it as it was sent."""
+    answer = local.node("RemoteDispatchGroup").VALIDATE_INPUTS(group)
+    assert isinstance(answer, str) and message in answer
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"prompt": {"1": n("EmptyImage")}},  # a script's bare API prompt

@@ -22,6 +22,7 @@ from dispatch_core.groups import (
     Target,
     plan_from_json,
     plan_to_json,
+    refusal_of,
     remote_groups,
     rewrite_prompt,
     titled,
@@ -541,6 +542,24 @@ def test_a_malformed_plan_is_a_workflow_error(change: Any, message: str) -> None
     assert message in str(caught.value)
     with pytest.raises(WorkflowError, match="not a remote group plan"):
         plan_from_json("{not json")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than"),
+        ('{"version": 1, "key": ' + "9" * 5000 + "}", "integer"),
+        ('{"version": NaN}', "NaN"),
+        ("\ud800", "not valid JSON"),
+        ("", "not valid JSON"),
+    ],
+)
+def test_a_hostile_plan_text_is_a_workflow_error_not_a_crash(text: str, message: str) -> None:
+    """The plan comes in a prompt anyone who reaches ComfyUI may post."""
+    with pytest.raises(WorkflowError, match=r"^not a remote group plan: ") as caught:
+        plan_from_json(text)
+    assert message in str(caught.value)
+    assert refusal_of('{"refused": ' + text + "}") is None
 
 
 def test_from_the_ui_workflow_to_the_rewrite() -> None:

@@ -23,6 +23,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, cast, get_args
 
+from .._json import JSONLimitError, loads_bounded
 from ..errors import WorkflowError
 from ._model import (
     BoundaryInput,
@@ -66,13 +67,13 @@ def refusal_node(message: str) -> dict[str, Any]:
     }
 
 
-def refusal_of(text: str) -> str | None:
+def refusal_of(text: Any) -> str | None:
     """The message of a refusal made by `refusal_node`; None for anything else."""
-    if not text.startswith('{"refused"'):
+    if not isinstance(text, str) or not text.startswith('{"refused"'):
         return None
     try:
-        message = json.loads(text).get("refused")
-    except ValueError:
+        message = loads_bounded(text).get("refused")
+    except (JSONLimitError, AttributeError):
         return None
     return message if isinstance(message, str) else None
 
@@ -108,11 +109,12 @@ def plan_to_json(plan: GroupPlan) -> dict[str, Any]:
 def plan_from_json(data: Any) -> GroupPlan:
     """Read a plan back (a JSON text or its data); a malformed one is a WorkflowError.
 
-    The node checks what it is given: a prompt can be posted by anyone who reaches ComfyUI.
+    The node checks what it is given: a prompt can be posted by anyone who reaches ComfyUI,
+    so the text is read within the engine's JSON bounds (depth, integer size).
     """
     try:
         if isinstance(data, str):
-            data = json.loads(data)
+            data = loads_bounded(data)
         return _plan(data)
     except (ValueError, TypeError, KeyError, AttributeError) as error:
         raise WorkflowError(f"not a remote group plan: {error}") from None
