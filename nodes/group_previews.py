@@ -17,7 +17,7 @@ from ..dispatch_core.groups import GroupPlan
 from . import host
 
 Files = dict[str, list[tuple[str, bytes]]]
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF8", ".gif"))
 
 
 def show(plan: GroupPlan, files: Sequence[Files]) -> int:
@@ -25,23 +25,33 @@ def show(plan: GroupPlan, files: Sequence[Files]) -> int:
     shown = 0
     for node_id in sorted(plan.group.nodes):
         images = [
-            (label, data)
+            (data, suffix)
             for per_result in files
-            for label, data in per_result.get(node_id, [])
-            if label.lower().endswith(_IMAGE_SUFFIXES)
+            for _, data in per_result.get(node_id, [])
+            if (suffix := image_suffix(data)) is not None
         ]
         if images:
-            entries = [_keep(data, label) for label, data in images]
+            entries = [_keep(data, suffix) for data, suffix in images]
             host.send_executed(node_id, {"images": entries})
             shown += len(entries)
     return shown
 
 
-def _keep(data: bytes, label: str) -> dict[str, Any]:
+def image_suffix(data: bytes) -> str | None:
+    """The suffix of a PNG, JPEG, GIF or WEBP file by its first bytes; None for anything else.
+
+    The peer's bytes are written where ComfyUI's `/view` serves them by suffix, so the
+    suffix comes from what the bytes are, never from the name the peer gave them.
+    """
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return next((suffix for magic, suffix in _SIGNATURES if data.startswith(magic)), None)
+
+
+def _keep(data: bytes, suffix: str) -> dict[str, Any]:
     """Write one image into the temp folder under a name of our own; its `/view` entry."""
     import folder_paths
 
-    suffix = os.path.splitext(label)[1].lower()
     name = f"dispatch_group_{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
     folder = folder_paths.get_temp_directory()
     os.makedirs(folder, exist_ok=True)

@@ -354,3 +354,22 @@ def test_a_failure_of_the_cut_itself_refuses_rather_than_runs_here(
     (node,) = queued.values()
     message = local.node("RemoteDispatchGroup").VALIDATE_INPUTS(node["inputs"]["group"])
     assert message == "remote groups could not be prepared: boom"
+
+
+@pytest.mark.parametrize(
+    ("data", "suffix"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 20, ".png"),
+        (b"\xff\xd8\xff\xe0" + b"\0" * 20, ".jpg"),
+        (b"GIF89a" + b"\0" * 20, ".gif"),
+        (b"RIFF\0\0\0\0WEBPVP8 ", ".webp"),
+        (b"<html><script>alert(1)</script></html>", None),  # a peer's "image.png"
+        (b"RIFF\0\0\0\0WAVEfmt ", None),
+        (b"", None),
+    ],
+)
+def test_a_peer_file_is_shown_here_only_when_its_bytes_are_an_image(
+    local: Comfy, data: bytes, suffix: str | None
+) -> None:
+    """The local temp folder is served by ComfyUI's /view by suffix: the bytes decide it."""
+    assert local.package.nodes.group_previews.image_suffix(data) == suffix
