@@ -145,9 +145,7 @@ def _servers(target: Target) -> tuple[str, ...]:
     service = host.service()
     if service.config_error:
         raise RoutingError(f"the dispatch config could not be used: {service.config_error}")
-    if target.kind == "server":
-        return service.config.servers_for("", server=target.name)
-    return service.config.servers_for(target.name)
+    return service.config.servers_for(target.route, server=target.server)
 
 
 def _specs(plan: GroupPlan, inputs: Mapping[str, Any]) -> list[JobSpec]:
@@ -159,9 +157,7 @@ def _specs(plan: GroupPlan, inputs: Mapping[str, Any]) -> list[JobSpec]:
             JobSpec("fan-out", workflow=_seeded(builder, index), server=server, name=name)
             for index, server in enumerate(_servers(target))
         ]
-    if target.kind == "server":
-        return [JobSpec(str(target), workflow=builder, server=target.name, name=name)]
-    return [JobSpec(target.name, workflow=builder, name=name)]
+    return [JobSpec(target.route, workflow=builder, server=target.server, name=name)]
 
 
 def _builder(plan: GroupPlan, inputs: Mapping[str, Any]) -> WorkflowBuilder:

@@ -77,6 +77,15 @@ def test_target_text_round_trips() -> None:
             Target.parse(bad)
 
 
+def test_a_target_names_the_route_and_server_of_its_jobs() -> None:
+    assert (Target("server", "gpu-b").route, Target("server", "gpu-b").server) == (
+        "server:gpu-b",
+        "gpu-b",
+    )
+    for kind in ("route", "fan-out"):
+        assert (Target(kind, "gen").route, Target(kind, "gen").server) == ("gen", None)
+
+
 def test_label_names_the_group_without_its_marker() -> None:
     assert RemoteGroup("3", "Upscale [server: gpu-b]", GPU_B, frozenset()).label == "'Upscale'"
     assert RemoteGroup("3", "[server: gpu-b]", GPU_B, frozenset()).label == "group 3"

@@ -47,6 +47,17 @@ class Target:
     def __str__(self) -> str:
         return f"{self.kind}:{self.name}"
 
+    @property
+    def server(self) -> str | None:
+        """The server a job for this target must run on; None when its route chooses."""
+        return self.name if self.kind == "server" else None
+
+    @property
+    def route(self) -> str:
+        """The route a job for this target names: the route itself, or for one server
+        `server:NAME`, which then only labels the job (its server is named)."""
+        return str(self) if self.kind == "server" else self.name
+
     @classmethod
     def parse(cls, text: str) -> Target:
         """Read `"server:gpu-b"` back, as the replacement node's `target` input holds it."""

@@ -37,8 +37,7 @@ def group_node(package: ModuleType, service: DispatchService) -> CustomNode:
             return refused
         try:
             target = plan_from_json(group).group.target
-            server = target.name if target.kind == "server" else None
-            service.config.servers_for(target.name, server=server)
+            service.config.servers_for(target.route, server=target.server)
         except InputError as error:
             return f"remote group: {error}"
         return True
@@ -67,6 +66,4 @@ def _spec(plan: GroupPlan, inputs: dict[str, Any]) -> JobSpec:
             for node, name in boundary.fills:
                 builder.set(node, name, value)
     target = plan.group.target
-    if target.kind == "server":
-        return JobSpec(str(target), workflow=builder, server=target.name)
-    return JobSpec(target.name, workflow=builder)
+    return JobSpec(target.route, workflow=builder, server=target.server)
