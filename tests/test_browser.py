@@ -66,6 +66,13 @@ def _run(test_file: str, log: str, env: dict[str, str] | None = None) -> None:
     assert "ℹ skipped 0" in done.stdout, done.stdout[-4000:]
 
 
+def _frontend(version: str) -> dict[str, bool]:
+    """What the tests of ComfyUI's real frontend need beyond a browser: its wheel unpacked."""
+    static = ROOT / "test-output" / "frontend" / version / "comfyui_frontend_package" / "static"
+    fetch = f"comfyui-frontend-package {version} (python tests/frontend_host/fetch.py)"
+    return {fetch: (static / "index.html").is_file()}
+
+
 @pytest.mark.timeout(300)
 def test_panel_in_a_real_browser() -> None:
     _require(_browser())
@@ -75,17 +82,7 @@ def test_panel_in_a_real_browser() -> None:
 @pytest.mark.timeout(840)  # two files in a row, each bounded by _run
 @pytest.mark.parametrize("version", FRONTENDS)
 def test_panel_in_comfyui_frontend(version: str) -> None:
-    index = (
-        ROOT / "test-output" / "frontend" / version / "comfyui_frontend_package" / "static"
-    ) / "index.html"
-    _require(
-        _browser()
-        | {
-            f"comfyui-frontend-package {version} (python tests/frontend_host/fetch.py)": (
-                index.is_file()
-            )
-        }
-    )
+    _require(_browser() | _frontend(version))
     _run("frontend.test.mjs", f"frontend-{version}.log", {"FRONTENDS": version})
     _run("node.test.mjs", f"node-{version}.log", {"FRONTENDS": version})
 
@@ -93,15 +90,5 @@ def test_panel_in_comfyui_frontend(version: str) -> None:
 @pytest.mark.timeout(180)
 def test_comfyui_page_from_the_gateway() -> None:
     version = FRONTENDS[-1]
-    index = (
-        ROOT / "test-output" / "frontend" / version / "comfyui_frontend_package" / "static"
-    ) / "index.html"
-    _require(
-        _browser()
-        | {
-            f"comfyui-frontend-package {version} (python tests/frontend_host/fetch.py)": (
-                index.is_file()
-            )
-        }
-    )
+    _require(_browser() | _frontend(version))
     _run("gateway_page.test.mjs", f"gateway-page-{version}.log", {"FRONTENDS": version})

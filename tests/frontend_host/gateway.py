@@ -12,14 +12,12 @@ its URL, then serves until SIGTERM or Ctrl-C.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import copy
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: dispatch_core from this checkout
     sys.path.insert(0, str(ROOT))
+
+import host_cli  # noqa: E402  (beside this file)
 
 from dispatch_core.http.standalone import create_app  # noqa: E402
 from dispatch_core.service import DispatchService  # noqa: E402
@@ -66,23 +66,5 @@ async def serve(frontend: Path, port: int, stop: asyncio.Event) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--frontend", type=Path, required=True, help="a frontend's static/")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    if not (args.frontend / "index.html").is_file():
-        parser.error(f"no index.html in {args.frontend}")
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await serve(args.frontend.resolve(), args.port, stop)
-
-    asyncio.run(run())
-
-
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    main()
+    host_cli.main(__doc__.split("\n")[0], serve)

@@ -17,14 +17,11 @@ ComfyUI (`remote_group.py`). It prints its URL, then serves until SIGTERM or Ctr
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import copy
 import json
-import os
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -36,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script: dispatch_core from this checkout
     sys.path.insert(0, str(ROOT))
 
-import remote_group  # noqa: E402  (beside this file)
+import host_cli  # noqa: E402  (beside this file)
+import remote_group  # noqa: E402
 from our_nodes import load_package, node_defs  # noqa: E402
 
 from dispatch_core.http import add_routes  # noqa: E402
@@ -208,28 +206,5 @@ async def serve(frontend: Path, port: int, stop: asyncio.Event) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--frontend",
-        type=Path,
-        required=True,
-        help="the static/ folder of an unpacked comfyui-frontend-package wheel",
-    )
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    if not (args.frontend / "index.html").is_file():
-        parser.error(f"no index.html in {args.frontend}")
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await serve(args.frontend.resolve(), args.port, stop)
-
-    asyncio.run(run())
-
-
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    main()
+    host_cli.main(__doc__.split("\n")[0], serve)
