@@ -4,6 +4,7 @@
 //
 // This file has no side effects: ComfyUI imports every .js file under web/.
 
+import { runBody } from "../groups/queue_on.js";
 import { button, h, listOr, section, seconds } from "./dom.js";
 
 const IMAGE_FILE = /\.(png|jpe?g|webp|gif)$/i;
@@ -101,9 +102,9 @@ function runGraphBar(ctx) {
     const workflow = await ctx.host.graph(false);
     if (!workflow || !Object.keys(workflow).length) return ctx.say("error", "The graph is empty");
     const [kind, ...rest] = choice.value.split(":");
-    const name = rest.join(":");
-    const body = kind === "server" ? { route: choice.value, server: name, workflow } : { route: name, workflow };
-    await ctx.attempt(() => ctx.call("POST", "/dispatch/run", body), `Sent the graph to ${kind} ${name}`);
+    const target = { kind, name: rest.join(":") };
+    const sent = `Sent the graph to ${kind} ${target.name}`;
+    await ctx.attempt(() => ctx.call("POST", "/dispatch/run", runBody(workflow, target)), sent);
   };
   return h(
     "div",
