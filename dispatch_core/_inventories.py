@@ -1,4 +1,5 @@
-"""What each server can run (its node classes and model files), read when jobs need it.
+"""What each server can run (its node classes and model files), read when jobs need it,
+and how many node results its cache keeps (its `/system_stats` command line).
 
 A pool job goes only to servers that have what its workflow names. Reads are shared by
 the jobs that need them at once, re-read when older than `max_age`, and not retried for
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ._inventory import Inventory
 from ._lanes import Lane
+from ._residency import cached_results
 from ._servers import Servers
 from .errors import BadResponse, DispatchError, RoutingError
 
@@ -112,6 +114,17 @@ class Inventories:
                 "GET /object_info answered node specs of the wrong shape", server=name
             ) from None
         self._failed.pop(name, None)
+        await self._read_cache_size(name)
+
+    async def _read_cache_size(self, name: str) -> None:
+        """How many models the server may keep, for the plan: none said if unreadable."""
+        try:
+            stats = await self._servers.peer(name).system_stats()
+        except DispatchError:
+            stats = None
+        lane = self._servers.lanes.get(name)
+        if lane is not None:
+            lane.residency.cached_results = cached_results(stats)
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

@@ -72,9 +72,9 @@ class JobRun:
         """The failure of an earlier try, if this job is trying again."""
         self.needs = needs_of(self.builder.view())
         self.reason = ""
+        """Why the server was chosen, for the result."""
         self.executed: float | None = None
         """When the peer said the prompt was over (set by the runner)."""
-        """Why the server was chosen, for the result."""
         self._waiting_for = "a free slot"
 
     @property

@@ -25,14 +25,21 @@ _MAX_COOLDOWN = 30.0
 class Waiter:
     """A job waiting for a slot on one of its lanes, and the models it would use."""
 
-    __slots__ = ("booking", "future", "lanes", "models", "order", "planned")
+    __slots__ = ("booking", "future", "lanes", "models", "nodes", "order", "planned")
 
     def __init__(
-        self, lanes: Sequence[Lane], models: frozenset[str], order: int, planned: bool = True
+        self,
+        lanes: Sequence[Lane],
+        models: frozenset[str],
+        order: int,
+        planned: bool = True,
+        nodes: int = 1,
     ):
         self.future: asyncio.Future[Lane] = asyncio.get_running_loop().create_future()
         self.lanes = list(lanes)
         self.models = models
+        self.nodes = nodes
+        """Nodes of its workflow: how much of a server's result cache it fills."""
         self.order = order
         """Its place in the order of arrival."""
         self.planned = planned and bool(models)

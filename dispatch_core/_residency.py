@@ -7,7 +7,9 @@ its warm jobs only (the median, so that one cold start cannot make it look slow)
 cost of loading a model is measured per server and file: what a job that had to load it
 took beyond that server's warm median. How many earlier jobs' models the server keeps is
 learned as well: a job back to a model we took for evicted that runs warm shows the server
-kept it; one we took for held that runs cold shows it did not.
+kept it; one we took for held that runs cold shows it did not. Until a job shows it, a
+server started with `--cache-lru N` (its `/system_stats` argv says so) is believed to keep
+the models of as many recent prompts as N node results hold; any other, its last one's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Booking", "Residency"]
+__all__ = ["Booking", "Residency", "cached_results"]
 
 _WARM_SAMPLES = 15
 """Warm job durations kept for the median."""
@@ -58,6 +60,11 @@ class Residency:
         """Distinct model sets of its jobs, the most recent first."""
         self.keeps = 0
         """How many model sets it holds besides its last job's (ComfyUI's default: none)."""
+        self.cached_results: int | None = None
+        """Node results its cache keeps (`--cache-lru N`), if it said; None: the last
+        prompt's only, ComfyUI's default."""
+        self._shown_keeps = False
+        """Whether a job has shown how many it keeps: `cached_results` no longer guides."""
         self.loads: dict[str, collections.deque[float]] = {}
         """Model file → its recent load times measured on this server."""
         self.cold: float | None = None
@@ -101,9 +108,12 @@ class Residency:
         self.history.clear()
         self.running.clear()
 
-    def start(self, models: frozenset[str], now: float | None = None) -> Booking:
-        """A job with these model files starts on the server (at `now`, by the scheduler's
-        clock): what it should load."""
+    def start(self, models: frozenset[str], now: float | None = None, nodes: int = 1) -> Booking:
+        """A job of `nodes` nodes with these model files starts on the server (at `now`, by
+        the scheduler's clock): what it should load."""
+        if not self._shown_keeps and self.cached_results is not None:
+            prompts = self.cached_results // max(nodes, 1)
+            self.keeps = min(max(prompts - 1, 0), _MAX_KEPT)
         loads = models - self.held
         depth = self.history.index(models) if models in self.history else None
         first = not self.history and not self._warm and self.cold is None
@@ -140,10 +150,12 @@ class Residency:
         if not booking.loads:
             if ran_cold and booking.depth:  # it was evicted sooner than we thought
                 self.keeps = min(self.keeps, booking.depth - 1)
+                self._shown_keeps = True
             elif not ran_cold:
                 self._warm.append(seconds)
         elif not ran_cold and booking.depth is not None:
             self.keeps = max(self.keeps, min(booking.depth, _MAX_KEPT))  # it was still held
+            self._shown_keeps = True
             self._warm.append(seconds)
         else:
             self._measure(booking, seconds - warm)
@@ -157,3 +169,18 @@ class Residency:
         waiting, self._unresolved = self._unresolved, []
         for booking, seconds in waiting:
             self.finish(booking, seconds, load)
+
+
+def cached_results(system_stats: object) -> int | None:
+    """N of the `--cache-lru N` a server's `/system_stats` shows it was started with, if any."""
+    system = system_stats.get("system") if isinstance(system_stats, dict) else None
+    argv = system.get("argv") if isinstance(system, dict) else None
+    if not isinstance(argv, list):
+        return None
+    for flag, value in zip(argv, [*argv[1:], None], strict=True):
+        if not isinstance(flag, str) or not flag.startswith("--cache-lru"):
+            continue
+        number = flag.partition("=")[2] if "=" in flag else value
+        if isinstance(number, str) and number.isdigit() and len(number) < 10:
+            return int(number) or None
+    return None

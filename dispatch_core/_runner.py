@@ -126,7 +126,9 @@ class Runner:
         run.waiting_for = f"a free slot on server {names}"
         run.queued_on = lanes
         models = run.needs.model_files
-        lane, booking = await self.servers.scheduler.acquire(lanes, models, planned=self.affinity)
+        lane, booking = await self.servers.scheduler.acquire(
+            lanes, models, planned=self.affinity, nodes=len(run.builder.view())
+        )
         run.reason = _reason(run, lane, lanes, models, booking.held)
         if booking.loads and booking.held:
             self.counts["model_switches"] += 1

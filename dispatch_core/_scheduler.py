@@ -61,12 +61,18 @@ class Scheduler:
         self._order = itertools.count()
 
     async def acquire(
-        self, lanes: Sequence[Lane], models: frozenset[str] = frozenset(), *, planned: bool = True
+        self,
+        lanes: Sequence[Lane],
+        models: frozenset[str] = frozenset(),
+        *,
+        planned: bool = True,
+        nodes: int = 1,
     ) -> tuple[Lane, Booking]:
         """A slot on one of `lanes` and the job's booking there, made as the slot is granted
         so that the next decision of the same moment sees it. With `models` (and `planned`,
-        which affinity off clears), the plan puts the job; without, it waits in turn."""
-        waiter = Waiter(lanes, models, next(self._order), planned)
+        which affinity off clears), the plan puts the job; without, it waits in turn.
+        `nodes`: the size of its workflow, against a server's result cache."""
+        waiter = Waiter(lanes, models, next(self._order), planned, nodes)
         if waiter.planned:
             self._note_demand(models)
             self._planned.append(waiter)
@@ -105,7 +111,7 @@ class Scheduler:
             if chosen is not None:
                 lane.in_flight += 1
                 self._forget(chosen)
-                chosen.booking = lane.residency.start(chosen.models, self._clock())
+                chosen.booking = lane.residency.start(chosen.models, self._clock(), chosen.nodes)
                 chosen.future.set_result(lane)
                 return True
         return False

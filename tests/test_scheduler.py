@@ -13,7 +13,7 @@ import pytest
 from dispatch_core import Config, Dispatcher
 from dispatch_core._lanes import Lane
 from dispatch_core._plan import BUDGET, LaneState, Wanted, plan
-from dispatch_core._residency import Residency
+from dispatch_core._residency import Residency, cached_results
 from dispatch_core._scheduler import Scheduler
 from dispatch_core.config import ServerConfig
 from dispatch_core.testing import FakePeer
@@ -153,6 +153,48 @@ def test_how_many_models_a_server_keeps_is_learned() -> None:
     assert server.keeps == 0
 
 
+def test_a_server_started_with_an_lru_cache_is_believed_to_keep_that_many_prompts() -> None:
+    server = Residency()
+    server.cached_results = 12  # `--cache-lru 12`: two prompts of six nodes
+    server.finish(server.start(A, nodes=6), 10.0, cost)
+    server.finish(server.start(A, nodes=6), 1.0, cost)
+    server.finish(server.start(B, nodes=6), 2.0, cost)
+    assert (server.keeps, server.held) == (1, A | B)
+    server.finish(server.start(frozenset({"c.safetensors"}), nodes=6), 2.0, cost)
+    server.finish(server.start(B, nodes=6), 2.1, cost)  # held, it said: it ran cold
+    assert server.keeps == 0
+    server.start(B, nodes=6)
+    assert server.keeps == 0  # what a job showed outweighs what the command line said
+
+
+def _stats(*argv: object) -> dict[str, Any]:
+    return {"system": {"argv": ["main.py", *argv]}}
+
+
+@pytest.mark.parametrize(
+    ("stats", "expected"),
+    [
+        (_stats("--cache-lru", "12"), 12),
+        (_stats("--listen", "--cache-lru=30"), 30),
+        (_stats(), None),
+        (_stats("--cache-lru"), None),
+        (_stats("--cache-lru", "0"), None),
+        (_stats("--cache-lru", "-3"), None),
+        (_stats("--cache-lru", "lots"), None),
+        (_stats("--cache-lru", "9" * 40), None),
+        (_stats("--cache-lru", 12), None),
+        ({"system": {"argv": "--cache-lru 12"}}, None),
+        ({"system": []}, None),
+        ([], None),
+        (None, None),
+    ],
+)
+def test_the_cache_size_is_read_from_the_command_line_or_not_at_all(
+    stats: object, expected: int | None
+) -> None:
+    assert cached_results(stats) == expected
+
+
 # -- the dispatcher with peers that swap ------------------------------------------------
 
 
@@ -211,3 +253,18 @@ async def test_a_measured_switch_shows_in_the_status(swapping: dict[str, FakePee
         status = await dispatcher.status()
     assert list(status["p"].load_seconds) == ["b.safetensors"]
     assert status["p"].loaded_models == ("b.safetensors",)
+
+
+async def test_a_server_with_room_for_two_models_is_planned_so_from_its_first_job() -> None:
+    models = {"checkpoints": ["a.safetensors", "b.safetensors"]}
+    async with (
+        FakePeer(models=models, memory_slots=2, flags=["--cache-lru", "14"]) as roomy,
+        FakePeer(models=models, memory_slots=1) as plain,
+    ):
+        peers = {"roomy": roomy, "plain": plain}
+        async with Dispatcher(pool(peers)) as dispatcher:
+            await dispatcher.refresh_inventory()
+            for name in peers:
+                await dispatcher.run("gen", txt2img("a.safetensors", 1), server=name)
+            status = await dispatcher.status()
+    assert (status["roomy"].model_slots, status["plain"].model_slots) == (2, 1)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dispatch_core._lanes import Lane
 from dispatch_core._scheduler import Scheduler
 from dispatch_core.bench._optimum import Costs, Schedule, optimum
-from dispatch_core.bench._swaps import COLD, LOAD, SEQUENCES, WINDOW, Mix
+from dispatch_core.bench._swaps import COLD, LOAD, SEQUENCES, WINDOW, Mix, txt2img
 from dispatch_core.config import ServerConfig
 
 
@@ -78,15 +78,20 @@ async def simulate(
     sim = Simulation()
     lanes: dict[str, Lane] = {}
     scheduler = Scheduler(lanes, clock=lambda: sim.now)
+    nodes = len(txt2img("a", 0))
     for i in range(mix.peers):
         lanes[f"p{i}"] = Lane(ServerConfig(f"p{i}", f"http://p{i}"), scheduler.dispatch)
+        if mix.slots > 1:  # as the benchmark's peers say they were started (`--cache-lru`)
+            lanes[f"p{i}"].residency.cached_results = mix.slots * nodes
     peers = {name: SwappingPeer(mix.slots, run) for name in lanes}
     window = asyncio.Semaphore(WINDOW)
 
     async def job(model: str) -> None:
         async with window:
             files = frozenset({f"{model}.safetensors"})
-            lane, booking = await scheduler.acquire(list(lanes.values()), files, planned=affinity)
+            lane, booking = await scheduler.acquire(
+                list(lanes.values()), files, planned=affinity, nodes=nodes
+            )
             await sim.at(sim.now + peers[lane.name].seconds(model) + overhead)
             seconds = sim.now - booking.began
             lane.residency.finish(booking, seconds, lambda f: scheduler.load_cost(lane, f))

@@ -107,6 +107,8 @@ async def measure(
     flags = [f for name in mix.models for f in ("--checkpoint", f"{name}.safetensors")]
     flags += ["--load-seconds", str(LOAD * seconds), "--cold-seconds", str(COLD * seconds)]
     flags += ["--memory-slots", str(mix.slots)]
+    if mix.slots > 1:  # what a ComfyUI that keeps that many checkpoints was started with
+        flags += ["--cache-lru", str(mix.slots * len(txt2img("a", 0)))]
     async with counted_peers(mix.peers, seconds, *flags) as (urls, loads):
         async with Dispatcher(pool_config(urls)) as dispatcher:
             dispatcher.affinity = affinity

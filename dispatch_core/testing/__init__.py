@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--load-seconds", type=float, default=0.0, help="to load a model")
     parser.add_argument("--cold-seconds", type=float, default=0.0, help="more, the first time")
     parser.add_argument("--memory-slots", type=int, default=None, help="models held at once")
+    parser.add_argument(
+        "--cache-lru", type=int, default=None, help="only reported in /system_stats' argv"
+    )
     args = parser.parse_args(argv)
     models = {
         "checkpoints": args.checkpoints or ["sd15.safetensors"],
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             load_seconds=args.load_seconds,
             cold_seconds=args.cold_seconds,
             memory_slots=args.memory_slots,
+            flags=["--cache-lru", str(args.cache_lru)] if args.cache_lru else [],
         ) as peer:
             peer.on_load = lambda name: print(f"loaded {name}", flush=True)
             print(f"fake ComfyUI peer on {peer.url} (Ctrl-C to stop)", flush=True)

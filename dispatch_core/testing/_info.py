@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._inventory import model_folder
@@ -64,8 +64,9 @@ def _fill(name: str, config: Any, models: Mapping[str, list[str]], input_files: 
         options["options"] = sorted(models.get(folder, []))
 
 
-def system_stats(port: int) -> dict[str, Any]:
-    """The shape of a real /system_stats, for a CPU-only peer with 8 GiB of fake VRAM."""
+def system_stats(port: int, flags: Sequence[str] = ()) -> dict[str, Any]:
+    """The shape of a real /system_stats, for a CPU-only peer with 8 GiB of fake VRAM,
+    started with `flags` besides its port."""
     system = {
         "os": "posix",
         "ram_total": 16 * _GIB,
@@ -77,7 +78,7 @@ def system_stats(port: int) -> dict[str, Any]:
         "python_version": "3.11.7 (fake)",
         "pytorch_version": "fake",
         "embedded_python": False,
-        "argv": ["main.py", "--fake", "--port", str(port)],
+        "argv": ["main.py", "--fake", "--port", str(port), *flags],
     }
     device = {
         "name": "fake",

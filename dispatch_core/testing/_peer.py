@@ -38,6 +38,7 @@ class FakePeer(ComfyRoutes):
         load_seconds: float | Mapping[str, float] = 0.0,
         cold_seconds: float = 0.0,
         memory_slots: int | None = None,
+        flags: Sequence[str] = (),
         custom_nodes: Mapping[str, CustomNode] | None = None,
         prompt_handlers: Sequence[PromptHandler] = (),
         preview_method: str = "none",
@@ -60,6 +61,10 @@ class FakePeer(ComfyRoutes):
         self.memory_slots = memory_slots
         """How many model files it holds at once; the least recently used goes first
         (None: all). ComfyUI's default cache keeps those of the last prompt only."""
+        self.flags = list(flags)
+        """ComfyUI command-line flags its `/system_stats` says it was started with (it acts
+        on none of them: `--cache-lru 12` beside `memory_slots=2` tells a dispatcher what
+        a ComfyUI holding two checkpoints of a six-node graph would say)."""
         self.preview_method = preview_method
         """ComfyUI's `--preview-method`: anything but `none` makes samplers send a preview
         per step (see `_preview`)."""

@@ -34,6 +34,7 @@ class ComfyRoutes:
 
     # FakePeer's settings and records, documented there.
     port: int
+    flags: list[str]
     models: dict[str, list[str]]
     custom_nodes: dict[str, CustomNode]
     prompt_handlers: list[PromptHandler]
@@ -278,7 +279,7 @@ class ComfyRoutes:
         return response
 
     async def _system_stats(self, _: web.Request) -> web.Response:
-        return web.json_response(system_stats(self.port))
+        return web.json_response(system_stats(self.port, self.flags))
 
     async def _object_info_all(self, _: web.Request) -> web.Response:
         return web.json_response(self.object_info())
