@@ -2,7 +2,8 @@
 
 `json.loads` alone lets a hostile sender choose the shape of what follows: nesting deep
 enough to exhaust the recursion limit later (in a copy, a dump, a walk), integers of
-hundreds of digits, `NaN` and `Infinity`. `loads_bounded` refuses all of them with a
+hundreds of digits, `NaN` and `Infinity`. (`1e999` reads as infinity: each reader of a
+number checks its range, naming the field.) `loads_bounded` refuses all of them with a
 `JSONLimitError` naming the first place at fault, so callers turn it into a 4xx (a
 request) or a BadResponse (a peer) instead of a 500.
 """
@@ -10,6 +11,7 @@ request) or a BadResponse (a peer) instead of a 500.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 __all__ = ["MAX_DEPTH", "MAX_INT", "JSONLimitError", "loads_bounded"]
@@ -18,6 +20,10 @@ MAX_DEPTH = 64
 """Deeper than any ComfyUI workflow, history entry or object_info answer."""
 MAX_INT = 2**64
 """Seeds run up to 2^64 - 1 in ComfyUI; nothing we read needs more."""
+
+
+_TWENTY_DIGITS = re.compile(r"\d{20}")
+_TWENTY_DIGITS_BYTES = re.compile(rb"\d{20}")
 
 
 class JSONLimitError(ValueError):
@@ -38,10 +44,17 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_bounded_int)
+"""One decoder for every call: `json.loads` with options builds a new one each time,
+which took as long as parsing a progress frame."""
+
+
 def loads_bounded(raw: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse `raw`; refuse depth over `max_depth`, |integers| ≥ 2^64, NaN and Infinity."""
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant, parse_int=_bounded_int)
+        if isinstance(raw, bytes):  # as json.loads reads bytes
+            raw = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        value = _DECODER.decode(raw)
     except RecursionError:
         raise JSONLimitError(f"nested deeper than {max_depth} levels") from None
     except JSONLimitError:
@@ -51,8 +64,21 @@ def loads_bounded(raw: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         raise JSONLimitError(f"not valid JSON at {where}: {error.msg}") from None
     except UnicodeDecodeError:
         raise JSONLimitError("not UTF-8 text") from None
-    _check(value, max_depth)
+    if _may_exceed(raw, max_depth):
+        _check(value, max_depth)
     return value
+
+
+def _may_exceed(raw: str | bytes, max_depth: int) -> bool:
+    """Whether the text could break a bound the parser let through: each level of nesting
+    opens a bracket, and an integer of 2^64 or more has twenty digits. Brackets and digits
+    in strings count too, which only ever asks for the walk. Most frames a peer sends
+    (progress, executing) have a few brackets and no long number: they skip the walk."""
+    if isinstance(raw, str):
+        opened = raw.count("{") + raw.count("[")
+        return opened >= max_depth or _TWENTY_DIGITS.search(raw) is not None
+    opened = raw.count(b"{") + raw.count(b"[")
+    return opened >= max_depth or _TWENTY_DIGITS_BYTES.search(raw) is not None
 
 
 def _check(value: Any, max_depth: int) -> None:
