@@ -42,6 +42,8 @@ class Inventories:
         self._reads: dict[str, asyncio.Task[None]] = {}
         self._failed: dict[str, float] = {}
         """Server → when reading its inventory last failed: not tried again for a while."""
+        self._inside: dict[int, asyncio.Event] = {}
+        """Jobs checked here now, by order of arrival: each event is set as its job leaves."""
 
     async def refresh(self, server: str | None = None) -> dict[str, Inventory]:
         """Read each server's (or one's) inventory now; one that cannot be read is left out."""
@@ -59,11 +61,17 @@ class Inventories:
         A server whose inventory cannot be read (within `wait`) counts as able: the peer
         itself will say.
         """
-        stale = [lane.name for lane in lanes if self._stale(lane.name)]
-        if stale:
-            run.waiting_for = f"the inventory of {', '.join(stale)}"
-            reads = [self._read(name) for name in stale]  # the wait never cancels them
-            await asyncio.wait(reads, timeout=min(_WAIT, wait))
+        left = self._inside[run.arrival] = asyncio.Event()
+        try:
+            stale = [lane.name for lane in lanes if self._stale(lane.name)]
+            if stale:
+                run.waiting_for = f"the inventory of {', '.join(stale)}"
+                reads = [self._read(name) for name in stale]  # the wait never cancels them
+                await asyncio.wait(reads, timeout=min(_WAIT, wait))
+            await self._after_earlier(run.arrival)
+        finally:
+            del self._inside[run.arrival]
+            left.set()
         lacking = {}
         for lane in lanes:
             inventory = self.found.get(lane.name)
@@ -77,6 +85,12 @@ class Inventories:
                 f"no server of route {run.spec.route!r} can run this workflow: {where}"
             )
         return able
+
+    async def _after_earlier(self, arrival: int) -> None:
+        """Jobs leave in their order of arrival: one that came while the inventories were
+        read must not pass those that waited for them (it would take their slots)."""
+        for earlier in [e for order, e in self._inside.items() if order < arrival]:
+            await earlier.wait()
 
     def forget(self, name: str) -> None:
         self.found.pop(name, None)
@@ -107,14 +121,15 @@ class Inventories:
             self._failed[name] = time.time()
             raise
         try:
-            self.found[name] = Inventory.from_object_info(info)
+            inventory = Inventory.from_object_info(info)
         except (AttributeError, TypeError, ValueError):  # a hostile shape deep inside
             self._failed[name] = time.time()
             raise BadResponse(
                 "GET /object_info answered node specs of the wrong shape", server=name
             ) from None
-        self._failed.pop(name, None)
         await self._read_cache_size(name)
+        self.found[name] = inventory  # once whole: a job that finds it uses the cache size
+        self._failed.pop(name, None)
 
     async def _read_cache_size(self, name: str) -> None:
         """How many models the server may keep, for the plan: none said if unreadable."""

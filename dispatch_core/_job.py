@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._inventory import needs_of
 from ._journal import request_hash
+from ._lanes import arrival
 from ._retry import with_retries
 from ._urls import view_url
 from ._watch import FrameCallback, ProgressCallback
@@ -49,6 +50,8 @@ class JobRun:
         job_id: str | None = None,
     ):
         self.spec = spec
+        self.arrival = arrival()
+        """Its place in the order of arrival: it takes a slot in that order."""
         self.job_id = job_id or f"j{uuid.uuid4().hex[:16]}"
         """Its name in a shared queue and in the service's records."""
         self.lanes: Sequence[Lane] = ()

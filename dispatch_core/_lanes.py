@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 from collections.abc import Callable, Sequence
 
 from ._residency import Booking, Residency
@@ -20,6 +21,24 @@ _TRIP_AFTER = 3
 """Consecutive failures that mark a server offline."""
 _FIRST_COOLDOWN = 1.0
 _MAX_COOLDOWN = 30.0
+
+
+_arrivals = itertools.count()
+
+
+def arrival() -> int:
+    """The next place in the order of arrival. A job takes it when it is made, so that it
+    takes a slot in that order, however long its own lookups took before it asked."""
+    return next(_arrivals)
+
+
+def insert_in_order(waiters: collections.deque[Waiter] | list[Waiter], waiter: Waiter) -> None:
+    """Put `waiter` after every earlier arrival: at the end, unless one that came later
+    asked first."""
+    index = len(waiters)
+    while index and waiters[index - 1].order > waiter.order:
+        index -= 1
+    waiters.insert(index, waiter)
 
 
 class Waiter:
@@ -93,7 +112,7 @@ class Lane:
 
     def queue(self, waiter: Waiter) -> None:
         """Wait in turn for a slot here (the job may wait on other lanes as well)."""
-        self._waiters.append(waiter)
+        insert_in_order(self._waiters, waiter)
 
     def first_waiting(self) -> Waiter | None:
         """The job that has waited longest in turn here, if any still waits."""

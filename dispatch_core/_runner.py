@@ -127,7 +127,7 @@ class Runner:
         run.queued_on = lanes
         models = run.needs.model_files
         lane, booking = await self.servers.scheduler.acquire(
-            lanes, models, planned=self.affinity, nodes=len(run.builder.view())
+            lanes, models, planned=self.affinity, nodes=len(run.builder.view()), order=run.arrival
         )
         run.reason = _reason(run, lane, lanes, models, booking.held)
         if booking.loads and booking.held:

@@ -26,7 +26,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from ._lanes import Lane, Waiter, preferred, speeds
+from ._lanes import Lane, Waiter, arrival, insert_in_order, preferred, speeds
 from ._plan import LaneState, Wanted, plan
 from ._residency import LOAD_RUNS, Booking
 
@@ -58,7 +58,6 @@ class Scheduler:
         """Model file → decayed count of the jobs that named it."""
         self._arrivals = 0.0
         """Decayed count of all the jobs that named models."""
-        self._order = itertools.count()
 
     async def acquire(
         self,
@@ -67,15 +66,18 @@ class Scheduler:
         *,
         planned: bool = True,
         nodes: int = 1,
+        order: int | None = None,
     ) -> tuple[Lane, Booking]:
         """A slot on one of `lanes` and the job's booking there, made as the slot is granted
         so that the next decision of the same moment sees it. With `models` (and `planned`,
         which affinity off clears), the plan puts the job; without, it waits in turn.
-        `nodes`: the size of its workflow, against a server's result cache."""
-        waiter = Waiter(lanes, models, next(self._order), planned, nodes)
+        `nodes`: the size of its workflow, against a server's result cache; `order`: its
+        place in the order of arrival (`_lanes.arrival()`, taken now if not given)."""
+        order = arrival() if order is None else order
+        waiter = Waiter(lanes, models, order, planned, nodes)
         if waiter.planned:
             self._note_demand(models)
-            self._planned.append(waiter)
+            insert_in_order(self._planned, waiter)
             for lane in lanes:
                 lane.planned += 1
         else:
