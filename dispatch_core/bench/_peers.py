@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,7 +22,9 @@ from ..config import Config
 from ..job import JobSpec
 
 __all__ = [
+    "Busy",
     "counted_peers",
+    "cpu_spent",
     "given_or_spawned",
     "makespan",
     "peers_alone",
@@ -29,6 +34,48 @@ __all__ = [
     "stream",
     "tiny",
 ]
+
+
+_PIDS: dict[str, int] = {}
+"""URL → process id of each fake peer running, for its CPU time."""
+
+
+@dataclass
+class Busy:
+    """CPU seconds spent while something ran: by this process, and by the fake peers."""
+
+    own: float = 0.0
+    peers: float = 0.0
+
+    def shown(self, jobs: int, wall: float) -> str:
+        """Per job, and how busy the machine's cores were: whether a row was CPU-bound."""
+        if not self.peers:
+            return f"dispatcher CPU {self.own / jobs * 1000:.2f} ms a job"
+        busy = (self.own + self.peers) / (wall * (os.cpu_count() or 1))
+        return (
+            f"CPU a job: dispatcher {self.own / jobs * 1000:.2f} ms, peers "
+            f"{self.peers / jobs * 1000:.2f} ms; {os.cpu_count()} cores {busy:.0%} busy"
+        )
+
+
+@contextlib.contextmanager
+def cpu_spent(urls: Sequence[str]) -> Iterator[Busy]:
+    """The CPU time this process and the fake peers at `urls` spend inside the block."""
+    busy = Busy()
+    own, peers = time.process_time(), _peers_cpu(urls)
+    yield busy
+    busy.own, busy.peers = time.process_time() - own, _peers_cpu(urls) - peers
+
+
+def _peers_cpu(urls: Sequence[str]) -> float:
+    """CPU seconds the fake peers have used, from /proc (0 where there is none)."""
+    total = 0.0
+    for url in urls:
+        stat = Path(f"/proc/{_PIDS.get(url, -1)}/stat")
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def tiny(seed: int = 0) -> dict[str, Any]:
@@ -70,6 +117,7 @@ async def counted_peers(
     """Fake peers in child processes; their URLs, and the models each has loaded so far,
     counted from the lines it prints (as a real peer's log shows its loads)."""
     processes: list[asyncio.subprocess.Process] = []
+    urls: list[str] = []
     loads = [0] * count
     readers: list[asyncio.Task[None]] = []
     try:
@@ -86,14 +134,16 @@ async def counted_peers(
                 stdout=asyncio.subprocess.PIPE,
             )
             processes.append(process)
-        urls = []
         for index, process in enumerate(processes):
             assert process.stdout is not None
             line = (await process.stdout.readline()).decode()
             urls.append(line.split(" on ")[1].split()[0])
+            _PIDS[urls[-1]] = process.pid
             readers.append(asyncio.create_task(_count_loads(process.stdout, loads, index)))
         yield urls, loads
     finally:
+        for url in urls:
+            _PIDS.pop(url, None)
         for process in processes:
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
