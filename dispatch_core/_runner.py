@@ -148,8 +148,6 @@ class Runner:
             lane.residency.finish(booking, seconds, lambda f: scheduler.load_cost(lane, f))
             lane.record_success()
             release()  # the peer is free: the next job need not wait for our history fetch
-            if run.on_peer_done is not None:
-                run.on_peer_done()
 
         try:
             run.started(lane.name, prompt_id)

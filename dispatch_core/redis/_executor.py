@@ -3,14 +3,16 @@ their peers, ended once.
 
 A slot is a lease: a job id in the server's `slots` set, scored by when it expires. The
 `TAKE` script leases a slot and takes a job in one move, so that `max_in_flight` holds
-over every process; the slot is given back by the next TAKE as soon as the peer is done
-with the prompt. The heartbeat (`_heartbeat`) renews the leases while this process lives,
-and takes over the jobs of a process that stopped.
+over every process. A job's end (`FINISH`) gives its slot back and, in the same move,
+takes the next job for this process's free slots: a busy server goes from one job to the
+next in one round trip, not two. The heartbeat (`_heartbeat`) renews the leases while
+this process lives, and takes over the jobs of a process that stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -55,12 +57,10 @@ class Executor:
         self._dispatcher: Dispatcher | None = None
         self._runner: Runner | None = None
         self._later: set[asyncio.Task[None]] = set()
-        """Steps sent beside the work (STARTED, a slot given back) or waiting for Redis to
-        answer again (a job's end or requeue)."""
+        """Steps sent beside the work (STARTED) or waiting for Redis to answer again (a
+        job's end or requeue)."""
         self._ending: set[str] = set()
         """Jobs whose end or requeue waits for Redis to answer again."""
-        self._released: set[str] = set()
-        """Running jobs whose peer is done: their slot is given back, not renewed."""
 
     def start(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
@@ -118,7 +118,7 @@ class Executor:
 
     def leases(self) -> list[list[str]]:
         """[job id, server] of the jobs whose slot this process holds, to renew."""
-        return [[i, server] for i, (server, _) in self._running.items() if i not in self._released]
+        return [[i, server] for i, (server, _) in self._running.items()]
 
     def owned(self) -> set[str]:
         """The jobs this process runs, or whose end waits for Redis."""
@@ -150,30 +150,47 @@ class Executor:
                 async with asyncio.timeout(self.coordination.heartbeat / 2):
                     await self._wake.wait()  # a slot freed, a job came, or a lease lapsed
 
-    async def _take(self, release: tuple[str, str] | None = None) -> str | None:
-        """One job for a free slot here, started; None if there is none to take. With
-        `release` (a job id, its server), that job's slot is given back first."""
-        servers = self._offered()
-        if not servers and release is None:
+    async def _take(self) -> str | None:
+        """One job for a free slot here, started; None if there is none to take."""
+        offer = self._offer()
+        if not offer:
             return None
-        queues = self._queues()
-        lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
-        args: list[Any] = [self.coordination.prefix, self.coordination.process, lease_ms]
-        args += [json.dumps(queues), json.dumps(servers), *(release or ())]
         self.takes += 1
-        found = await self.coordination.scripts["TAKE"](args=args)
-        if not found:
+        args = [self.coordination.prefix, self.coordination.process, *offer]
+        return self._spawn_taken(await self.coordination.scripts["TAKE"](args=args))
+
+    def _offer(self, ending: str | None = None) -> list[Any]:
+        """What a take asks for (lease, queues, servers), as TAKE and FINISH both take it;
+        [] when no slot here is free. `ending`: a job whose slot its FINISH gives back."""
+        servers = self._offered(ending)
+        if not servers:
+            return []
+        lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
+        queues = json.dumps(self._queues())
+        return [lease_ms, queues, json.dumps(servers)]
+
+    def _spawn_taken(self, found: Any) -> str | None:
+        """Start the job a TAKE or FINISH answered with, if it took one."""
+        if not isinstance(found, list):
             return None
         job_id, server, spec = (text(x) for x in found)
         self.spawn(job_id, server, spec)
         return job_id
 
-    def _offered(self) -> list[list[Any]]:
+    def _offered(self, ending: str | None = None) -> list[list[Any]]:
         """[name, max_in_flight] of the servers with a free slot here, fastest first (by
-        the speeds every process shares)."""
+        the speeds every process shares). A slot this process still leases in Redis (a
+        job taken but not yet on its lane, or done but not yet ended) is not free: asking
+        for it would be a round trip for nothing."""
         assert self._dispatcher is not None
-        lanes = self._dispatcher.servers.lanes
-        free = [lane for lane in lanes.values() if lane.server.enabled and lane.has_free_slot()]
+        leased = collections.Counter(s for i, (s, _) in self._running.items() if i != ending)
+        free = [
+            lane
+            for lane in self._dispatcher.servers.lanes.values()
+            if lane.server.enabled
+            and lane.has_free_slot()
+            and leased[lane.name] < lane.server.max_in_flight
+        ]
         speeds = self.heartbeat.speeds
         order = sorted(range(len(free)), key=lambda i: (speeds.get(free[i].name, 0.0), i))
         return [[free[i].name, free[i].server.max_in_flight] for i in order]
@@ -190,7 +207,7 @@ class Executor:
 
     def _ended(self, job_id: str) -> None:
         self._running.pop(job_id, None)
-        self._released.discard(job_id)
+        self.wake()  # its lease no longer counts against a slot here
 
     # -- running --------------------------------------------------------------------------
 
@@ -212,7 +229,6 @@ class Executor:
             await self.requeue(job_id, down=0.0)  # a server this process does not know
             return
         run.on_start = lambda name, prompt_id: self._started_soon(data, name, prompt_id)
-        run.on_peer_done = lambda: self._release(job_id, server)
         timeout = data.get("timeout") or self._dispatcher.config.timeouts.job
         left = max(float(data["queued_at"]) + timeout - time.time(), 0.001)
         try:
@@ -248,23 +264,6 @@ class Executor:
             if found is not None:
                 return found
         return await self._runner._run_on(run, [lane])
-
-    def _release(self, job_id: str, server: str) -> None:
-        """Give the job's slot back as soon as the peer is done with it (no more renewals);
-        the next job is taken at once."""
-        self._released.add(job_id)
-
-        async def release() -> None:
-            try:  # the slot given back and the next job taken, in one trip
-                taken = await self._take(release=(job_id, server))
-            except (RedisError, OSError):
-                taken = None  # the lease lapses instead
-            if taken is not None:
-                self.wake()  # there may be more to take
-
-        task = asyncio.create_task(release(), name=f"redis-release-{job_id}")
-        self._later.add(task)
-        task.add_done_callback(self._later.discard)
 
     async def _started_soon(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
         """Record where the prompt goes beside sending it, not before: a round trip less
@@ -338,11 +337,12 @@ class Executor:
         extra = [held, "" if speed is None else f"{speed:.4f}"]
         args = self._finish_args(job_id, state, result, error, record, extra)
         try:
-            owned = bool(await self.coordination.scripts["FINISH"](args=args))
+            answer = await self.coordination.scripts["FINISH"](args=args + self._offer(job_id))
         except (RedisError, OSError):
-            owned = True  # Redis away: the caller here hears it now, the others later
-            self._later_script("FINISH", args, job_id)
-        if owned:  # not ours if another process took it over: that one delivers it
+            answer = 1  # Redis away: the caller here hears it now, the others later
+            self._later_script("FINISH", args, job_id)  # later, without taking a job
+        self._spawn_taken(answer)
+        if answer:  # not ours if another process took it over: that one delivers it
             self.coordination.deliver(job_id, outcome)
 
     def _finish_args(

@@ -72,71 +72,83 @@ return seq
 """
 )
 
-TAKE = (
+_TAKE_NEXT = (
     _NOW
     + """
--- ARGV: prefix, process, lease_ms, queues (JSON list), servers (JSON [[name, max]...]
--- in this process's order of preference), and optionally the id and server of a job of
--- this process whose peer is done, whose slot is given back first (one trip for both).
--- Takes the oldest head of the queues that has a free, allowed server: one holding the
--- job's models if any is free, else the first.
-local p, me = ARGV[1], ARGV[2]
-if ARGV[6] and redis.call('HGET', p .. 'job:' .. ARGV[6], 'owner') == me then
-  if redis.call('ZREM', p .. 'slots:' .. ARGV[7], ARGV[6]) == 1 then
-    redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
-  end
-end
-local servers = cjson.decode(ARGV[5])
-local free = {}
-for _, s in ipairs(servers) do
-  local slots = p .. 'slots:' .. s[1]
-  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
-  if redis.call('EXISTS', p .. 'down:' .. s[1]) == 0 and redis.call('ZCARD', slots) < s[2] then
-    free[s[1]] = true
-  end
-end
-local function holds(name, models)
+-- take_next(p, me, lease_ms, queues, servers): the oldest head of `queues` (JSON list)
+-- that has a free, allowed server among `servers` (JSON [[name, max]...], in this
+-- process's order of preference): one holding the job's models if any is free, else the
+-- first. Its slot leased and the job taken, it answers {id, server, spec}; else false.
+local function holds(p, name, models)
   for _, m in ipairs(models) do
     if redis.call('SISMEMBER', p .. 'held:' .. name, m) == 0 then return false end
   end
   return #models > 0
 end
-local function server_for(job)
+local function free_servers(p, servers)
+  local free = {}
+  for _, s in ipairs(servers) do
+    local slots = p .. 'slots:' .. s[1]
+    redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+    if redis.call('EXISTS', p .. 'down:' .. s[1]) == 0 and redis.call('ZCARD', slots) < s[2] then
+      free[s[1]] = true
+    end
+  end
+  return free
+end
+local function server_for(p, job, servers, free)
   local allowed = {}
   for _, n in ipairs(cjson.decode(redis.call('HGET', job, 'servers'))) do allowed[n] = true end
   local models = cjson.decode(redis.call('HGET', job, 'models'))
   local first = nil
   for _, s in ipairs(servers) do
     if free[s[1]] and allowed[s[1]] then
-      if holds(s[1], models) then return s[1] end
+      if holds(p, s[1], models) then return s[1] end
       first = first or s[1]
     end
   end
   return first
 end
-local best, best_seq, best_server, best_queue = nil, nil, nil, nil
-for _, q in ipairs(cjson.decode(ARGV[4])) do
-  local queue = p .. 'q:' .. q
+local function queued_head(p, queue)
   local head = redis.call('LINDEX', queue, 0)
   while head and redis.call('HGET', p .. 'job:' .. head, 'state') ~= 'queued' do
     redis.call('LPOP', queue)  -- cancelled, or forgotten: not a job to wait for
     head = redis.call('LINDEX', queue, 0)
   end
-  if head then
-    local seq = tonumber(redis.call('HGET', p .. 'job:' .. head, 'seq'))
-    if best == nil or seq < best_seq then
-      local server = server_for(p .. 'job:' .. head)
-      if server then best, best_seq, best_server, best_queue = head, seq, server, queue end
+  return head
+end
+local function take_next(p, me, lease_ms, queues, servers_json)
+  local servers = cjson.decode(servers_json)
+  if #servers == 0 then return false end
+  local free = free_servers(p, servers)
+  local best, best_seq, best_server, best_queue = nil, nil, nil, nil
+  for _, q in ipairs(cjson.decode(queues)) do
+    local queue = p .. 'q:' .. q
+    local head = queued_head(p, queue)
+    if head then
+      local seq = tonumber(redis.call('HGET', p .. 'job:' .. head, 'seq'))
+      if best == nil or seq < best_seq then
+        local server = server_for(p, p .. 'job:' .. head, servers, free)
+        if server then best, best_seq, best_server, best_queue = head, seq, server, queue end
+      end
     end
   end
+  if not best then return false end
+  redis.call('LPOP', best_queue)
+  redis.call('ZADD', p .. 'slots:' .. best_server, now + tonumber(lease_ms), best)
+  redis.call('SADD', p .. 'running:' .. me, best)
+  local job = p .. 'job:' .. best
+  redis.call('HSET', job, 'state', 'taken', 'owner', me, 'server', best_server)
+  return {best, best_server, redis.call('HGET', job, 'spec')}
 end
-if not best then return false end
-redis.call('LPOP', best_queue)
-redis.call('ZADD', p .. 'slots:' .. best_server, now + tonumber(ARGV[3]), best)
-redis.call('SADD', p .. 'running:' .. me, best)
-local job = p .. 'job:' .. best
-redis.call('HSET', job, 'state', 'taken', 'owner', me, 'server', best_server)
-return {best, best_server, redis.call('HGET', job, 'spec')}
+"""
+)
+
+TAKE = (
+    _TAKE_NEXT
+    + """
+-- ARGV: prefix, process, lease_ms, queues (JSON list), servers (JSON [[name, max]...]).
+return take_next(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 """
 )
 
@@ -159,9 +171,13 @@ return 1
 
 FINISH = (
     _JOB_EVENT
+    + _TAKE_NEXT
     + """
 -- ARGV: prefix, id, process, state, result, error, record, held (JSON list or ''),
--- seconds ('' if unknown), keep_seconds. Only the job's owner may end it: once.
+-- seconds ('' if unknown), keep_seconds; then optionally lease_ms, queues and servers as
+-- TAKE has them. Only the job's owner may end it: once. With the last three, the slot
+-- freed is filled again in the same move: the next job taken is the answer (as TAKE's),
+-- so that a server is not left idle for another round trip; else 1 (0: not the owner).
 local p, id, me = ARGV[1], ARGV[2], ARGV[3]
 local job = p .. 'job:' .. id
 if redis.call('HGET', job, 'owner') ~= me then return 0 end
@@ -180,8 +196,12 @@ if server then
   if ARGV[9] ~= '' then redis.call('HSET', p .. 'speed', server, ARGV[9]) end
 end
 job_event(p, id, ARGV[7])
-if freed == 1 then redis.call('PUBLISH', p .. 'events', '{"t":"wake"}') end
-return 1
+local taken = false
+if ARGV[13] then taken = take_next(p, me, ARGV[11], ARGV[12], ARGV[13]) end
+if freed == 1 and not (taken and taken[2] == server) then
+  redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')  -- a slot free for any process
+end
+return taken or 1
 """
 )
 

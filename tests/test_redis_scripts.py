@@ -1,0 +1,97 @@
+"""The queue's Lua scripts one step at a time, against a real Redis, with two processes
+(`a` and `b`) sharing one server whose `max_in_flight` is 1: what each step answers, and
+which slots it leaves leased."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis_server import RedisServer, need_redis
+
+from dispatch_core.redis import _scripts
+
+PREFIX = "t:"
+ROUTE = "pool"
+OFFER = [60_000, json.dumps([ROUTE]), json.dumps([["p0", 1]])]
+"""What a process with p0 free asks for: the lease, its queues, its servers."""
+
+
+class Queue:
+    """The scripts as one process would send them."""
+
+    def __init__(self, client: Any):
+        self.client = client
+        self.scripts = {n: client.register_script(getattr(_scripts, n)) for n in _scripts.__all__}
+
+    async def enqueue(self, job_id: str) -> None:
+        args = [PREFIX, job_id, ROUTE, f"spec of {job_id}", '["p0"]', "[]", "{}", 0, 100]
+        await self.scripts["ENQUEUE"](args=[*args, f"request {job_id}", "0"])
+
+    async def take(self, process: str) -> Any:
+        return await self.scripts["TAKE"](args=[PREFIX, process, *OFFER])
+
+    async def finish(self, job_id: str, process: str, *, take: bool) -> Any:
+        args = [PREFIX, job_id, process, "done", "{}", "", "{}", "", "", 60]
+        return await self.scripts["FINISH"](args=args + (OFFER if take else []))
+
+    async def leased(self) -> list[bytes]:
+        return list(await self.client.zrange(PREFIX + "slots:p0", 0, -1))
+
+
+@pytest.fixture
+async def queue(tmp_path: Path) -> AsyncIterator[Queue]:
+    need_redis()
+    import redis.asyncio as aioredis
+
+    with RedisServer(tmp_path) as server:
+        client = aioredis.from_url(server.url)
+        try:
+            yield Queue(client)
+        finally:
+            await client.aclose()
+
+
+async def test_finish_hands_the_freed_slot_to_the_next_job_in_the_same_move(
+    queue: Queue,
+) -> None:
+    for i in range(3):
+        await queue.enqueue(f"j{i}")
+    assert (await queue.take("a"))[:2] == [b"j0", b"p0"]
+    handed = await queue.finish("j0", "a", take=True)
+    assert handed == [b"j1", b"p0", b"spec of j1"]  # the next job, on the slot just freed
+    assert await queue.leased() == [b"j1"]
+    assert await queue.client.hget(PREFIX + "job:j1", "owner") == b"a"
+    assert await queue.client.smembers(PREFIX + "running:a") == {b"j1"}
+
+
+async def test_finish_never_takes_past_max_in_flight_over_every_process(queue: Queue) -> None:
+    for i in range(4):
+        await queue.enqueue(f"j{i}")
+    assert (await queue.take("a"))[:2] == [b"j0", b"p0"]
+    assert await queue.take("b") is None  # p0's one slot is a's
+    assert (await queue.finish("j0", "a", take=True))[0] == b"j1"
+    assert await queue.take("b") is None  # handed over, not freed: still a's
+    assert await queue.finish("j0", "a", take=True) == 0  # ended once: takes nothing
+    assert await queue.finish("j1", "b", take=True) == 0  # not b's: neither ends nor takes
+    assert await queue.leased() == [b"j1"]
+    assert await queue.finish("j1", "a", take=False) == 1  # ended without asking for more
+    assert (await queue.take("b"))[:2] == [b"j2", b"p0"]  # so the slot is b's to take
+    assert (await queue.finish("j2", "b", take=True))[0] == b"j3"
+    assert await queue.leased() == [b"j3"]
+
+
+async def test_finish_with_nothing_queued_frees_the_slot_and_wakes_every_process(
+    queue: Queue,
+) -> None:
+    await queue.enqueue("j0")
+    await queue.take("a")
+    async with queue.client.pubsub() as pubsub:
+        await pubsub.subscribe(PREFIX + "events")
+        assert await queue.finish("j0", "a", take=True) == 1
+        events = [await pubsub.get_message(timeout=5) for _ in range(3)]
+    assert [e["data"] for e in events][-1] == b'{"t":"wake"}'
+    assert await queue.leased() == []
