@@ -92,6 +92,9 @@ async def test_finish_with_nothing_queued_frees_the_slot_and_wakes_every_process
     async with queue.client.pubsub() as pubsub:
         await pubsub.subscribe(PREFIX + "events")
         assert await queue.finish("j0", "a", take=True) == 1
-        events = [await pubsub.get_message(timeout=5) for _ in range(3)]
-    assert [e["data"] for e in events][-1] == b'{"t":"wake"}'
+        _, end, wake = [await pubsub.get_message(timeout=5) for _ in range(3)]
+    # The end carries what a caller in another process needs: no read of the job after.
+    told = json.loads(end["data"])
+    assert (told["id"], told["state"], told["result"], told["error"]) == ("j0", "done", {}, None)
+    assert wake["data"] == b'{"t":"wake"}'
     assert await queue.leased() == []

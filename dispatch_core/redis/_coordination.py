@@ -262,25 +262,38 @@ class RedisCoordination:
             elif state in (b"done", b"failed", b"cancelled"):
                 await self._ended(job_id)
 
-    async def _ended(self, job_id: str) -> None:
-        """A job ended in another process: its result or error, for its caller here."""
+    async def _ended(self, job_id: str, told: dict[str, Any] | None = None) -> None:
+        """A job ended in another process: its result or error, for its caller here. From
+        `told`, the event of its end, when that carries them; else read from Redis."""
         waiting = self._waiting.get(job_id)
         if waiting is None or waiting[1].done() or self.client is None:
             return
+        if self.executor.runs(job_id):
+            return  # its end is handed over here by `deliver`, with the peer's whole entry
+        if told is None or "state" not in told:
+            fields = await self.client.hmget(self.key("job", job_id), ["state", "result", "error"])
+            told = {
+                "state": text(fields[0]) if fields[0] else None,
+                "result": json.loads(fields[1]) if fields[1] else None,
+                "error": json.loads(fields[2]) if fields[2] else None,
+            }
+        self._settle(job_id, told["state"], told.get("result"), told.get("error"))
+
+    def _settle(
+        self, job_id: str, state: str | None, result: Any, error: dict[str, Any] | None
+    ) -> None:
+        """Hand the caller waiting here the end of its job, as the queue tells it."""
+        waiting = self._waiting.get(job_id)
+        if waiting is None or waiting[1].done():
+            return
         run, future = waiting
-        state, result, error = await self.client.hmget(
-            self.key("job", job_id), ["state", "result", "error"]
-        )
-        if state == b"done" and result:
-            found = json.loads(result)
+        if state == "done" and isinstance(result, dict):
             assert self._dispatcher is not None
-            peer = self._dispatcher.peer(found["server"])
-            run.reason = found.get("reason", "")
-            outcome = run.result(peer, found["prompt_id"], {"outputs": found["outputs"]})
-            if not future.done():
-                future.set_result(outcome)
-        elif state in (b"failed", b"cancelled") and not future.done():
-            future.set_exception(error_from(error or '{"message": "failed"}'))
+            peer = self._dispatcher.peer(result["server"])
+            run.reason = result.get("reason", "")
+            future.set_result(run.result(peer, result["prompt_id"], {"outputs": result["outputs"]}))
+        elif state in ("failed", "cancelled"):
+            future.set_exception(error_from(error or {"message": "failed"}))
 
     # -- events ---------------------------------------------------------------------------
 
@@ -327,7 +340,7 @@ class RedisCoordination:
             if isinstance(record, dict) and self.on_record is not None:
                 self.on_record(record)
             if isinstance(record, dict) and record.get("state") in ("done", "failed", "cancelled"):
-                await self._ended(str(event.get("id")))
+                await self._ended(str(event.get("id")), event)
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest job records, oldest first, for a panel's list at start."""

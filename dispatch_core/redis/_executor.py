@@ -120,6 +120,10 @@ class Executor:
         """[job id, server] of the jobs whose slot this process holds, to renew."""
         return [[i, server] for i, (server, _) in self._running.items()]
 
+    def runs(self, job_id: str) -> bool:
+        """Whether this process runs the job now (and so delivers its end to a caller here)."""
+        return job_id in self._running
+
     def owned(self) -> set[str]:
         """The jobs this process runs, or whose end waits for Redis."""
         return set(self._running) | self._ending

@@ -22,8 +22,10 @@ trip. Keys, all under one prefix (`dispatch:` by default):
                          STARTED and looked up by ENQUEUE: a repeat attaches to it
 
 Events go out on the channel `{prefix}events` as JSON: `{"t": "job", "id", "record"}`
-for every change of a job, `{"t": "wake"}` when a slot or a job turns up, and
-`{"t": "cancel", "id"}` for the process running a job to stop it.
+for every change of a job (at its end by FINISH, with its `state`, `result` and `error`
+too: a caller waiting in another process needs nothing more from Redis), `{"t": "wake"}`
+when a slot or a job turns up, and `{"t": "cancel", "id"}` for the process running a job
+to stop it.
 """
 
 from __future__ import annotations
@@ -169,8 +171,17 @@ return 1
 """
 )
 
+_END_EVENT = """
+local function end_event(p, id, record, state, result, error)
+  if result == '' then result = 'null' end
+  if error == '' then error = 'null' end
+  redis.call('PUBLISH', p .. 'events', '{"t":"job","id":"' .. id .. '","record":' .. record
+    .. ',"state":"' .. state .. '","result":' .. result .. ',"error":' .. error .. '}')
+end
+"""
+
 FINISH = (
-    _JOB_EVENT
+    _END_EVENT
     + _TAKE_NEXT
     + """
 -- ARGV: prefix, id, process, state, result, error, record, held (JSON list or ''),
@@ -195,7 +206,7 @@ if server then
   end
   if ARGV[9] ~= '' then redis.call('HSET', p .. 'speed', server, ARGV[9]) end
 end
-job_event(p, id, ARGV[7])
+end_event(p, id, ARGV[7], ARGV[4], ARGV[5], ARGV[6])
 local taken = false
 if ARGV[13] then taken = take_next(p, me, ARGV[11], ARGV[12], ARGV[13]) end
 if freed == 1 and not (taken and taken[2] == server) then

@@ -135,9 +135,10 @@ def error_to(error: BaseException) -> str:
     return json.dumps(found)
 
 
-def error_from(text: str | bytes) -> BaseException:
-    """The error a job ended with, as near its own class as its fields allow."""
-    data = json.loads(text)
+def error_from(found: str | bytes | dict[str, Any]) -> BaseException:
+    """The error a job ended with, as near its own class as its fields allow (from its
+    JSON, or that JSON read already)."""
+    data = found if isinstance(found, dict) else json.loads(found)
     kind = getattr(errors, str(data.get("type")), None)
     message, server, prompt_id = data.get("message", ""), data.get("server"), data.get("prompt_id")
     if data.get("type") == "CancelledError":
