@@ -116,9 +116,16 @@ class Runner:
         return [lane for lane in lanes if not lane.tripped] or list(lanes)
 
     async def _run_on(
-        self, run: JobRun, lanes: Sequence[Lane], *, attach_to: str | None = None
+        self,
+        run: JobRun,
+        lanes: Sequence[Lane],
+        *,
+        attach_to: str | None = None,
+        send_as: str | None = None,
     ) -> DispatchResult:
-        """Run the job on one of `lanes`; with `attach_to`, wait for that prompt instead."""
+        """Run the job on one of `lanes`; with `attach_to`, wait for that prompt instead.
+        `send_as`: the prompt id to send it under, when a shared queue chose (and recorded)
+        one as the job was taken; else a new one."""
         for lane in lanes:
             remaining = self.servers.peer(lane.name).queue_remaining or 0
             lane.external_queue = max(remaining - lane.in_flight, 0)
@@ -132,7 +139,7 @@ class Runner:
             self.counts["model_switches"] += 1
         peer = self.servers.peer(lane.name)
         began = time.monotonic()
-        prompt_id = attach_to or str(uuid.uuid4())
+        prompt_id = attach_to or send_as or str(uuid.uuid4())
         released = False
 
         def release() -> None:

@@ -16,8 +16,13 @@ from dispatch_core.redis import _scripts
 
 PREFIX = "t:"
 ROUTE = "pool"
-OFFER = [60_000, json.dumps([ROUTE]), json.dumps([["p0", 1]])]
-"""What a process with p0 free asks for: the lease, its queues, its servers."""
+STARTED = '{"state": "running", "server": "{{server}}", "prompt_id": "{{prompt_id}}"}'
+
+
+def offer(prompt_id: str) -> str:
+    """What a process with p0 free asks for, its prompt to be sent as `prompt_id`."""
+    take = {"lease": 60_000, "queues": [ROUTE], "servers": [["p0", 1]], "keep": 60}
+    return json.dumps(take | {"prompt_id": prompt_id})
 
 
 class Queue:
@@ -29,14 +34,14 @@ class Queue:
 
     async def enqueue(self, job_id: str) -> None:
         args = [PREFIX, job_id, ROUTE, f"spec of {job_id}", '["p0"]', "[]", "{}", 0, 100]
-        await self.scripts["ENQUEUE"](args=[*args, f"request {job_id}", "0"])
+        await self.scripts["ENQUEUE"](args=[*args, f"request {job_id}", "0", STARTED])
 
-    async def take(self, process: str) -> Any:
-        return await self.scripts["TAKE"](args=[PREFIX, process, *OFFER])
+    async def take(self, process: str, prompt_id: str = "") -> Any:
+        return await self.scripts["TAKE"](args=[PREFIX, process, offer(prompt_id)])
 
-    async def finish(self, job_id: str, process: str, *, take: bool) -> Any:
+    async def finish(self, job_id: str, process: str, *, take: bool, prompt_id: str = "") -> Any:
         args = [PREFIX, job_id, process, "done", "{}", "", "{}", "", "", 60]
-        return await self.scripts["FINISH"](args=args + (OFFER if take else []))
+        return await self.scripts["FINISH"](args=args + ([offer(prompt_id)] if take else []))
 
     async def leased(self) -> list[bytes]:
         return list(await self.client.zrange(PREFIX + "slots:p0", 0, -1))
@@ -61,11 +66,23 @@ async def test_finish_hands_the_freed_slot_to_the_next_job_in_the_same_move(
     for i in range(3):
         await queue.enqueue(f"j{i}")
     assert (await queue.take("a"))[:2] == [b"j0", b"p0"]
-    handed = await queue.finish("j0", "a", take=True)
-    assert handed == [b"j1", b"p0", b"spec of j1"]  # the next job, on the slot just freed
+    handed = await queue.finish("j0", "a", take=True, prompt_id="P1")
+    assert handed == [b"j1", b"p0", b"spec of j1", b"P1"]  # the next job, on the freed slot
     assert await queue.leased() == [b"j1"]
     assert await queue.client.hget(PREFIX + "job:j1", "owner") == b"a"
     assert await queue.client.smembers(PREFIX + "running:a") == {b"j1"}
+
+
+async def test_a_take_records_where_the_prompt_goes_for_a_repeat_and_a_takeover(
+    queue: Queue,
+) -> None:
+    await queue.enqueue("j0")
+    assert await queue.take("a", prompt_id="P0") == [b"j0", b"p0", b"spec of j0", b"P0"]
+    job = await queue.client.hgetall(PREFIX + "job:j0")
+    assert (job[b"state"], job[b"prompt_id"]) == (b"running", b"P0")
+    assert json.loads(job[b"record"]) == {"state": "running", "server": "p0", "prompt_id": "P0"}
+    sent = await queue.client.get(PREFIX + "journal:request j0")
+    assert sent.split(b"\n")[:2] == [b"p0", b"P0"]
 
 
 async def test_finish_never_takes_past_max_in_flight_over_every_process(queue: Queue) -> None:

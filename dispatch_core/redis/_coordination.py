@@ -31,7 +31,7 @@ from ..job import JobState
 from ..result import DispatchResult
 from . import _scripts
 from ._executor import Executor
-from ._wire import error_from, record_of, spec_of, text
+from ._wire import PROMPT_SLOT, SERVER_SLOT, error_from, record_of, spec_of, text
 
 if TYPE_CHECKING:
     from .._dispatcher import Dispatcher
@@ -198,8 +198,9 @@ class RedisCoordination:
         servers = json.dumps([lane.name for lane in run.lanes])
         models = json.dumps(sorted(run.needs.model_files))
         record = record_of(data, JobState.QUEUED, server=run.spec.server)
+        started = record_of(data, JobState.RUNNING, server=SERVER_SLOT, prompt_id=PROMPT_SLOT)
         args = [self.prefix, run.job_id, queue, spec, servers, models, record, run.queued, RECENT]
-        args += [run.request_key, "1" if look else "0"]
+        args += [run.request_key, "1" if look else "0", started]
         try:
             answer = await self.scripts["ENQUEUE"](args=args)
         except (RedisError, OSError) as error:

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -163,22 +164,25 @@ class Executor:
         args = [self.coordination.prefix, self.coordination.process, *offer]
         return self._spawn_taken(await self.coordination.scripts["TAKE"](args=args))
 
-    def _offer(self, ending: str | None = None) -> list[Any]:
-        """What a take asks for (lease, queues, servers), as TAKE and FINISH both take it;
-        [] when no slot here is free. `ending`: a job whose slot its FINISH gives back."""
+    def _offer(self, ending: str | None = None) -> list[str]:
+        """What a take asks for, as TAKE and FINISH both read it: [] when no slot here is
+        free. `ending`: a job whose slot its FINISH gives back. The prompt id is minted
+        here so that the take records where the prompt goes, in the same move."""
+        from ._coordination import KEEP_SECONDS
+
         servers = self._offered(ending)
         if not servers:
             return []
         lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
-        queues = json.dumps(self._queues())
-        return [lease_ms, queues, json.dumps(servers)]
+        take = {"lease": lease_ms, "queues": self._queues(), "servers": servers}
+        return [json.dumps(take | {"prompt_id": str(uuid.uuid4()), "keep": KEEP_SECONDS})]
 
     def _spawn_taken(self, found: Any) -> str | None:
         """Start the job a TAKE or FINISH answered with, if it took one."""
         if not isinstance(found, list):
             return None
-        job_id, server, spec = (text(x) for x in found)
-        self.spawn(job_id, server, spec)
+        job_id, server, spec, prompt_id = (text(x) for x in found)
+        self.spawn(job_id, server, spec, send_as=prompt_id)
         return job_id
 
     def _offered(self, ending: str | None = None) -> list[list[Any]]:
@@ -204,8 +208,12 @@ class Executor:
         config = self._dispatcher.config
         return [*config.routes, *(f"server:{name}" for name in config.servers)]
 
-    def spawn(self, job_id: str, server: str, spec: str, attach_to: str = "") -> None:
-        task = asyncio.create_task(self._execute(job_id, server, spec, attach_to))
+    def spawn(
+        self, job_id: str, server: str, spec: str, *, attach_to: str = "", send_as: str = ""
+    ) -> None:
+        """Run a job taken here. `attach_to`: its prompt, maybe on the peer already (a job
+        taken over); `send_as`: the prompt id its take recorded, to send it under."""
+        task = asyncio.create_task(self._execute(job_id, server, spec, attach_to, send_as))
         self._running[job_id] = (server, task)
         task.add_done_callback(lambda _: self._ended(job_id))
 
@@ -224,7 +232,9 @@ class Executor:
             return None
         return await self._runner.attach(run, lane, prompt_id)
 
-    async def _execute(self, job_id: str, server: str, spec: str, attach_to: str) -> None:
+    async def _execute(
+        self, job_id: str, server: str, spec: str, attach_to: str, send_as: str
+    ) -> None:
         local = self.coordination.local_run(job_id)  # submitted here: no need to rebuild it
         run, data = (local, data_of(local)) if local is not None else run_from(spec)
         assert self._dispatcher is not None and self._runner is not None
@@ -232,12 +242,12 @@ class Executor:
         if lane is None:
             await self.requeue(job_id, down=0.0)  # a server this process does not know
             return
-        run.on_start = lambda name, prompt_id: self._started_soon(data, name, prompt_id)
+        run.on_start = lambda name, prompt_id: self._started_soon(data, name, prompt_id, send_as)
         timeout = data.get("timeout") or self._dispatcher.config.timeouts.job
         left = max(float(data["queued_at"]) + timeout - time.time(), 0.001)
         try:
             async with asyncio.timeout(left):
-                result = await self._run(run, lane, attach_to)
+                result = await self._run(run, lane, attach_to, send_as)
         except asyncio.CancelledError:
             await asyncio.shield(self._cancelled(job_id, data))
             raise
@@ -260,19 +270,24 @@ class Executor:
         else:
             await self._finish(job_id, data, run, result, lane)
 
-    async def _run(self, run: JobRun, lane: Lane, attach_to: str) -> DispatchResult:
+    async def _run(self, run: JobRun, lane: Lane, attach_to: str, send_as: str) -> DispatchResult:
         """The job run once on its leased server, or attached to its prompt there."""
         assert self._runner is not None
         if attach_to:
             found = await self._runner.attach(run, lane, attach_to)
             if found is not None:
                 return found
-        return await self._runner._run_on(run, [lane])
+        return await self._runner._run_on(run, [lane], send_as=send_as or None)
 
-    async def _started_soon(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
-        """Record where the prompt goes beside sending it, not before: a round trip less
-        before each prompt. Should this process die in the few milliseconds between,
-        the job runs again (at least once) rather than being attached to."""
+    async def _started_soon(
+        self, data: dict[str, Any], server: str, prompt_id: str, recorded: str
+    ) -> None:
+        """Record where the prompt goes, unless its take did (`recorded`): beside sending
+        it, not before, a round trip less before the prompt. Should this process die in
+        the few milliseconds between, the job runs again (at least once) rather than
+        being attached to."""
+        if prompt_id == recorded:
+            return
         task = asyncio.create_task(self._started(data, server, prompt_id))
         self._later.add(task)
         task.add_done_callback(self._later.discard)

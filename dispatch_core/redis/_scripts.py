@@ -9,7 +9,8 @@ trip. Keys, all under one prefix (`dispatch:` by default):
     q:{queue}            LIST of job ids waiting, oldest first; a queue per route, and
                          `server:{name}` for jobs that name their server
     job:{id}             HASH: spec, seq, queue, servers, models, state, owner, server,
-                         prompt_id, result, error, record (what the panels show)
+                         prompt_id, result, error, record (what the panels show),
+                         request (its journal key), started (its record once taken)
     slots:{server}       ZSET of the job ids holding a slot, scored by lease expiry (ms)
     down:{server}        set, with an expiry, while the server's breaker is open
     held:{server}        SET of the model files the server was last seen holding
@@ -18,8 +19,9 @@ trip. Keys, all under one prefix (`dispatch:` by default):
     proc:{process}       its heartbeat (what it is), expiring unless renewed
     procs                SET of the processes seen
     recent               ZSET of job ids by arrival, for the panels' job lists
-    journal:{request}    `server prompt_id time` of a request sent before, written by
-                         STARTED and looked up by ENQUEUE: a repeat attaches to it
+    journal:{request}    `server prompt_id time` of a request sent before, written when
+                         the job is taken (or by STARTED, for a prompt sent under another
+                         id) and looked up by ENQUEUE: a repeat attaches to it
 
 Events go out on the channel `{prefix}events` as JSON: `{"t": "job", "id", "record"}`
 for every change of a job (at its end by FINISH, with its `state`, `result` and `error`
@@ -56,7 +58,8 @@ ENQUEUE = (
     _JOB_EVENT
     + """
 -- ARGV: prefix, id, queue, spec, servers, models, record, queued_at, keep, request key,
--- look ('1': a request sent before answers {'journal', 'server prompt_id time'} instead)
+-- look ('1': a request sent before answers {'journal', 'server prompt_id time'} instead),
+-- started (its record once taken, "{{server}}" and "{{prompt_id}}" to be filled in)
 local p, id = ARGV[1], ARGV[2]
 if ARGV[11] == '1' then
   local sent = redis.call('GET', p .. 'journal:' .. ARGV[10])
@@ -64,7 +67,8 @@ if ARGV[11] == '1' then
 end
 local seq = redis.call('INCR', p .. 'seq')
 redis.call('HSET', p .. 'job:' .. id, 'spec', ARGV[4], 'seq', seq, 'queue', ARGV[3],
-  'servers', ARGV[5], 'models', ARGV[6], 'state', 'queued', 'owner', '', 'record', ARGV[7])
+  'servers', ARGV[5], 'models', ARGV[6], 'state', 'queued', 'owner', '', 'record', ARGV[7],
+  'request', ARGV[10], 'started', ARGV[12])
 redis.call('RPUSH', p .. 'q:' .. ARGV[3], id)
 redis.call('ZADD', p .. 'recent', ARGV[8], id)
 redis.call('ZREMRANGEBYRANK', p .. 'recent', 0, -tonumber(ARGV[9]) - 1)
@@ -76,11 +80,16 @@ return seq
 
 _TAKE_NEXT = (
     _NOW
+    + _JOB_EVENT
     + """
--- take_next(p, me, lease_ms, queues, servers): the oldest head of `queues` (JSON list)
--- that has a free, allowed server among `servers` (JSON [[name, max]...], in this
--- process's order of preference): one holding the job's models if any is free, else the
--- first. Its slot leased and the job taken, it answers {id, server, spec}; else false.
+-- take_next(p, me, take): the oldest head of `take.queues` that has a free, allowed
+-- server among `take.servers` ([[name, max]...], in this process's order of preference):
+-- one holding the job's models if any is free, else the first. Its slot leased for
+-- `take.lease` ms, the job taken, it answers {id, server, spec, prompt_id}; else false.
+-- The prompt is to be sent under `take.prompt_id`, recorded here with the journal (kept
+-- `take.keep` s) and the job's running record: no second round trip to say where it went.
+-- (A job queued by an older process has no record to fill: its prompt_id answers '', and
+-- its taker records the prompt as it sends it, with STARTED.)
 local function holds(p, name, models)
   for _, m in ipairs(models) do
     if redis.call('SISMEMBER', p .. 'held:' .. name, m) == 0 then return false end
@@ -119,12 +128,24 @@ local function queued_head(p, queue)
   end
   return head
 end
-local function take_next(p, me, lease_ms, queues, servers_json)
-  local servers = cjson.decode(servers_json)
+local function started(p, id, server, take)
+  local job = p .. 'job:' .. id
+  local fields = redis.call('HMGET', job, 'request', 'started')
+  if not fields[1] or not fields[2] then return '' end
+  local record = fields[2]:gsub('"{{server}}"', function() return cjson.encode(server) end)
+  record = record:gsub('"{{prompt_id}}"', function() return cjson.encode(take.prompt_id) end)
+  redis.call('HSET', job, 'state', 'running', 'prompt_id', take.prompt_id, 'record', record)
+  local sent = server .. '\\n' .. take.prompt_id .. '\\n' .. string.format('%.3f', now / 1000)
+  redis.call('SET', p .. 'journal:' .. fields[1], sent, 'EX', take.keep)
+  job_event(p, id, record)
+  return take.prompt_id
+end
+local function take_next(p, me, take)
+  local servers = take.servers
   if #servers == 0 then return false end
   local free = free_servers(p, servers)
   local best, best_seq, best_server, best_queue = nil, nil, nil, nil
-  for _, q in ipairs(cjson.decode(queues)) do
+  for _, q in ipairs(take.queues) do
     local queue = p .. 'q:' .. q
     local head = queued_head(p, queue)
     if head then
@@ -137,11 +158,12 @@ local function take_next(p, me, lease_ms, queues, servers_json)
   end
   if not best then return false end
   redis.call('LPOP', best_queue)
-  redis.call('ZADD', p .. 'slots:' .. best_server, now + tonumber(lease_ms), best)
+  redis.call('ZADD', p .. 'slots:' .. best_server, now + tonumber(take.lease), best)
   redis.call('SADD', p .. 'running:' .. me, best)
   local job = p .. 'job:' .. best
   redis.call('HSET', job, 'state', 'taken', 'owner', me, 'server', best_server)
-  return {best, best_server, redis.call('HGET', job, 'spec')}
+  local prompt_id = started(p, best, best_server, take)
+  return {best, best_server, redis.call('HGET', job, 'spec'), prompt_id}
 end
 """
 )
@@ -149,8 +171,8 @@ end
 TAKE = (
     _TAKE_NEXT
     + """
--- ARGV: prefix, process, lease_ms, queues (JSON list), servers (JSON [[name, max]...]).
-return take_next(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+-- ARGV: prefix, process, take (JSON {lease, queues, servers, prompt_id, keep}: see take_next).
+return take_next(ARGV[1], ARGV[2], cjson.decode(ARGV[3]))
 """
 )
 
@@ -158,9 +180,10 @@ STARTED = (
     _JOB_EVENT
     + """
 -- ARGV: prefix, id, process, prompt_id, record, request key, journal entry, keep seconds.
--- Before the prompt is sent: where it goes, for a process taking over and for a repeat.
--- (It may come after the job's end, whose FINISH went by another connection: then only
--- the journal is written.)
+-- Beside the prompt's POST, where it goes, for a process taking over and for a repeat;
+-- only when it goes under another id than its take recorded (a job taken over and run
+-- again, or queued by an older process). (It may come after the job's end, whose FINISH
+-- went by another connection: then only the journal is written.)
 local p, id = ARGV[1], ARGV[2]
 local job = p .. 'job:' .. id
 redis.call('SET', p .. 'journal:' .. ARGV[6], ARGV[7], 'EX', ARGV[8])
@@ -185,10 +208,10 @@ FINISH = (
     + _TAKE_NEXT
     + """
 -- ARGV: prefix, id, process, state, result, error, record, held (JSON list or ''),
--- seconds ('' if unknown), keep_seconds; then optionally lease_ms, queues and servers as
--- TAKE has them. Only the job's owner may end it: once. With the last three, the slot
--- freed is filled again in the same move: the next job taken is the answer (as TAKE's),
--- so that a server is not left idle for another round trip; else 1 (0: not the owner).
+-- seconds ('' if unknown), keep_seconds; then optionally a take as TAKE has it. Only the
+-- job's owner may end it: once. With a take, the slot freed is filled again in the same
+-- move: the next job taken is the answer (as TAKE's), so that a server is not left idle
+-- for another round trip; else 1 (0: not the owner).
 local p, id, me = ARGV[1], ARGV[2], ARGV[3]
 local job = p .. 'job:' .. id
 if redis.call('HGET', job, 'owner') ~= me then return 0 end
@@ -208,7 +231,7 @@ if server then
 end
 end_event(p, id, ARGV[7], ARGV[4], ARGV[5], ARGV[6])
 local taken = false
-if ARGV[13] then taken = take_next(p, me, ARGV[11], ARGV[12], ARGV[13]) end
+if ARGV[11] then taken = take_next(p, me, cjson.decode(ARGV[11])) end
 if freed == 1 and not (taken and taken[2] == server) then
   redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')  -- a slot free for any process
 end

@@ -22,7 +22,22 @@ from ..job import JobSpec, JobState
 from ..result import DispatchResult
 from ..workflow import WorkflowBuilder
 
-__all__ = ["data_of", "error_from", "error_to", "record_of", "run_from", "spec_of", "text"]
+__all__ = [
+    "PROMPT_SLOT",
+    "SERVER_SLOT",
+    "data_of",
+    "error_from",
+    "error_to",
+    "record_of",
+    "run_from",
+    "spec_of",
+    "text",
+]
+
+SERVER_SLOT = "{{server}}"
+PROMPT_SLOT = "{{prompt_id}}"
+"""Stand-ins in a job's running record, made when it is queued: the script that takes it
+fills in its server and prompt id (see `_scripts.TAKE`)."""
 
 
 async def spec_of(run: JobRun) -> str:
