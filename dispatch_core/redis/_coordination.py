@@ -246,21 +246,20 @@ class RedisCoordination:
 
     async def check_waiting(self) -> None:
         """Jobs waited for here whose end was missed, or which Redis forgot (restarted
-        without persistence): told, or queued again."""
+        without persistence): told, or queued again. Redis picks them out (`ENDED`): a
+        heartbeat reads back a few answers, not the state of every job waited for."""
         assert self.client is not None
-        waiting = [(i, run) for i, (run, f) in self._waiting.items() if i in self._queued]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for job_id, _ in waiting:
-                pipe.hget(self.key("job", job_id), "state")
-            states = await pipe.execute() if waiting else []
-        self.client.round_trips += 1
-        for (job_id, run), state in zip(waiting, states, strict=True):
+        waiting = {i: run for i, (run, _) in self._waiting.items() if i in self._queued}
+        if not waiting:
+            return
+        found = await self.scripts["ENDED"](args=[self.prefix, json.dumps(list(waiting))])
+        for job_id, state in zip(map(text, found[::2]), found[1::2], strict=True):
             if job_id not in self._waiting:
                 continue
-            if state is None:
+            if not state:
                 _log.warning("job %s was forgotten by the queue: queued again", job_id)
-                await self._enqueue(run)
-            elif state in (b"done", b"failed", b"cancelled"):
+                await self._enqueue(waiting[job_id])
+            else:
                 await self._ended(job_id)
 
     async def _ended(self, job_id: str, told: dict[str, Any] | None = None) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 __all__ = [
     "CANCEL",
+    "ENDED",
     "ENQUEUE",
     "FINISH",
     "HEARTBEAT",
@@ -326,3 +327,19 @@ end
 return state or ''
 """
 )
+
+ENDED = """
+-- ARGV: prefix, job ids (JSON list) a process waits for. Answers those that ended, or that
+-- Redis does not know (forgotten by a restart without persistence), as id, state ('' if
+-- unknown), id, state...: the few a wait may have missed, not every job's state.
+local p = ARGV[1]
+local found = {}
+for _, id in ipairs(cjson.decode(ARGV[2])) do
+  local state = redis.call('HGET', p .. 'job:' .. id, 'state')
+  if not state or state == 'done' or state == 'failed' or state == 'cancelled' then
+    table.insert(found, id)
+    table.insert(found, state or '')
+  end
+end
+return found
+"""
