@@ -1,11 +1,12 @@
 """The queue's Lua scripts one step at a time, against a real Redis, with two processes
 (`a` and `b`) sharing one server whose `max_in_flight` is 1: what each step answers, and
-which slots it leaves leased."""
+which slots it leaves leased. And calls made at once, sent as pipelines (`_batches`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +49,21 @@ class Queue:
 
 
 @pytest.fixture
-async def queue(tmp_path: Path) -> AsyncIterator[Queue]:
+def redis_url(tmp_path: Path) -> Iterator[str]:
     need_redis()
+    with RedisServer(tmp_path) as server:
+        yield server.url
+
+
+@pytest.fixture
+async def queue(redis_url: str) -> AsyncIterator[Queue]:
     import redis.asyncio as aioredis
 
-    with RedisServer(tmp_path) as server:
-        client = aioredis.from_url(server.url)
-        try:
-            yield Queue(client)
-        finally:
-            await client.aclose()
+    client = aioredis.from_url(redis_url)
+    try:
+        yield Queue(client)
+    finally:
+        await client.aclose()
 
 
 async def test_finish_hands_the_freed_slot_to_the_next_job_in_the_same_move(
@@ -115,3 +121,28 @@ async def test_finish_with_nothing_queued_frees_the_slot_and_wakes_every_process
     assert (told["id"], told["state"], told["result"], told["error"]) == ("j0", "done", {}, None)
     assert wake["data"] == b'{"t":"wake"}'
     assert await queue.leased() == []
+
+
+async def test_calls_made_at_once_go_in_few_pipelines_each_caller_its_own_answer(
+    redis_url: str,
+) -> None:
+    from redis.exceptions import ResponseError
+
+    from dispatch_core.redis._batches import MOST, Batched
+    from dispatch_core.redis._coordination import _Counted
+
+    client = _Counted.from_url(redis_url)
+    try:  # a new Redis: the script is loaded by the first pipeline that it refuses
+        script = client.register_script(
+            "if ARGV[1] == '7' then return redis.error_reply('not seven') end return ARGV[1] * 2"
+        )
+        batched = Batched(client, script)
+        calls = 2 * MOST + MOST // 2
+        answers = await asyncio.gather(
+            *(batched([i]) for i in range(calls)), return_exceptions=True
+        )
+    finally:
+        await client.aclose()
+    assert isinstance(answers[7], ResponseError) and "not seven" in str(answers[7])
+    assert [a for i, a in enumerate(answers) if i != 7] == [2 * i for i in range(calls) if i != 7]
+    assert client.round_trips == 5  # 3 pipelines, the script loaded, the first one again

@@ -30,6 +30,7 @@ from ..errors import QueueUnreachable
 from ..job import JobState
 from ..result import DispatchResult
 from . import _scripts
+from ._batches import Batched
 from ._executor import Executor
 from ._wire import PROMPT_SLOT, SERVER_SLOT, error_from, record_of, spec_of, text
 
@@ -79,6 +80,8 @@ class RedisCoordination:
         """Told every job record that changes, in any process (the service's job list)."""
         self.client: _Counted | None = None
         self.scripts: dict[str, Any] = {}
+        self._enqueues: Batched | None = None
+        """ENQUEUE, the jobs submitted in one turn of the loop sent as one pipeline."""
         self.executor = Executor(self)
         self._waiting: dict[str, tuple[JobRun, asyncio.Future[DispatchResult]]] = {}
         self._queued: set[str] = set()
@@ -109,6 +112,7 @@ class RedisCoordination:
         client = self.client = _Counted(connection_pool=pool)
         for name in _scripts.__all__:
             self.scripts[name] = client.register_script(getattr(_scripts, name))
+        self._enqueues = Batched(client, self.scripts["ENQUEUE"])
         dispatcher._runner.journal = None  # the queue journals: ENQUEUE and STARTED
         self.executor.start(dispatcher)
         self._tasks = [asyncio.create_task(self._listen(), name="redis-events")]
@@ -116,6 +120,8 @@ class RedisCoordination:
     async def close(self) -> None:
         """Hand the jobs this process runs back to the queue, then stop."""
         await self.executor.close()
+        if self._enqueues is not None:
+            await self._enqueues.close()
         for task in self._tasks:
             task.cancel()
         if self._tasks:  # a listener whose cancellation the client took ends with it
@@ -201,8 +207,9 @@ class RedisCoordination:
         started = record_of(data, JobState.RUNNING, server=SERVER_SLOT, prompt_id=PROMPT_SLOT)
         args = [self.prefix, run.job_id, queue, spec, servers, models, record, run.queued, RECENT]
         args += [run.request_key, "1" if look else "0", started]
+        assert self._enqueues is not None, "the coordination is not open"
         try:
-            answer = await self.scripts["ENQUEUE"](args=args)
+            answer = await self._enqueues(args)
         except (RedisError, OSError) as error:
             raise self.unreachable(error) from None
         if isinstance(answer, list):
