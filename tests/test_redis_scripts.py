@@ -146,3 +146,15 @@ async def test_calls_made_at_once_go_in_few_pipelines_each_caller_its_own_answer
     assert isinstance(answers[7], ResponseError) and "not seven" in str(answers[7])
     assert [a for i, a in enumerate(answers) if i != 7] == [2 * i for i in range(calls) if i != 7]
     assert client.round_trips == 5  # 3 pipelines, the script loaded, the first one again
+
+
+async def test_a_job_queued_is_one_event_that_also_wakes_every_process(queue: Queue) -> None:
+    from dispatch_core.redis._coordination import _QUEUED
+
+    async with queue.client.pubsub() as pubsub:
+        await pubsub.subscribe(PREFIX + "events")
+        await queue.enqueue("j0")
+        await queue.enqueue("j1")
+        _, first, second = [await pubsub.get_message(timeout=5) for _ in range(3)]
+    assert first["data"].endswith(_QUEUED) and second["data"].endswith(_QUEUED)
+    assert json.loads(first["data"]) == {"t": "job", "id": "j0", "record": {}, "wake": True}

@@ -43,6 +43,8 @@ __all__ = ["RedisCoordination"]
 _log = logging.getLogger("dispatch_core.redis")
 
 _WAKE = b'{"t":"wake"}'
+_QUEUED = b',"wake":true}'
+"""How the event of a job queued ends: a wake too."""
 _JOB = b'{"t":"job","id":"'
 RECENT = 1000
 """Job records kept for the panels' lists, newest first."""
@@ -326,9 +328,10 @@ class RedisCoordination:
     async def _on_message(self, raw: bytes) -> None:
         """One event; read whole only when someone here needs it (a job's end, waited for
         here, or a record for the panels): every job sends a few of them to every process."""
-        if raw == _WAKE:
+        if raw == _WAKE or raw.endswith(_QUEUED):  # a slot freed, or a job queued
             self.executor.wake()
-            return
+            if raw == _WAKE:
+                return
         if self.on_record is None and raw.startswith(_JOB):
             job_id = raw[len(_JOB) : raw.find(b'"', len(_JOB))].decode()
             waiting = self._waiting.get(job_id)

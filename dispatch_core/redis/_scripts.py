@@ -25,9 +25,9 @@ trip. Keys, all under one prefix (`dispatch:` by default):
 
 Events go out on the channel `{prefix}events` as JSON: `{"t": "job", "id", "record"}`
 for every change of a job (at its end by FINISH, with its `state`, `result` and `error`
-too: a caller waiting in another process needs nothing more from Redis), `{"t": "wake"}`
-when a slot or a job turns up, and `{"t": "cancel", "id"}` for the process running a job
-to stop it.
+too: a caller waiting in another process needs nothing more from Redis; as it is queued,
+with `"wake": true` last), `{"t": "wake"}` when a slot turns up, and `{"t": "cancel",
+"id"}` for the process running a job to stop it.
 """
 
 from __future__ import annotations
@@ -73,8 +73,9 @@ redis.call('HSET', p .. 'job:' .. id, 'spec', ARGV[4], 'seq', seq, 'queue', ARGV
 redis.call('RPUSH', p .. 'q:' .. ARGV[3], id)
 redis.call('ZADD', p .. 'recent', ARGV[8], id)
 redis.call('ZREMRANGEBYRANK', p .. 'recent', 0, -tonumber(ARGV[9]) - 1)
-job_event(p, id, ARGV[7])
-redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
+-- its record, and a wake for every process, in one event
+redis.call('PUBLISH', p .. 'events', '{"t":"job","id":"' .. id .. '","record":' .. ARGV[7]
+  .. ',"wake":true}')
 return seq
 """
 )
