@@ -2,11 +2,12 @@
 takes jobs for its own servers' free slots, and hands each caller its job's result.
 
 Its caller's side: `run` queues the job (one script: the job, its place, its record, an
-event) and waits for its end, told by the event of the process that ran it, or at once
-when it ran here; a wait that missed its event (Redis restarted) is checked every
-heartbeat, and a job a Redis without persistence forgot is queued again. Its taker's side
-is `_executor.Executor`. Redis not answering fails a new job at once with
-`QueueUnreachable`, naming the URL; jobs already on peers run on and are told later.
+event; the jobs submitted at once share a pipeline, see `_batches`) and waits for its
+end, told by the event of the process that ran it, or at once when it ran here; a wait
+that missed its event (Redis restarted) is checked every heartbeat, and a job a Redis
+without persistence forgot is queued again. Its taker's side is `_executor.Executor`.
+Redis not answering fails a new job at once with `QueueUnreachable`, naming the URL;
+jobs already on peers run on and are told later.
 """
 
 from __future__ import annotations
