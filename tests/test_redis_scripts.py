@@ -148,13 +148,16 @@ async def test_calls_made_at_once_go_in_few_pipelines_each_caller_its_own_answer
     assert client.round_trips == 5  # 3 pipelines, the script loaded, the first one again
 
 
-async def test_a_job_queued_is_one_event_that_also_wakes_every_process(queue: Queue) -> None:
+async def test_a_job_queued_into_an_empty_queue_is_one_event_that_also_wakes(
+    queue: Queue,
+) -> None:
     from dispatch_core.redis._coordination import _QUEUED
 
     async with queue.client.pubsub() as pubsub:
         await pubsub.subscribe(PREFIX + "events")
         await queue.enqueue("j0")
-        await queue.enqueue("j1")
+        await queue.enqueue("j1")  # behind j0: whoever could take it was woken by j0
         _, first, second = [await pubsub.get_message(timeout=5) for _ in range(3)]
-    assert first["data"].endswith(_QUEUED) and second["data"].endswith(_QUEUED)
     assert json.loads(first["data"]) == {"t": "job", "id": "j0", "record": {}, "wake": True}
+    assert first["data"].endswith(_QUEUED) and not second["data"].endswith(_QUEUED)
+    assert json.loads(second["data"]) == {"t": "job", "id": "j1", "record": {}}

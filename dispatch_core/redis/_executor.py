@@ -62,6 +62,8 @@ class Executor:
         job's end or requeue)."""
         self._ending: set[str] = set()
         """Jobs whose end or requeue waits for Redis to answer again."""
+        self._handed: set[str] = set()
+        """Jobs whose FINISH took the next job for their server: no slot freed there."""
 
     def start(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
@@ -219,7 +221,10 @@ class Executor:
 
     def _ended(self, job_id: str) -> None:
         self._running.pop(job_id, None)
-        self.wake()  # its lease no longer counts against a slot here
+        if job_id in self._handed:
+            self._handed.discard(job_id)
+        else:  # its lease no longer counts against a slot here: one may be free
+            self.wake()
 
     # -- running --------------------------------------------------------------------------
 
@@ -360,7 +365,8 @@ class Executor:
         except (RedisError, OSError):
             answer = 1  # Redis away: the caller here hears it now, the others later
             self._later_script("FINISH", args, job_id)  # later, without taking a job
-        self._spawn_taken(answer)
+        if self._spawn_taken(answer) is not None and text(answer[1]) == lane.name:
+            self._handed.add(job_id)
         if answer:  # not ours if another process took it over: that one delivers it
             self.coordination.deliver(job_id, outcome)
 

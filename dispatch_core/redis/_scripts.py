@@ -25,9 +25,9 @@ trip. Keys, all under one prefix (`dispatch:` by default):
 
 Events go out on the channel `{prefix}events` as JSON: `{"t": "job", "id", "record"}`
 for every change of a job (at its end by FINISH, with its `state`, `result` and `error`
-too: a caller waiting in another process needs nothing more from Redis; as it is queued,
-with `"wake": true` last), `{"t": "wake"}` when a slot turns up, and `{"t": "cancel",
-"id"}` for the process running a job to stop it.
+too: a caller waiting in another process needs nothing more from Redis; as it is queued
+into an empty queue, with `"wake": true` last), `{"t": "wake"}` when a slot turns up, and
+`{"t": "cancel", "id"}` for the process running a job to stop it.
 """
 
 from __future__ import annotations
@@ -70,12 +70,15 @@ local seq = redis.call('INCR', p .. 'seq')
 redis.call('HSET', p .. 'job:' .. id, 'spec', ARGV[4], 'seq', seq, 'queue', ARGV[3],
   'servers', ARGV[5], 'models', ARGV[6], 'state', 'queued', 'owner', '', 'record', ARGV[7],
   'request', ARGV[10], 'started', ARGV[12])
-redis.call('RPUSH', p .. 'q:' .. ARGV[3], id)
+local waiting = redis.call('RPUSH', p .. 'q:' .. ARGV[3], id)
 redis.call('ZADD', p .. 'recent', ARGV[8], id)
 redis.call('ZREMRANGEBYRANK', p .. 'recent', 0, -tonumber(ARGV[9]) - 1)
--- its record, and a wake for every process, in one event
+-- Its record, with a wake for every process when its queue was empty: behind another job
+-- it cannot be taken first, and whoever could take that one was woken by it.
+local wake = ''
+if waiting == 1 then wake = ',"wake":true' end
 redis.call('PUBLISH', p .. 'events', '{"t":"job","id":"' .. id .. '","record":' .. ARGV[7]
-  .. ',"wake":true}')
+  .. wake .. '}')
 return seq
 """
 )
