@@ -116,7 +116,7 @@ class RedisCoordination:
         for name in _scripts.__all__:
             self.scripts[name] = client.register_script(getattr(_scripts, name))
         self._enqueues = Batched(client, self.scripts["ENQUEUE"])
-        dispatcher._runner.journal = None  # the queue journals: ENQUEUE and STARTED
+        dispatcher._runner.journal = None  # the queue journals: ENQUEUE, and each take
         self.executor.start(dispatcher)
         self._tasks = [asyncio.create_task(self._listen(), name="redis-events")]
 

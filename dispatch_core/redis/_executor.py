@@ -67,7 +67,7 @@ class Executor:
 
     def start(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        runner = Runner(dispatcher.servers, None)  # STARTED journals each prompt
+        runner = Runner(dispatcher.servers, None)  # each take journals its prompt
         runner.affinity = False  # the queue chose the server: no plan to wait for here
         runner.counts = dispatcher.counts
         self._runner = runner
