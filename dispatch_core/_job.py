@@ -59,9 +59,6 @@ class JobRun:
         self.on_start: Callable[[str, str], Awaitable[None]] | None = None
         """Awaited with (server, prompt id) before the prompt is sent: a shared queue
         records where it goes, so that another process can attach to it."""
-        self.on_peer_done: Callable[[], None] | None = None
-        """Called when the peer has finished the prompt, before its outputs are read: a
-        shared queue gives the server's slot back then, as the local lanes do."""
         self.on_progress = on_progress
         self.on_frame = on_frame
         """Told each frame of the job's prompt, for a relay (see `FrameCallback`)."""

@@ -116,9 +116,16 @@ class Runner:
         return [lane for lane in lanes if not lane.tripped] or list(lanes)
 
     async def _run_on(
-        self, run: JobRun, lanes: Sequence[Lane], *, attach_to: str | None = None
+        self,
+        run: JobRun,
+        lanes: Sequence[Lane],
+        *,
+        attach_to: str | None = None,
+        send_as: str | None = None,
     ) -> DispatchResult:
-        """Run the job on one of `lanes`; with `attach_to`, wait for that prompt instead."""
+        """Run the job on one of `lanes`; with `attach_to`, wait for that prompt instead.
+        `send_as`: the prompt id to send it under, when a shared queue chose (and recorded)
+        one as the job was taken; else a new one."""
         for lane in lanes:
             remaining = self.servers.peer(lane.name).queue_remaining or 0
             lane.external_queue = max(remaining - lane.in_flight, 0)
@@ -134,7 +141,7 @@ class Runner:
             self.counts["model_switches"] += 1
         peer = self.servers.peer(lane.name)
         began = time.monotonic()
-        prompt_id = attach_to or str(uuid.uuid4())
+        prompt_id = attach_to or send_as or str(uuid.uuid4())
         released = False
 
         def release() -> None:
@@ -150,8 +157,6 @@ class Runner:
             lane.residency.finish(booking, seconds, lambda f: scheduler.load_cost(lane, f))
             lane.record_success()
             release()  # the peer is free: the next job need not wait for our history fetch
-            if run.on_peer_done is not None:
-                run.on_peer_done()
 
         try:
             run.started(lane.name, prompt_id)

@@ -130,6 +130,24 @@ async def test_two_dispatchers_share_the_slots_and_the_work(
     assert described["same_config"] is True
 
 
+async def test_a_busy_server_is_handed_its_next_job_by_the_end_of_the_last(
+    redis_url: str, peers: list[FakePeer]
+) -> None:
+    config = shared_config(peers[:1], redis_url)
+    async with Dispatcher(config) as dispatcher:
+        colors = list(range(0x300000, 0x300000 + 12))
+        jobs = [dispatcher.run("pool", workflows.invert(c, width=2, height=2)) for c in colors]
+        results = await asyncio.gather(*jobs)
+        assert dispatcher.coordination is not None
+        takes = dispatcher.coordination.executor.takes
+        for result, color in zip(results, colors, strict=True):
+            assert inverted(result, color, await result.images[0].read())
+    assert peers[0].max_concurrent_seen == 1
+    # A take for the first job, and a few looks while the queue is empty (at the start,
+    # at the end, every half heartbeat): every other job was handed over by a FINISH.
+    assert takes < len(colors) / 2, takes
+
+
 async def test_a_repeated_request_attaches_whichever_dispatcher_sent_it(
     redis_url: str, peers: list[FakePeer]
 ) -> None:

@@ -2,11 +2,12 @@
 takes jobs for its own servers' free slots, and hands each caller its job's result.
 
 Its caller's side: `run` queues the job (one script: the job, its place, its record, an
-event) and waits for its end, told by the event of the process that ran it, or at once
-when it ran here; a wait that missed its event (Redis restarted) is checked every
-heartbeat, and a job a Redis without persistence forgot is queued again. Its taker's side
-is `_executor.Executor`. Redis not answering fails a new job at once with
-`QueueUnreachable`, naming the URL; jobs already on peers run on and are told later.
+event; the jobs submitted at once share a pipeline, see `_batches`) and waits for its
+end, told by the event of the process that ran it, or at once when it ran here; a wait
+that missed its event (Redis restarted) is checked every heartbeat, and a job a Redis
+without persistence forgot is queued again. Its taker's side is `_executor.Executor`.
+Redis not answering fails a new job at once with `QueueUnreachable`, naming the URL;
+jobs already on peers run on and are told later.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from ..errors import QueueUnreachable
 from ..job import JobState
 from ..result import DispatchResult
 from . import _scripts
+from ._batches import Batched
 from ._executor import Executor
-from ._wire import error_from, record_of, spec_of, text
+from ._wire import PROMPT_SLOT, SERVER_SLOT, error_from, record_of, spec_of, text
 
 if TYPE_CHECKING:
     from .._dispatcher import Dispatcher
@@ -42,6 +44,8 @@ __all__ = ["RedisCoordination"]
 _log = logging.getLogger("dispatch_core.redis")
 
 _WAKE = b'{"t":"wake"}'
+_QUEUED = b',"wake":true}'
+"""How the event of a job queued ends: a wake too."""
 _JOB = b'{"t":"job","id":"'
 RECENT = 1000
 """Job records kept for the panels' lists, newest first."""
@@ -79,6 +83,8 @@ class RedisCoordination:
         """Told every job record that changes, in any process (the service's job list)."""
         self.client: _Counted | None = None
         self.scripts: dict[str, Any] = {}
+        self._enqueues: Batched | None = None
+        """ENQUEUE, the jobs submitted in one turn of the loop sent as one pipeline."""
         self.executor = Executor(self)
         self._waiting: dict[str, tuple[JobRun, asyncio.Future[DispatchResult]]] = {}
         self._queued: set[str] = set()
@@ -109,13 +115,16 @@ class RedisCoordination:
         client = self.client = _Counted(connection_pool=pool)
         for name in _scripts.__all__:
             self.scripts[name] = client.register_script(getattr(_scripts, name))
-        dispatcher._runner.journal = None  # the queue journals: ENQUEUE and STARTED
+        self._enqueues = Batched(client, self.scripts["ENQUEUE"])
+        dispatcher._runner.journal = None  # the queue journals: ENQUEUE, and each take
         self.executor.start(dispatcher)
         self._tasks = [asyncio.create_task(self._listen(), name="redis-events")]
 
     async def close(self) -> None:
         """Hand the jobs this process runs back to the queue, then stop."""
         await self.executor.close()
+        if self._enqueues is not None:
+            await self._enqueues.close()
         for task in self._tasks:
             task.cancel()
         if self._tasks:  # a listener whose cancellation the client took ends with it
@@ -198,10 +207,12 @@ class RedisCoordination:
         servers = json.dumps([lane.name for lane in run.lanes])
         models = json.dumps(sorted(run.needs.model_files))
         record = record_of(data, JobState.QUEUED, server=run.spec.server)
+        started = record_of(data, JobState.RUNNING, server=SERVER_SLOT, prompt_id=PROMPT_SLOT)
         args = [self.prefix, run.job_id, queue, spec, servers, models, record, run.queued, RECENT]
-        args += [run.request_key, "1" if look else "0"]
+        args += [run.request_key, "1" if look else "0", started]
+        assert self._enqueues is not None, "the coordination is not open"
         try:
-            answer = await self.scripts["ENQUEUE"](args=args)
+            answer = await self._enqueues(args)
         except (RedisError, OSError) as error:
             raise self.unreachable(error) from None
         if isinstance(answer, list):
@@ -245,42 +256,54 @@ class RedisCoordination:
 
     async def check_waiting(self) -> None:
         """Jobs waited for here whose end was missed, or which Redis forgot (restarted
-        without persistence): told, or queued again."""
+        without persistence): told, or queued again. Redis picks them out (`ENDED`): a
+        heartbeat reads back a few answers, not the state of every job waited for."""
         assert self.client is not None
-        waiting = [(i, run) for i, (run, f) in self._waiting.items() if i in self._queued]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for job_id, _ in waiting:
-                pipe.hget(self.key("job", job_id), "state")
-            states = await pipe.execute() if waiting else []
-        self.client.round_trips += 1
-        for (job_id, run), state in zip(waiting, states, strict=True):
+        waiting = {i: run for i, (run, _) in self._waiting.items() if i in self._queued}
+        if not waiting:
+            return
+        found = await self.scripts["ENDED"](args=[self.prefix, json.dumps(list(waiting))])
+        for job_id, state in zip(map(text, found[::2]), found[1::2], strict=True):
             if job_id not in self._waiting:
                 continue
-            if state is None:
+            if not state:
                 _log.warning("job %s was forgotten by the queue: queued again", job_id)
-                await self._enqueue(run)
-            elif state in (b"done", b"failed", b"cancelled"):
+                await self._enqueue(waiting[job_id])
+            else:
                 await self._ended(job_id)
 
-    async def _ended(self, job_id: str) -> None:
-        """A job ended in another process: its result or error, for its caller here."""
+    async def _ended(self, job_id: str, told: dict[str, Any] | None = None) -> None:
+        """A job ended in another process: its result or error, for its caller here. From
+        `told`, the event of its end, when that carries them; else read from Redis."""
         waiting = self._waiting.get(job_id)
         if waiting is None or waiting[1].done() or self.client is None:
             return
+        if self.executor.runs(job_id):
+            return  # its end is handed over here by `deliver`, with the peer's whole entry
+        if told is None or "state" not in told:
+            fields = await self.client.hmget(self.key("job", job_id), ["state", "result", "error"])
+            told = {
+                "state": text(fields[0]) if fields[0] else None,
+                "result": json.loads(fields[1]) if fields[1] else None,
+                "error": json.loads(fields[2]) if fields[2] else None,
+            }
+        self._settle(job_id, told["state"], told.get("result"), told.get("error"))
+
+    def _settle(
+        self, job_id: str, state: str | None, result: Any, error: dict[str, Any] | None
+    ) -> None:
+        """Hand the caller waiting here the end of its job, as the queue tells it."""
+        waiting = self._waiting.get(job_id)
+        if waiting is None or waiting[1].done():
+            return
         run, future = waiting
-        state, result, error = await self.client.hmget(
-            self.key("job", job_id), ["state", "result", "error"]
-        )
-        if state == b"done" and result:
-            found = json.loads(result)
+        if state == "done" and isinstance(result, dict):
             assert self._dispatcher is not None
-            peer = self._dispatcher.peer(found["server"])
-            run.reason = found.get("reason", "")
-            outcome = run.result(peer, found["prompt_id"], {"outputs": found["outputs"]})
-            if not future.done():
-                future.set_result(outcome)
-        elif state in (b"failed", b"cancelled") and not future.done():
-            future.set_exception(error_from(error or '{"message": "failed"}'))
+            peer = self._dispatcher.peer(result["server"])
+            run.reason = result.get("reason", "")
+            future.set_result(run.result(peer, result["prompt_id"], {"outputs": result["outputs"]}))
+        elif state in ("failed", "cancelled"):
+            future.set_exception(error_from(error or {"message": "failed"}))
 
     # -- events ---------------------------------------------------------------------------
 
@@ -306,9 +329,10 @@ class RedisCoordination:
     async def _on_message(self, raw: bytes) -> None:
         """One event; read whole only when someone here needs it (a job's end, waited for
         here, or a record for the panels): every job sends a few of them to every process."""
-        if raw == _WAKE:
+        if raw == _WAKE or raw.endswith(_QUEUED):  # a slot freed, or a job queued
             self.executor.wake()
-            return
+            if raw == _WAKE:
+                return
         if self.on_record is None and raw.startswith(_JOB):
             job_id = raw[len(_JOB) : raw.find(b'"', len(_JOB))].decode()
             waiting = self._waiting.get(job_id)
@@ -327,7 +351,7 @@ class RedisCoordination:
             if isinstance(record, dict) and self.on_record is not None:
                 self.on_record(record)
             if isinstance(record, dict) and record.get("state") in ("done", "failed", "cancelled"):
-                await self._ended(str(event.get("id")))
+                await self._ended(str(event.get("id")), event)
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest job records, oldest first, for a panel's list at start."""

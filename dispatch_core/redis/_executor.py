@@ -3,18 +3,21 @@ their peers, ended once.
 
 A slot is a lease: a job id in the server's `slots` set, scored by when it expires. The
 `TAKE` script leases a slot and takes a job in one move, so that `max_in_flight` holds
-over every process; the slot is given back by the next TAKE as soon as the peer is done
-with the prompt. The heartbeat (`_heartbeat`) renews the leases while this process lives,
-and takes over the jobs of a process that stopped.
+over every process. A job's end (`FINISH`) gives its slot back and, in the same move,
+takes the next job for this process's free slots: a busy server goes from one job to the
+next in one round trip, not two. The heartbeat (`_heartbeat`) renews the leases while
+this process lives, and takes over the jobs of a process that stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
@@ -55,16 +58,16 @@ class Executor:
         self._dispatcher: Dispatcher | None = None
         self._runner: Runner | None = None
         self._later: set[asyncio.Task[None]] = set()
-        """Steps sent beside the work (STARTED, a slot given back) or waiting for Redis to
-        answer again (a job's end or requeue)."""
+        """Steps sent beside the work (STARTED) or waiting for Redis to answer again (a
+        job's end or requeue)."""
         self._ending: set[str] = set()
         """Jobs whose end or requeue waits for Redis to answer again."""
-        self._released: set[str] = set()
-        """Running jobs whose peer is done: their slot is given back, not renewed."""
+        self._handed: set[str] = set()
+        """Jobs whose FINISH took the next job for their server: no slot freed there."""
 
     def start(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        runner = Runner(dispatcher.servers, None)  # STARTED journals each prompt
+        runner = Runner(dispatcher.servers, None)  # each take journals its prompt
         runner.affinity = False  # the queue chose the server: no plan to wait for here
         runner.counts = dispatcher.counts
         self._runner = runner
@@ -118,7 +121,11 @@ class Executor:
 
     def leases(self) -> list[list[str]]:
         """[job id, server] of the jobs whose slot this process holds, to renew."""
-        return [[i, server] for i, (server, _) in self._running.items() if i not in self._released]
+        return [[i, server] for i, (server, _) in self._running.items()]
+
+    def runs(self, job_id: str) -> bool:
+        """Whether this process runs the job now (and so delivers its end to a caller here)."""
+        return job_id in self._running
 
     def owned(self) -> set[str]:
         """The jobs this process runs, or whose end waits for Redis."""
@@ -150,30 +157,50 @@ class Executor:
                 async with asyncio.timeout(self.coordination.heartbeat / 2):
                     await self._wake.wait()  # a slot freed, a job came, or a lease lapsed
 
-    async def _take(self, release: tuple[str, str] | None = None) -> str | None:
-        """One job for a free slot here, started; None if there is none to take. With
-        `release` (a job id, its server), that job's slot is given back first."""
-        servers = self._offered()
-        if not servers and release is None:
+    async def _take(self) -> str | None:
+        """One job for a free slot here, started; None if there is none to take."""
+        offer = self._offer()
+        if not offer:
             return None
-        queues = self._queues()
-        lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
-        args: list[Any] = [self.coordination.prefix, self.coordination.process, lease_ms]
-        args += [json.dumps(queues), json.dumps(servers), *(release or ())]
         self.takes += 1
-        found = await self.coordination.scripts["TAKE"](args=args)
-        if not found:
+        args = [self.coordination.prefix, self.coordination.process, *offer]
+        return self._spawn_taken(await self.coordination.scripts["TAKE"](args=args))
+
+    def _offer(self, ending: str | None = None) -> list[str]:
+        """What a take asks for, as TAKE and FINISH both read it: [] when no slot here is
+        free. `ending`: a job whose slot its FINISH gives back. The prompt id is minted
+        here so that the take records where the prompt goes, in the same move."""
+        from ._coordination import KEEP_SECONDS
+
+        servers = self._offered(ending)
+        if not servers:
+            return []
+        lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
+        take = {"lease": lease_ms, "queues": self._queues(), "servers": servers}
+        return [json.dumps(take | {"prompt_id": str(uuid.uuid4()), "keep": KEEP_SECONDS})]
+
+    def _spawn_taken(self, found: Any) -> str | None:
+        """Start the job a TAKE or FINISH answered with, if it took one."""
+        if not isinstance(found, list):
             return None
-        job_id, server, spec = (text(x) for x in found)
-        self.spawn(job_id, server, spec)
+        job_id, server, spec, prompt_id = (text(x) for x in found)
+        self.spawn(job_id, server, spec, send_as=prompt_id)
         return job_id
 
-    def _offered(self) -> list[list[Any]]:
+    def _offered(self, ending: str | None = None) -> list[list[Any]]:
         """[name, max_in_flight] of the servers with a free slot here, fastest first (by
-        the speeds every process shares)."""
+        the speeds every process shares). A slot this process still leases in Redis (a
+        job taken but not yet on its lane, or done but not yet ended) is not free: asking
+        for it would be a round trip for nothing."""
         assert self._dispatcher is not None
-        lanes = self._dispatcher.servers.lanes
-        free = [lane for lane in lanes.values() if lane.server.enabled and lane.has_free_slot()]
+        leased = collections.Counter(s for i, (s, _) in self._running.items() if i != ending)
+        free = [
+            lane
+            for lane in self._dispatcher.servers.lanes.values()
+            if lane.server.enabled
+            and lane.has_free_slot()
+            and leased[lane.name] < lane.server.max_in_flight
+        ]
         speeds = self.heartbeat.speeds
         order = sorted(range(len(free)), key=lambda i: (speeds.get(free[i].name, 0.0), i))
         return [[free[i].name, free[i].server.max_in_flight] for i in order]
@@ -183,14 +210,21 @@ class Executor:
         config = self._dispatcher.config
         return [*config.routes, *(f"server:{name}" for name in config.servers)]
 
-    def spawn(self, job_id: str, server: str, spec: str, attach_to: str = "") -> None:
-        task = asyncio.create_task(self._execute(job_id, server, spec, attach_to))
+    def spawn(
+        self, job_id: str, server: str, spec: str, *, attach_to: str = "", send_as: str = ""
+    ) -> None:
+        """Run a job taken here. `attach_to`: its prompt, maybe on the peer already (a job
+        taken over); `send_as`: the prompt id its take recorded, to send it under."""
+        task = asyncio.create_task(self._execute(job_id, server, spec, attach_to, send_as))
         self._running[job_id] = (server, task)
         task.add_done_callback(lambda _: self._ended(job_id))
 
     def _ended(self, job_id: str) -> None:
         self._running.pop(job_id, None)
-        self._released.discard(job_id)
+        if job_id in self._handed:
+            self._handed.discard(job_id)
+        else:  # its lease no longer counts against a slot here: one may be free
+            self.wake()
 
     # -- running --------------------------------------------------------------------------
 
@@ -203,7 +237,9 @@ class Executor:
             return None
         return await self._runner.attach(run, lane, prompt_id)
 
-    async def _execute(self, job_id: str, server: str, spec: str, attach_to: str) -> None:
+    async def _execute(
+        self, job_id: str, server: str, spec: str, attach_to: str, send_as: str
+    ) -> None:
         local = self.coordination.local_run(job_id)  # submitted here: no need to rebuild it
         run, data = (local, data_of(local)) if local is not None else run_from(spec)
         assert self._dispatcher is not None and self._runner is not None
@@ -211,13 +247,12 @@ class Executor:
         if lane is None:
             await self.requeue(job_id, down=0.0)  # a server this process does not know
             return
-        run.on_start = lambda name, prompt_id: self._started_soon(data, name, prompt_id)
-        run.on_peer_done = lambda: self._release(job_id, server)
+        run.on_start = lambda name, prompt_id: self._started_soon(data, name, prompt_id, send_as)
         timeout = data.get("timeout") or self._dispatcher.config.timeouts.job
         left = max(float(data["queued_at"]) + timeout - time.time(), 0.001)
         try:
             async with asyncio.timeout(left):
-                result = await self._run(run, lane, attach_to)
+                result = await self._run(run, lane, attach_to, send_as)
         except asyncio.CancelledError:
             await asyncio.shield(self._cancelled(job_id, data))
             raise
@@ -240,36 +275,24 @@ class Executor:
         else:
             await self._finish(job_id, data, run, result, lane)
 
-    async def _run(self, run: JobRun, lane: Lane, attach_to: str) -> DispatchResult:
+    async def _run(self, run: JobRun, lane: Lane, attach_to: str, send_as: str) -> DispatchResult:
         """The job run once on its leased server, or attached to its prompt there."""
         assert self._runner is not None
         if attach_to:
             found = await self._runner.attach(run, lane, attach_to)
             if found is not None:
                 return found
-        return await self._runner._run_on(run, [lane])
+        return await self._runner._run_on(run, [lane], send_as=send_as or None)
 
-    def _release(self, job_id: str, server: str) -> None:
-        """Give the job's slot back as soon as the peer is done with it (no more renewals);
-        the next job is taken at once."""
-        self._released.add(job_id)
-
-        async def release() -> None:
-            try:  # the slot given back and the next job taken, in one trip
-                taken = await self._take(release=(job_id, server))
-            except (RedisError, OSError):
-                taken = None  # the lease lapses instead
-            if taken is not None:
-                self.wake()  # there may be more to take
-
-        task = asyncio.create_task(release(), name=f"redis-release-{job_id}")
-        self._later.add(task)
-        task.add_done_callback(self._later.discard)
-
-    async def _started_soon(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
-        """Record where the prompt goes beside sending it, not before: a round trip less
-        before each prompt. Should this process die in the few milliseconds between,
-        the job runs again (at least once) rather than being attached to."""
+    async def _started_soon(
+        self, data: dict[str, Any], server: str, prompt_id: str, recorded: str
+    ) -> None:
+        """Record where the prompt goes, unless its take did (`recorded`): beside sending
+        it, not before, a round trip less before the prompt. Should this process die in
+        the few milliseconds between, the job runs again (at least once) rather than
+        being attached to."""
+        if prompt_id == recorded:
+            return
         task = asyncio.create_task(self._started(data, server, prompt_id))
         self._later.add(task)
         task.add_done_callback(self._later.discard)
@@ -338,11 +361,13 @@ class Executor:
         extra = [held, "" if speed is None else f"{speed:.4f}"]
         args = self._finish_args(job_id, state, result, error, record, extra)
         try:
-            owned = bool(await self.coordination.scripts["FINISH"](args=args))
+            answer = await self.coordination.scripts["FINISH"](args=args + self._offer(job_id))
         except (RedisError, OSError):
-            owned = True  # Redis away: the caller here hears it now, the others later
-            self._later_script("FINISH", args, job_id)
-        if owned:  # not ours if another process took it over: that one delivers it
+            answer = 1  # Redis away: the caller here hears it now, the others later
+            self._later_script("FINISH", args, job_id)  # later, without taking a job
+        if self._spawn_taken(answer) is not None and text(answer[1]) == lane.name:
+            self._handed.add(job_id)
+        if answer:  # not ours if another process took it over: that one delivers it
             self.coordination.deliver(job_id, outcome)
 
     def _finish_args(

@@ -3,9 +3,10 @@ renews the slot leases of the jobs it runs, learns who else lives and what every
 measured of the servers, and takes over the jobs of a process that stopped.
 
 A process silent for `DEAD_BEATS` heartbeats is taken as dead by the first that notices:
-its jobs not yet sent go back to the head of their queue, its prompts on peers are
-attached to. A lease lasts `LEASE_BEATS` heartbeats, far longer than a death takes to be
-noticed, so that a reaped job's slot is still its own when it is taken over.
+its prompts on peers are attached to, and those it had not sent yet (their ids were
+recorded as they were taken) are sent by the one that took over, on the same server. A
+lease lasts `LEASE_BEATS` heartbeats, far longer than a death takes to be noticed, so
+that a reaped job's slot is still its own when it is taken over.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ class Heartbeat:
         self._suspects = orphans
 
     async def _reap(self, process: str) -> None:
-        """A dead process's jobs: its prompts on peers attached to, the others queued."""
+        """A dead process's jobs: attached to (or sent, if its peer never had the prompt)
+        where its prompt was recorded; queued again where none was."""
         lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
         args = [self.coordination.prefix, process, self.coordination.process, lease_ms]
         found = await self.coordination.scripts["REAP"](args=args)

@@ -9,7 +9,8 @@ trip. Keys, all under one prefix (`dispatch:` by default):
     q:{queue}            LIST of job ids waiting, oldest first; a queue per route, and
                          `server:{name}` for jobs that name their server
     job:{id}             HASH: spec, seq, queue, servers, models, state, owner, server,
-                         prompt_id, result, error, record (what the panels show)
+                         prompt_id, result, error, record (what the panels show),
+                         request (its journal key), started (its record once taken)
     slots:{server}       ZSET of the job ids holding a slot, scored by lease expiry (ms)
     down:{server}        set, with an expiry, while the server's breaker is open
     held:{server}        SET of the model files the server was last seen holding
@@ -18,11 +19,14 @@ trip. Keys, all under one prefix (`dispatch:` by default):
     proc:{process}       its heartbeat (what it is), expiring unless renewed
     procs                SET of the processes seen
     recent               ZSET of job ids by arrival, for the panels' job lists
-    journal:{request}    `server prompt_id time` of a request sent before, written by
-                         STARTED and looked up by ENQUEUE: a repeat attaches to it
+    journal:{request}    `server prompt_id time` of a request sent before, written when
+                         the job is taken (or by STARTED, for a prompt sent under another
+                         id) and looked up by ENQUEUE: a repeat attaches to it
 
 Events go out on the channel `{prefix}events` as JSON: `{"t": "job", "id", "record"}`
-for every change of a job, `{"t": "wake"}` when a slot or a job turns up, and
+for every change of a job (at its end by FINISH, with its `state`, `result` and `error`
+too: a caller waiting in another process needs nothing more from Redis; as it is queued
+into an empty queue, with `"wake": true` last), `{"t": "wake"}` when a slot turns up, and
 `{"t": "cancel", "id"}` for the process running a job to stop it.
 """
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 __all__ = [
     "CANCEL",
+    "ENDED",
     "ENQUEUE",
     "FINISH",
     "HEARTBEAT",
@@ -54,7 +59,8 @@ ENQUEUE = (
     _JOB_EVENT
     + """
 -- ARGV: prefix, id, queue, spec, servers, models, record, queued_at, keep, request key,
--- look ('1': a request sent before answers {'journal', 'server prompt_id time'} instead)
+-- look ('1': a request sent before answers {'journal', 'server prompt_id time'} instead),
+-- started (its record once taken, "{{server}}" and "{{prompt_id}}" to be filled in)
 local p, id = ARGV[1], ARGV[2]
 if ARGV[11] == '1' then
   local sent = redis.call('GET', p .. 'journal:' .. ARGV[10])
@@ -62,81 +68,116 @@ if ARGV[11] == '1' then
 end
 local seq = redis.call('INCR', p .. 'seq')
 redis.call('HSET', p .. 'job:' .. id, 'spec', ARGV[4], 'seq', seq, 'queue', ARGV[3],
-  'servers', ARGV[5], 'models', ARGV[6], 'state', 'queued', 'owner', '', 'record', ARGV[7])
-redis.call('RPUSH', p .. 'q:' .. ARGV[3], id)
+  'servers', ARGV[5], 'models', ARGV[6], 'state', 'queued', 'owner', '', 'record', ARGV[7],
+  'request', ARGV[10], 'started', ARGV[12])
+local waiting = redis.call('RPUSH', p .. 'q:' .. ARGV[3], id)
 redis.call('ZADD', p .. 'recent', ARGV[8], id)
 redis.call('ZREMRANGEBYRANK', p .. 'recent', 0, -tonumber(ARGV[9]) - 1)
-job_event(p, id, ARGV[7])
-redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
+-- Its record, with a wake for every process when its queue was empty: behind another job
+-- it cannot be taken first, and whoever could take that one was woken by it.
+local wake = ''
+if waiting == 1 then wake = ',"wake":true' end
+redis.call('PUBLISH', p .. 'events', '{"t":"job","id":"' .. id .. '","record":' .. ARGV[7]
+  .. wake .. '}')
 return seq
 """
 )
 
-TAKE = (
+_TAKE_NEXT = (
     _NOW
+    + _JOB_EVENT
     + """
--- ARGV: prefix, process, lease_ms, queues (JSON list), servers (JSON [[name, max]...]
--- in this process's order of preference), and optionally the id and server of a job of
--- this process whose peer is done, whose slot is given back first (one trip for both).
--- Takes the oldest head of the queues that has a free, allowed server: one holding the
--- job's models if any is free, else the first.
-local p, me = ARGV[1], ARGV[2]
-if ARGV[6] and redis.call('HGET', p .. 'job:' .. ARGV[6], 'owner') == me then
-  if redis.call('ZREM', p .. 'slots:' .. ARGV[7], ARGV[6]) == 1 then
-    redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
-  end
-end
-local servers = cjson.decode(ARGV[5])
-local free = {}
-for _, s in ipairs(servers) do
-  local slots = p .. 'slots:' .. s[1]
-  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
-  if redis.call('EXISTS', p .. 'down:' .. s[1]) == 0 and redis.call('ZCARD', slots) < s[2] then
-    free[s[1]] = true
-  end
-end
-local function holds(name, models)
+-- take_next(p, me, take): the oldest head of `take.queues` that has a free, allowed
+-- server among `take.servers` ([[name, max]...], in this process's order of preference):
+-- one holding the job's models if any is free, else the first. Its slot leased for
+-- `take.lease` ms, the job taken, it answers {id, server, spec, prompt_id}; else false.
+-- The prompt is to be sent under `take.prompt_id`, recorded here with the journal (kept
+-- `take.keep` s) and the job's running record: no second round trip to say where it went.
+-- (A job queued by an older process has no record to fill: its prompt_id answers '', and
+-- its taker records the prompt as it sends it, with STARTED.)
+local function holds(p, name, models)
   for _, m in ipairs(models) do
     if redis.call('SISMEMBER', p .. 'held:' .. name, m) == 0 then return false end
   end
   return #models > 0
 end
-local function server_for(job)
+local function free_servers(p, servers)
+  local free = {}
+  for _, s in ipairs(servers) do
+    local slots = p .. 'slots:' .. s[1]
+    redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+    if redis.call('EXISTS', p .. 'down:' .. s[1]) == 0 and redis.call('ZCARD', slots) < s[2] then
+      free[s[1]] = true
+    end
+  end
+  return free
+end
+local function server_for(p, job, servers, free)
   local allowed = {}
   for _, n in ipairs(cjson.decode(redis.call('HGET', job, 'servers'))) do allowed[n] = true end
   local models = cjson.decode(redis.call('HGET', job, 'models'))
   local first = nil
   for _, s in ipairs(servers) do
     if free[s[1]] and allowed[s[1]] then
-      if holds(s[1], models) then return s[1] end
+      if holds(p, s[1], models) then return s[1] end
       first = first or s[1]
     end
   end
   return first
 end
-local best, best_seq, best_server, best_queue = nil, nil, nil, nil
-for _, q in ipairs(cjson.decode(ARGV[4])) do
-  local queue = p .. 'q:' .. q
+local function queued_head(p, queue)
   local head = redis.call('LINDEX', queue, 0)
   while head and redis.call('HGET', p .. 'job:' .. head, 'state') ~= 'queued' do
     redis.call('LPOP', queue)  -- cancelled, or forgotten: not a job to wait for
     head = redis.call('LINDEX', queue, 0)
   end
-  if head then
-    local seq = tonumber(redis.call('HGET', p .. 'job:' .. head, 'seq'))
-    if best == nil or seq < best_seq then
-      local server = server_for(p .. 'job:' .. head)
-      if server then best, best_seq, best_server, best_queue = head, seq, server, queue end
+  return head
+end
+local function started(p, id, server, take)
+  local job = p .. 'job:' .. id
+  local fields = redis.call('HMGET', job, 'request', 'started')
+  if not fields[1] or not fields[2] then return '' end
+  local record = fields[2]:gsub('"{{server}}"', function() return cjson.encode(server) end)
+  record = record:gsub('"{{prompt_id}}"', function() return cjson.encode(take.prompt_id) end)
+  redis.call('HSET', job, 'state', 'running', 'prompt_id', take.prompt_id, 'record', record)
+  local sent = server .. '\\n' .. take.prompt_id .. '\\n' .. string.format('%.3f', now / 1000)
+  redis.call('SET', p .. 'journal:' .. fields[1], sent, 'EX', take.keep)
+  job_event(p, id, record)
+  return take.prompt_id
+end
+local function take_next(p, me, take)
+  local servers = take.servers
+  if #servers == 0 then return false end
+  local free = free_servers(p, servers)
+  local best, best_seq, best_server, best_queue = nil, nil, nil, nil
+  for _, q in ipairs(take.queues) do
+    local queue = p .. 'q:' .. q
+    local head = queued_head(p, queue)
+    if head then
+      local seq = tonumber(redis.call('HGET', p .. 'job:' .. head, 'seq'))
+      if best == nil or seq < best_seq then
+        local server = server_for(p, p .. 'job:' .. head, servers, free)
+        if server then best, best_seq, best_server, best_queue = head, seq, server, queue end
+      end
     end
   end
+  if not best then return false end
+  redis.call('LPOP', best_queue)
+  redis.call('ZADD', p .. 'slots:' .. best_server, now + tonumber(take.lease), best)
+  redis.call('SADD', p .. 'running:' .. me, best)
+  local job = p .. 'job:' .. best
+  redis.call('HSET', job, 'state', 'taken', 'owner', me, 'server', best_server)
+  local prompt_id = started(p, best, best_server, take)
+  return {best, best_server, redis.call('HGET', job, 'spec'), prompt_id}
 end
-if not best then return false end
-redis.call('LPOP', best_queue)
-redis.call('ZADD', p .. 'slots:' .. best_server, now + tonumber(ARGV[3]), best)
-redis.call('SADD', p .. 'running:' .. me, best)
-local job = p .. 'job:' .. best
-redis.call('HSET', job, 'state', 'taken', 'owner', me, 'server', best_server)
-return {best, best_server, redis.call('HGET', job, 'spec')}
+"""
+)
+
+TAKE = (
+    _TAKE_NEXT
+    + """
+-- ARGV: prefix, process, take (JSON {lease, queues, servers, prompt_id, keep}: see take_next).
+return take_next(ARGV[1], ARGV[2], cjson.decode(ARGV[3]))
 """
 )
 
@@ -144,9 +185,10 @@ STARTED = (
     _JOB_EVENT
     + """
 -- ARGV: prefix, id, process, prompt_id, record, request key, journal entry, keep seconds.
--- Before the prompt is sent: where it goes, for a process taking over and for a repeat.
--- (It may come after the job's end, whose FINISH went by another connection: then only
--- the journal is written.)
+-- Beside the prompt's POST, where it goes, for a process taking over and for a repeat;
+-- only when it goes under another id than its take recorded (a job taken over and run
+-- again, or queued by an older process). (It may come after the job's end, whose FINISH
+-- went by another connection: then only the journal is written.)
 local p, id = ARGV[1], ARGV[2]
 local job = p .. 'job:' .. id
 redis.call('SET', p .. 'journal:' .. ARGV[6], ARGV[7], 'EX', ARGV[8])
@@ -157,11 +199,24 @@ return 1
 """
 )
 
+_END_EVENT = """
+local function end_event(p, id, record, state, result, error)
+  if result == '' then result = 'null' end
+  if error == '' then error = 'null' end
+  redis.call('PUBLISH', p .. 'events', '{"t":"job","id":"' .. id .. '","record":' .. record
+    .. ',"state":"' .. state .. '","result":' .. result .. ',"error":' .. error .. '}')
+end
+"""
+
 FINISH = (
-    _JOB_EVENT
+    _END_EVENT
+    + _TAKE_NEXT
     + """
 -- ARGV: prefix, id, process, state, result, error, record, held (JSON list or ''),
--- seconds ('' if unknown), keep_seconds. Only the job's owner may end it: once.
+-- seconds ('' if unknown), keep_seconds; then optionally a take as TAKE has it. Only the
+-- job's owner may end it: once. With a take, the slot freed is filled again in the same
+-- move: the next job taken is the answer (as TAKE's), so that a server is not left idle
+-- for another round trip; else 1 (0: not the owner).
 local p, id, me = ARGV[1], ARGV[2], ARGV[3]
 local job = p .. 'job:' .. id
 if redis.call('HGET', job, 'owner') ~= me then return 0 end
@@ -179,9 +234,13 @@ if server then
   end
   if ARGV[9] ~= '' then redis.call('HSET', p .. 'speed', server, ARGV[9]) end
 end
-job_event(p, id, ARGV[7])
-if freed == 1 then redis.call('PUBLISH', p .. 'events', '{"t":"wake"}') end
-return 1
+end_event(p, id, ARGV[7], ARGV[4], ARGV[5], ARGV[6])
+local taken = false
+if ARGV[11] then taken = take_next(p, me, cjson.decode(ARGV[11])) end
+if freed == 1 and not (taken and taken[2] == server) then
+  redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')  -- a slot free for any process
+end
+return taken or 1
 """
 )
 
@@ -272,3 +331,19 @@ end
 return state or ''
 """
 )
+
+ENDED = """
+-- ARGV: prefix, job ids (JSON list) a process waits for. Answers those that ended, or that
+-- Redis does not know (forgotten by a restart without persistence), as id, state ('' if
+-- unknown), id, state...: the few a wait may have missed, not every job's state.
+local p = ARGV[1]
+local found = {}
+for _, id in ipairs(cjson.decode(ARGV[2])) do
+  local state = redis.call('HGET', p .. 'job:' .. id, 'state')
+  if not state or state == 'done' or state == 'failed' or state == 'cancelled' then
+    table.insert(found, id)
+    table.insert(found, state or '')
+  end
+end
+return found
+"""

@@ -22,7 +22,22 @@ from ..job import JobSpec, JobState
 from ..result import DispatchResult
 from ..workflow import WorkflowBuilder
 
-__all__ = ["data_of", "error_from", "error_to", "record_of", "run_from", "spec_of", "text"]
+__all__ = [
+    "PROMPT_SLOT",
+    "SERVER_SLOT",
+    "data_of",
+    "error_from",
+    "error_to",
+    "record_of",
+    "run_from",
+    "spec_of",
+    "text",
+]
+
+SERVER_SLOT = "{{server}}"
+PROMPT_SLOT = "{{prompt_id}}"
+"""Stand-ins in a job's running record, made when it is queued: the script that takes it
+fills in its server and prompt id (see `_scripts.TAKE`)."""
 
 
 async def spec_of(run: JobRun) -> str:
@@ -135,9 +150,10 @@ def error_to(error: BaseException) -> str:
     return json.dumps(found)
 
 
-def error_from(text: str | bytes) -> BaseException:
-    """The error a job ended with, as near its own class as its fields allow."""
-    data = json.loads(text)
+def error_from(found: str | bytes | dict[str, Any]) -> BaseException:
+    """The error a job ended with, as near its own class as its fields allow (from its
+    JSON, or that JSON read already)."""
+    data = found if isinstance(found, dict) else json.loads(found)
     kind = getattr(errors, str(data.get("type")), None)
     message, server, prompt_id = data.get("message", ""), data.get("server"), data.get("prompt_id")
     if data.get("type") == "CancelledError":
