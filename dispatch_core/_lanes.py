@@ -31,7 +31,8 @@ class Waiter:
         self, lanes: Sequence[Lane], models: frozenset[str], order: int, planned: bool = True
     ):
         self.future: asyncio.Future[Lane] = asyncio.get_running_loop().create_future()
-        self.lanes = list(lanes)
+        self.lanes = lanes
+        """The caller's own sequence, not a copy: thousands of jobs may wait at once."""
         self.models = models
         self.order = order
         """Its place in the order of arrival."""
