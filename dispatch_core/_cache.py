@@ -38,8 +38,19 @@ class ResultCache(Generic[V]):
 
     @property
     def max_distance(self) -> int:
-        """Read-only: the index of each namespace cuts its keys into this many pieces + 1."""
+        """The most edits a fuzzy hit may be away from the asked key."""
         return self._max_distance
+
+    @max_distance.setter
+    def max_distance(self, distance: int) -> None:
+        """Rebuilds the index of each namespace, whose pieces depend on the distance (ties
+        then go to the key used longest ago, the order the index is refilled in)."""
+        if distance < 0:
+            raise ValueError(f"max_distance must be 0 or more, not {distance}")
+        self._max_distance = distance
+        self._keys.clear()
+        for namespace, key in self._entries:
+            self._keys_of(namespace).add(key)
 
     def __len__(self) -> int:
         return len(self._entries)
