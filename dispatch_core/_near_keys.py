@@ -21,6 +21,11 @@ from rapidfuzz.distance import Levenshtein
 
 __all__ = ["NearKeys"]
 
+Holders = str | tuple[str, ...] | set[str]
+"""The keys holding one piece: most pieces have one; a few keys go in a tuple, since
+even an empty set takes 216 bytes; many in a set, which a key leaves in constant time."""
+_FEW = 8
+
 # Past this share of a length's keys, a candidate list costs more to build than a
 # scan of all of them (rapidfuzz compares in C; the candidates are gathered in Python).
 _SCAN_SHARE = 4
@@ -35,7 +40,7 @@ class NearKeys:
         # length → key → its place in the order of storing, which breaks ties
         self._by_length: dict[int, dict[str, int]] = {}
         # hash of (length, piece number, piece) → the key, or the keys, holding it
-        self._by_piece: dict[int, str | set[str]] = {}
+        self._by_piece: dict[int, Holders] = {}
         self._stored = 0
 
     def __len__(self) -> int:
@@ -48,13 +53,7 @@ class NearKeys:
         same_length[key] = self._stored
         self._stored += 1
         for piece in self._pieces(key):
-            holders = self._by_piece.get(piece)
-            if holders is None or holders == key:
-                self._by_piece[piece] = key
-            elif isinstance(holders, str):
-                self._by_piece[piece] = {holders, key}
-            else:
-                holders.add(key)
+            self._by_piece[piece] = _joined(self._by_piece.get(piece), key)
 
     def discard(self, key: str) -> None:
         same_length = self._by_length.get(len(key), {})
@@ -63,11 +62,11 @@ class NearKeys:
         if not same_length:
             del self._by_length[len(key)]
         for piece in self._pieces(key):
-            holders = self._by_piece.get(piece)
-            if isinstance(holders, set) and len(holders) > 1:
-                holders.discard(key)
-            elif holders is not None:  # this key alone
-                del self._by_piece[piece]
+            left = _left(self._by_piece.get(piece), key)
+            if left is None:
+                self._by_piece.pop(piece, None)
+            else:
+                self._by_piece[piece] = left
 
     def nearest(self, key: str) -> tuple[str, int] | None:
         """The nearest lengths go first, so that a close match found early tightens the
@@ -104,7 +103,7 @@ class NearKeys:
                     if isinstance(holders, str):
                         found.add(holders)
                     elif holders:
-                        found |= holders
+                        found.update(holders)
                         if len(found) > most:
                             return None
         return found
@@ -114,6 +113,32 @@ class NearKeys:
         return [
             hash((len(key), number, key[start:end])) for number, (start, end) in enumerate(cuts)
         ]
+
+
+def _joined(holders: Holders | None, key: str) -> Holders:
+    if holders is None or holders == key:
+        return key
+    if isinstance(holders, str):
+        return (holders, key)
+    if isinstance(holders, tuple):
+        if key in holders:
+            return holders
+        return (*holders, key) if len(holders) < _FEW else {*holders, key}
+    holders.add(key)
+    return holders
+
+
+def _left(holders: Holders | None, key: str) -> Holders | None:
+    """`holders` without `key`; None once no key is left."""
+    if holders is None or holders == key:
+        return None
+    if isinstance(holders, str):
+        return holders  # another key's piece of the same hash
+    if isinstance(holders, tuple):
+        rest = tuple(h for h in holders if h != key)
+        return rest[0] if len(rest) == 1 else (rest or None)
+    holders.discard(key)
+    return holders or None
 
 
 def _cuts(length: int, count: int) -> list[tuple[int, int]]:

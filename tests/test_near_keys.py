@@ -102,7 +102,7 @@ def assert_indexes_exactly(index: NearKeys, live: set[str]) -> None:
     assert stored == live and len(index) == len(live)
     held: set[str] = set()
     for holders in index._by_piece.values():
-        held |= {holders} if isinstance(holders, str) else holders
+        held.update((holders,) if isinstance(holders, str) else holders)
     assert held == live
     for key in live:
         assert index.nearest(key) == (key, 0)
@@ -118,6 +118,20 @@ def test_eviction_keeps_the_index_to_the_live_keys() -> None:
     live = {key for namespace, key in cache._entries}
     assert len(live) == 50
     assert_indexes_exactly(index_of(cache, "gen"), live)
+
+
+def test_a_piece_held_by_many_keys_follows_them_in_and_out() -> None:
+    """Their piece's holders grow from one key to a tuple to a set, and go with the last."""
+    cache: ResultCache[int] = ResultCache(20, fuzzy=True, max_distance=3)
+    shared = [f"one long start shared by all, then {n:03d}" for n in range(60)]
+    for n, key in enumerate(shared):
+        cache.put("gen", key, n)
+        assert_indexes_exactly(index_of(cache, "gen"), set(shared[max(0, n - 19) : n + 1]))
+    others = [f"{n:03d} something else entirely, on its own" for n in range(20)]
+    for n, key in enumerate(others):
+        cache.put("gen", key, n)
+        kept = set(shared[41 + n :]) | set(others[: n + 1])
+        assert_indexes_exactly(index_of(cache, "gen"), kept)
 
 
 def test_clearing_then_reusing_keeps_the_index_consistent() -> None:
