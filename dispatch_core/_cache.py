@@ -6,8 +6,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
+from ._near_keys import NearKeys
 
 __all__ = ["CacheHit", "ResultCache"]
 
@@ -33,10 +32,25 @@ class ResultCache(Generic[V]):
             )
         self.max_entries = max_entries
         self.fuzzy = fuzzy
-        self.max_distance = max_distance
+        self._max_distance = max_distance
         self._entries: OrderedDict[tuple[str, str], V] = OrderedDict()
-        # namespace → key length → {key: key} (rapidfuzz scores a dict's values)
-        self._keys: dict[str, dict[int, dict[str, str]]] = {}
+        self._keys: dict[str, NearKeys] = {}
+
+    @property
+    def max_distance(self) -> int:
+        """The most edits a fuzzy hit may be away from the asked key."""
+        return self._max_distance
+
+    @max_distance.setter
+    def max_distance(self, distance: int) -> None:
+        """Rebuilds the index of each namespace, whose pieces depend on the distance (ties
+        then go to the key used longest ago, the order the index is refilled in)."""
+        if distance < 0:
+            raise ValueError(f"max_distance must be 0 or more, not {distance}")
+        self._max_distance = distance
+        self._keys.clear()
+        for namespace, key in self._entries:
+            self._keys_of(namespace).add(key)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -54,41 +68,23 @@ class ResultCache(Generic[V]):
         return CacheHit(self._entries[(namespace, found)], found, distance)
 
     def _nearest(self, namespace: str, key: str) -> tuple[str, int] | None:
-        """Only keys within `max_distance` of the length can be that close: skip the rest.
-        The nearest lengths go first, so that a close match found early tightens the
-        cutoff and spares the buckets further away."""
-        buckets = self._keys.get(namespace, {})
-        best: tuple[str, int] | None = None
-        for length in _by_closeness(len(key), self.max_distance):
-            choices = buckets.get(length)
-            if not choices:
-                continue
-            cutoff = self.max_distance if best is None else best[1] - 1
-            if cutoff < abs(length - len(key)):
-                continue
-            match = process.extractOne(
-                key, choices, scorer=Levenshtein.distance, score_cutoff=cutoff
-            )
-            if match is not None:
-                best = (match[2], int(match[1]))
-        return best
+        keys = self._keys.get(namespace)
+        return None if keys is None else keys.nearest(key)
 
     def put(self, namespace: str, key: str, value: V) -> None:
         self._entries[(namespace, key)] = value
         self._entries.move_to_end((namespace, key))
-        self._keys.setdefault(namespace, {}).setdefault(len(key), {})[key] = key
+        self._keys_of(namespace).add(key)
         while len(self._entries) > self.max_entries:
             (old_namespace, old_key), _ = self._entries.popitem(last=False)
-            del self._keys[old_namespace][len(old_key)][old_key]
+            self._keys[old_namespace].discard(old_key)
+
+    def _keys_of(self, namespace: str) -> NearKeys:
+        keys = self._keys.get(namespace)
+        if keys is None:
+            keys = self._keys[namespace] = NearKeys(self._max_distance)
+        return keys
 
     def clear(self) -> None:
         self._entries.clear()
         self._keys.clear()
-
-
-def _by_closeness(length: int, reach: int) -> list[int]:
-    """`length`, then `length ± 1`, … up to `length ± reach`."""
-    order = [length]
-    for step in range(1, reach + 1):
-        order += [length - step, length + step]
-    return order

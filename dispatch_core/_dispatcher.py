@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import statistics
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -25,6 +25,7 @@ from ._inventories import Inventories
 from ._inventory import Inventory
 from ._job import JobRun
 from ._journal import Journal, Journals
+from ._lanes import Lane
 from ._peer import PeerClient
 from ._runner import Runner
 from ._servers import Servers
@@ -285,7 +286,7 @@ class Dispatcher:
         if self._closed or self._session is None:
             raise DispatcherClosed("the dispatcher is not open: use `async with Dispatcher(...)`")
         spec = run.spec
-        lanes = [self.servers.lane(n) for n in self._allowed(spec)]
+        lanes: Sequence[Lane] = list(map(self.servers.lane, self._allowed(spec)))  # no cell
         cache_key = spec.cache_key or (run.request_key if spec.cache else None)
         hit = self._cache_lookup(spec.route, cache_key)
         if hit is not None:

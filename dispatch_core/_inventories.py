@@ -55,7 +55,7 @@ class Inventories:
                 raise failure
         return {n: self.found[n] for n in names if n in self.found}
 
-    async def able(self, run: JobRun, lanes: Sequence[Lane], wait: float) -> list[Lane]:
+    async def able(self, run: JobRun, lanes: Sequence[Lane], wait: float) -> Sequence[Lane]:
         """The lanes whose servers have every node class and model file the job names.
 
         A server whose inventory cannot be read (within `wait`) counts as able: the peer
@@ -78,6 +78,8 @@ class Inventories:
             missing = inventory.missing(run.needs) if inventory is not None else []
             if missing:
                 lacking[lane.name] = missing
+        if not lacking:
+            return lanes  # the usual case: no new list kept per waiting job
         able = [lane for lane in lanes if lane.name not in lacking]
         if not able:
             where = "; ".join(f"{name} lacks {', '.join(m)}" for name, m in lacking.items())

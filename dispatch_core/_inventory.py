@@ -28,6 +28,8 @@ MODEL_INPUTS = {
 }
 """Loader input → model folder; numbered inputs (`clip_name2`) read the same folder."""
 _NUMBERED = re.compile(r"^(.*?)\d+$")
+_NO_FILES: frozenset[str] = frozenset()
+"""Shared by every job that loads no model: one object fewer for each waiting job."""
 
 
 def is_loader(class_type: str) -> bool:
@@ -55,7 +57,7 @@ class Needs:
     @property
     def model_files(self) -> frozenset[str]:
         """The files alone: what stays loaded on the GPU after the job."""
-        return frozenset(file for _, _, file in self.models)
+        return frozenset(file for _, _, file in self.models) if self.models else _NO_FILES
 
 
 def needs_of(workflow: Mapping[str, Any]) -> Needs:

@@ -55,7 +55,8 @@ class Waiter:
         nodes: int = 1,
     ):
         self.future: asyncio.Future[Lane] = asyncio.get_running_loop().create_future()
-        self.lanes = list(lanes)
+        self.lanes = lanes
+        """The caller's own sequence, not a copy: thousands of jobs may wait at once."""
         self.models = models
         self.nodes = nodes
         """Nodes of its workflow: how much of a server's result cache it fills."""

@@ -23,6 +23,7 @@ from ._job import JobRun
 from ._journal import Journals
 from ._lanes import Lane
 from ._peer import PeerClient
+from ._residency import Booking
 from ._retry import backoff, counts_against_server, is_transient
 from ._servers import Servers
 from ._watch import error_from_history
@@ -32,6 +33,7 @@ from .result import DispatchResult
 __all__ = ["Runner"]
 
 _UPLOAD_SUBFOLDER = "dispatch"
+_NONE_FAILED: frozenset[str] = frozenset()
 
 
 class Runner:
@@ -75,10 +77,10 @@ class Runner:
 
     async def execute(self, run: JobRun, lanes: Sequence[Lane]) -> DispatchResult:
         """Fail over to another server of the pool, or wait for the only one to come back."""
-        failed_here: set[str] = set()
+        failed_here = _NONE_FAILED  # no set of its own, and no closure, while all is well
         for attempt in itertools.count():
             usable = await self._usable(lanes)
-            candidates = [lane for lane in usable if lane.name not in failed_here] or usable
+            candidates = _untried(usable, failed_here)
             try:
                 return await self._run_on(run, candidates)
             except DispatchError as error:
@@ -91,7 +93,7 @@ class Runner:
                 culprit = self.servers.lanes.get(error.server or "")
                 if culprit is not None and counts_against_server(error):
                     culprit.record_failure(time.monotonic())
-                    failed_here.add(culprit.name)
+                    failed_here |= {culprit.name}
                 # Fail over at once while the pool has a server this job has not seen fail;
                 # back off when it has none, or when the failure was elsewhere (a chained
                 # input's server).
@@ -103,7 +105,7 @@ class Runner:
                 await asyncio.sleep(backoff(attempt))
         raise AssertionError("unreachable")
 
-    async def _usable(self, lanes: Sequence[Lane]) -> list[Lane]:
+    async def _usable(self, lanes: Sequence[Lane]) -> Sequence[Lane]:
         """Lanes whose breaker is closed, plus tripped ones whose cooldown is over and that
         answer a light probe; all of them when none qualifies, so that the job waits."""
         now = time.monotonic()
@@ -113,6 +115,8 @@ class Runner:
                     lane.record_success()
                 else:
                     lane.record_failure(time.monotonic())
+        if not any(lane.tripped for lane in lanes):
+            return lanes  # the usual case: no list kept per waiting job
         return [lane for lane in lanes if not lane.tripped] or list(lanes)
 
     async def _run_on(
@@ -139,6 +143,14 @@ class Runner:
         run.reason = _reason(run, lane, lanes, models, booking.held)
         if booking.loads and booking.held:
             self.counts["model_switches"] += 1
+        return await self._run_in_slot(run, lane, booking, attach_to)
+
+    async def _run_in_slot(
+        self, run: JobRun, lane: Lane, booking: Booking, attach_to: str | None
+    ) -> DispatchResult:
+        """The job's prompt on the slot it was granted, the slot freed once the peer is
+        done. Apart from `_run_on`: its closures make cells, which a job waiting for its
+        slot (thousands may) would otherwise keep for the garbage collector to walk."""
         peer = self.servers.peer(lane.name)
         began = time.monotonic()
         prompt_id = attach_to or send_as or str(uuid.uuid4())
@@ -248,6 +260,13 @@ class Runner:
         task = asyncio.create_task(take_back(), name=f"take-back:{prompt_id}")
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
+
+
+def _untried(lanes: Sequence[Lane], failed: frozenset[str]) -> Sequence[Lane]:
+    """The lanes that have not failed this job, or all of them if every one has."""
+    if not failed:
+        return lanes
+    return [lane for lane in lanes if lane.name not in failed] or lanes
 
 
 def _reason(

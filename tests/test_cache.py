@@ -47,6 +47,18 @@ def test_a_key_beyond_max_distance_misses() -> None:
     assert cache.get("gen", "a blue jacket, night light") is None
 
 
+def test_a_changed_max_distance_applies_to_the_keys_already_stored() -> None:
+    cache = fuzzy_cache(max_distance=1)
+    cache.put("gen", PROMPT, "result")
+    assert cache.get("gen", PROMPT + "!!") is None
+    cache.max_distance = 2
+    assert cache.get("gen", PROMPT + "!!") == CacheHit("result", PROMPT, 2)
+    cache.max_distance = 0
+    assert cache.get("gen", PROMPT + "!") is None and cache.get("gen", PROMPT) is not None
+    with pytest.raises(ValueError, match="must be 0 or more"):
+        cache.max_distance = -1
+
+
 def test_no_fuzzy_hit_when_fuzzy_is_off() -> None:
     cache: ResultCache[str] = ResultCache(10, fuzzy=False, max_distance=3)
     cache.put("gen", PROMPT, "result")

@@ -170,7 +170,9 @@ async def row_slow_fast(jobs: int, fast: float = 0.02, slow: float = 0.06) -> Ro
 
 
 async def row_loop_lag(queued: int, in_flight: int, peers: int = 5) -> Row:
-    """Jobs parked in the dispatcher's queues must not slow its event loop down."""
+    """Jobs parked in the dispatcher's queues must not slow its event loop down. Timed
+    once the in-flight prompts are on the peers: while they are being posted, the loop
+    lags as much with no job queued at all (that start is shown beside, not judged)."""
     async with spawn_peers(peers, 10.0) as urls:
         config = pool_config(
             urls, server={"max_in_flight": in_flight // peers}, timeouts={"request": 2}
@@ -183,32 +185,47 @@ async def row_loop_lag(queued: int, in_flight: int, peers: int = 5) -> Row:
                 asyncio.create_task(dispatcher.run("pool", tiny(i)))
                 for i in range(queued + in_flight)
             ]
-            settle = time.perf_counter() + 10
-            while sum(dispatcher.in_flight().values()) < in_flight:
-                if time.perf_counter() > settle:
-                    break
-                await asyncio.sleep(0.05)
+            await _until(lambda: sum(dispatcher.in_flight().values()) >= in_flight)
             memory = tracemalloc.get_traced_memory()[0] - base
             tracemalloc.stop()
             held = sum(dispatcher.in_flight().values())
-            lags = []
-            for _ in range(400):
-                began = time.perf_counter()
-                await asyncio.sleep(0.005)
-                lags.append(time.perf_counter() - began - 0.005)
+            starting = await _loop_lags(400)
+            await _until(lambda: dispatcher.counts["submitted"] >= held)
+            parked = await _loop_lags(400)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-    p99 = statistics.quantiles(lags, n=100)[98] * 1000
+    p99, p99_starting = _p99_ms(parked), _p99_ms(starting)
     per_job = memory / (queued + in_flight) / 1024
     return Row(
         f"{queued:,} queued and {held} in flight",
-        f"loop lag p99 {p99:.1f} ms",
-        f"{per_job:.1f} KiB per queued job",
+        f"loop lag p99 {p99:.1f} ms (max {max(parked) * 1000:.1f} ms)",
+        f"{per_job:.1f} KiB per queued job; p99 {p99_starting:.0f} ms as the {held} were posted",
         "—",
         "p99 < 20 ms",
         p99 < 20,
     )
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    """Polls, as a caller outside the dispatcher would; gives up after `seconds`."""
+    deadline = time.perf_counter() + seconds
+    while not condition() and time.perf_counter() < deadline:  # noqa: ASYNC110 - no event to await
+        await asyncio.sleep(0.05)
+
+
+async def _loop_lags(count: int, sleep: float = 0.005) -> list[float]:
+    """How late a `sleep` wakes, `count` times: what the loop keeps every other task waiting."""
+    lags = []
+    for _ in range(count):
+        began = time.perf_counter()
+        await asyncio.sleep(sleep)
+        lags.append(time.perf_counter() - began - sleep)
+    return lags
+
+
+def _p99_ms(seconds: list[float]) -> float:
+    return statistics.quantiles(seconds, n=100)[98] * 1000
 
 
 def _prompts(count: int, rng: random.Random) -> list[str]:
