@@ -143,17 +143,18 @@ class Runner:
         run.reason = _reason(run, lane, lanes, models, booking.held)
         if booking.loads and booking.held:
             self.counts["model_switches"] += 1
-        return await self._run_in_slot(run, lane, booking, attach_to)
+        prompt_id = attach_to or send_as or str(uuid.uuid4())
+        return await self._run_in_slot(run, lane, booking, prompt_id, attach=bool(attach_to))
 
     async def _run_in_slot(
-        self, run: JobRun, lane: Lane, booking: Booking, attach_to: str | None
+        self, run: JobRun, lane: Lane, booking: Booking, prompt_id: str, *, attach: bool
     ) -> DispatchResult:
-        """The job's prompt on the slot it was granted, the slot freed once the peer is
-        done. Apart from `_run_on`: its closures make cells, which a job waiting for its
-        slot (thousands may) would otherwise keep for the garbage collector to walk."""
+        """The job's prompt (sent, or with `attach` waited for) on the slot it was granted,
+        the slot freed once the peer is done. Apart from `_run_on`: its closures make
+        cells, which a job waiting for its slot (thousands may) would otherwise keep for
+        the garbage collector to walk."""
         peer = self.servers.peer(lane.name)
         began = time.monotonic()
-        prompt_id = attach_to or send_as or str(uuid.uuid4())
         released = False
 
         def release() -> None:
@@ -174,7 +175,7 @@ class Runner:
             run.started(lane.name, prompt_id)
             if run.on_start is not None:
                 await run.on_start(lane.name, prompt_id)
-            if attach_to is not None:
+            if attach:
                 await peer.attach(prompt_id, on_progress=run.on_progress)
             else:
                 run.waiting_for = f"server {lane.name!r} to accept the uploads and the prompt"
