@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import QueueSettings
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from ._dispatcher import Dispatcher
@@ -60,10 +62,26 @@ class Coordination(Protocol):
         """For the status route and the panel: the backend, this process, the others."""
 
 
+_CLIENTS = {"redis": ("redis", "redis[hiredis]")}
+"""Backend → the client module it imports, and the requirement that installs it."""
+
+
 def coordination_for(settings: QueueSettings) -> Coordination | None:
     """The coordination a queue setting asks for; None for `local`, which needs none."""
     if settings.backend == "local" or settings.url is None:
         return None
-    module = importlib.import_module(f"dispatch_core.{settings.backend}")
+    # Relative: inside ComfyUI this package is `ComfyUI-Dispatch.dispatch_core`, and no
+    # `dispatch_core` is importable on its own.
+    try:
+        module = importlib.import_module(f".{settings.backend}", __package__)
+    except ModuleNotFoundError as missing:
+        client, requirement = _CLIENTS.get(settings.backend, (None, None))
+        if missing.name != client:
+            raise
+        raise ConfigError(
+            f"the {settings.backend!r} queue backend needs {requirement} in the Python "
+            f"that runs this dispatcher: {sys.executable} -m pip install '{requirement}'",
+            key="queue.backend",
+        ) from None
     made: Coordination = module.Coordination(settings.url)
     return made

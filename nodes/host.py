@@ -23,6 +23,8 @@ T = TypeVar("T")
 PromptHandler = Callable[[dict[str, Any]], dict[str, Any]]
 _log = logging.getLogger("ComfyUI-Dispatch")
 _service: DispatchService | None = None
+_joining: asyncio.Task[None] | None = None
+"""The start of the dispatcher at ComfyUI's start, with a shared queue."""
 _STATE_NAME = "dispatch"
 _POLL_SECONDS = 0.1
 """How often a waiting node looks at ComfyUI's interrupt flag and at progress reports."""
@@ -157,9 +159,26 @@ def install(prompt_handlers: Sequence[PromptHandler] = ()) -> None:
         if _service is not None:
             await _service.close()
 
+    server.app.on_startup.append(_join_shared_queue)
     server.app.on_shutdown.append(close)
     for handler in prompt_handlers:
         server.add_on_prompt_handler(handler)
+
+
+async def _join_shared_queue(app: Any) -> None:
+    """With a shared queue, this ComfyUI takes jobs from its start, as a `serve` does, not
+    once something here has run. In the background: Redis being down must not hold up
+    ComfyUI's start (the dispatcher starts again on first use)."""
+    global _joining
+    if service().config.queue.backend != "local":
+        _joining = asyncio.create_task(_start_dispatcher(), name="dispatch-join-queue")
+
+
+async def _start_dispatcher() -> None:
+    try:
+        await service().ready()
+    except Exception as error:  # said in the log; the first job will say it again
+        _log.warning("ComfyUI-Dispatch: could not join the shared queue: %s", error)
 
 
 def host_policy() -> HostPolicy:

@@ -726,3 +726,33 @@ def test_the_optional_inputs_take_any_parameter_but_list_only_their_own() -> Non
         sys.path.remove(str(HOST))
         for name in [n for n in sys.modules if n.split(".")[0] == PACKAGE]:
             del sys.modules[name]
+
+
+async def test_with_a_shared_queue_this_comfyui_takes_jobs_from_its_start(
+    host_modules: None, tmp_path: Path
+) -> None:
+    """Not once something here has run: a `serve` joins at once, and so does ComfyUI."""
+    import server
+    from aiohttp import web
+    from redis_server import RedisServer, need_redis
+
+    need_redis()
+    with RedisServer(tmp_path / "redis") as redis:
+        async with FakePeer() as peer:
+            folder = tmp_path / "user" / "__dispatch"
+            folder.mkdir(parents=True)
+            config = {"servers": {"gpu": peer.url}, "queue": {"backend": "redis", "url": redis.url}}
+            (folder / "config.json").write_text(json.dumps(config))
+            prompt_server = server.PromptServer(asyncio.get_running_loop())
+            _load_package()
+            runner = web.AppRunner(prompt_server.app)
+            await runner.setup()  # ComfyUI's start: the app's startup hooks run
+            try:
+                host = sys.modules[f"{PACKAGE}.nodes.host"]
+                assert host._joining is not None, "nothing started at ComfyUI's start"
+                await asyncio.wait_for(host._joining, 10)
+                assert host.service()._dispatcher is not None, "no dispatcher until first use"
+                shared = host.service()._dispatcher.coordination
+                assert type(shared).__module__.startswith(f"{PACKAGE}.dispatch_core.redis")
+            finally:
+                await runner.cleanup()
