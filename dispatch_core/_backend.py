@@ -54,6 +54,10 @@ class Coordination(Protocol):
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest job records of every process, oldest first; [] if unreachable."""
 
+    async def in_flight(self, servers: list[str]) -> dict[str, int]:
+        """Server → the prompts it has from every process sharing the queue (slots leased
+        and not expired); {} if the queue cannot be reached."""
+
     async def record(self, job_id: str) -> dict[str, Any] | None:
         """One job's record as the queue has it, whichever process ran it; None if unknown
         (or the queue cannot be reached)."""

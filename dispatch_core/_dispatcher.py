@@ -262,8 +262,14 @@ class Dispatcher:
         """Every server's state, asked of all of them at once, within one deadline (see
         `server_status`): one slow or hostile server cannot hold up or fail the round."""
         names = list(self.servers.lanes)
-        found = await asyncio.gather(*(self.server_status(name) for name in names))
-        return dict(zip(names, found, strict=True))
+        found = dict(zip(names, await asyncio.gather(*map(self.server_status, names)), strict=True))
+        if self.coordination is not None:  # the prompts of every process sharing the queue
+            shared = await self.coordination.in_flight(names)
+            found = {
+                n: dataclasses.replace(s, in_flight=shared.get(n, s.in_flight))
+                for n, s in found.items()
+            }
+        return found
 
     # -- one job ------------------------------------------------------------------------
 

@@ -130,6 +130,21 @@ async def test_two_dispatchers_share_the_slots_and_the_work(
     assert described["same_config"] is True
 
 
+async def test_each_process_shows_the_prompts_every_process_has_on_a_server(
+    redis_url: str, peers: list[FakePeer]
+) -> None:
+    config = shared_config(peers, redis_url)
+    peers[0].job_seconds = 30  # held until let go
+    async with Dispatcher(config) as one, Dispatcher(config) as two:
+        job = asyncio.create_task(one.run("first", workflows.invert(0x123456, width=2, height=2)))
+        while not peers[0].prompts_received:  # noqa: ASYNC110 - waits for the fake
+            await asyncio.sleep(0.01)
+        seen = await two.status()
+        peers[0].job_seconds = 0
+        await job
+    assert (seen["p0"].in_flight, seen["p1"].in_flight) == (1, 0)  # two sent none itself
+
+
 async def test_a_busy_server_is_handed_its_next_job_by_the_end_of_the_last(
     redis_url: str, peers: list[FakePeer]
 ) -> None:

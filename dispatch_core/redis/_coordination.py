@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -365,6 +366,20 @@ class RedisCoordination:
         except (RedisError, OSError):
             return []  # the list fills in from the events once Redis answers
         return [json.loads(text) for text in found if text]
+
+    async def in_flight(self, servers: list[str]) -> dict[str, int]:
+        """The slots leased on each server by every process: what a status shows, where
+        each process's own lanes know only their own."""
+        assert self.client is not None
+        now_ms = int(time.time() * 1000)  # a lease is scored by its expiry (Redis TIME, ms)
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for server in servers:
+                    pipe.zcount(self.key("slots", server), now_ms, "+inf")
+                counts = await pipe.execute()
+        except (RedisError, OSError):
+            return {}
+        return {server: int(count) for server, count in zip(servers, counts, strict=True)}
 
     async def record(self, job_id: str) -> dict[str, Any] | None:
         """One job's record, from whichever process ran it."""
