@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -74,13 +74,6 @@ async def test_the_status_route_names_the_local_backend(tmp_path: Path) -> None:
 
 
 # -- on a real Redis ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    need_redis()
-    with RedisServer(tmp_path) as server:
-        yield server.url
 
 
 @pytest.fixture

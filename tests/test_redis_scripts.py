@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from redis_server import RedisServer, need_redis
 
 from dispatch_core.redis import _scripts
 
@@ -46,13 +44,6 @@ class Queue:
 
     async def leased(self) -> list[bytes]:
         return list(await self.client.zrange(PREFIX + "slots:p0", 0, -1))
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    need_redis()
-    with RedisServer(tmp_path) as server:
-        yield server.url
 
 
 @pytest.fixture
