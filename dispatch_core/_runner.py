@@ -82,7 +82,7 @@ class Runner:
             usable = await self._usable(lanes)
             candidates = _untried(usable, failed_here)
             try:
-                return await self._run_on(run, candidates)
+                return await self.run_on(run, candidates)
             except DispatchError as error:
                 if not is_transient(error):
                     raise
@@ -119,7 +119,7 @@ class Runner:
             return lanes  # the usual case: no list kept per waiting job
         return [lane for lane in lanes if not lane.tripped] or list(lanes)
 
-    async def _run_on(
+    async def run_on(
         self,
         run: JobRun,
         lanes: Sequence[Lane],
@@ -150,7 +150,7 @@ class Runner:
         self, run: JobRun, lane: Lane, booking: Booking, prompt_id: str, *, attach: bool
     ) -> DispatchResult:
         """The job's prompt (sent, or with `attach` waited for) on the slot it was granted,
-        the slot freed once the peer is done. Apart from `_run_on`: its closures make
+        the slot freed once the peer is done. Apart from `run_on`: its closures make
         cells, which a job waiting for its slot (thousands may) would otherwise keep for
         the garbage collector to walk."""
         peer = self.servers.peer(lane.name)
@@ -235,7 +235,7 @@ class Runner:
         self.counts["attached"] += 1
         if history is not None:
             return run.result(peer, prompt_id, history)
-        return await self._run_on(run, [lane], attach_to=prompt_id)
+        return await self.run_on(run, [lane], attach_to=prompt_id)
 
     # -- helpers ------------------------------------------------------------------------
 

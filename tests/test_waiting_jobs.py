@@ -47,6 +47,6 @@ def test_the_functions_a_job_waits_in_make_no_cells() -> None:
     """A closure's variables become cells when its function starts, and stay while the
     job waits: the functions on a waiting job's stack must define none."""
     own = Dispatcher
-    waiting_in = (own.run, own._run, own._run_guarded, Runner.execute, Runner._run_on)
+    waiting_in = (own.run, own._run, own._run_guarded, Runner.execute, Runner.run_on)
     for function in (*waiting_in, Scheduler.acquire):
         assert function.__code__.co_cellvars == (), function.__qualname__

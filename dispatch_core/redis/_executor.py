@@ -282,7 +282,7 @@ class Executor:
             found = await self._runner.attach(run, lane, attach_to)
             if found is not None:
                 return found
-        return await self._runner._run_on(run, [lane], send_as=send_as or None)
+        return await self._runner.run_on(run, [lane], send_as=send_as or None)
 
     async def _started_soon(
         self, data: dict[str, Any], server: str, prompt_id: str, recorded: str
