@@ -169,18 +169,7 @@ async def test_internal_addresses_are_refused_by_default(
 ) -> None:
     found, good = receiver
     url = url.format(port=good.rsplit(":", 1)[1].split("/")[0])
-    async with FakePeer() as peer:
-        (tmp_path / "config.json").write_text(
-            json.dumps({"servers": {"a": peer.url}, "routes": {"gen": "a"}})
-        )
-        async with DispatchService(tmp_path, status_interval=0, journal=False) as service:
-            runner, base = await serve_routes(service)
-            try:
-                async with aiohttp.ClientSession() as session:
-                    body = {"route": "gen", "workflow": workflows.invert(1), "webhook": url}
-                    status, answer = await call_json(session, "POST", base + "/dispatch/run", body)
-            finally:
-                await runner.cleanup()
+    status, answer, service = await _post_run_with_webhook(tmp_path, url)
     assert (status, answer["field"]) == (400, "webhook")
     assert service.jobs.activity.recent() == [] and found.deliveries == []
 
@@ -207,6 +196,25 @@ async def test_a_name_resolving_to_an_internal_address_is_refused_when_sent(
     assert found.deliveries == []
 
 
+async def _post_run_with_webhook(
+    tmp_path: Path, webhook: Any
+) -> tuple[int, dict[str, Any], DispatchService]:
+    """`POST /dispatch/run` naming `webhook`, against a service of one fake peer."""
+    async with FakePeer() as peer:
+        (tmp_path / "config.json").write_text(
+            json.dumps({"servers": {"a": peer.url}, "routes": {"gen": "a"}})
+        )
+        async with DispatchService(tmp_path, status_interval=0, journal=False) as service:
+            runner, base = await serve_routes(service)
+            try:
+                async with aiohttp.ClientSession() as session:
+                    body = {"route": "gen", "workflow": workflows.invert(1), "webhook": webhook}
+                    status, answer = await call_json(session, "POST", base + "/dispatch/run", body)
+            finally:
+                await runner.cleanup()
+    return status, answer, service
+
+
 @pytest.mark.parametrize(
     ("webhook", "words"),
     [
@@ -220,18 +228,7 @@ async def test_a_name_resolving_to_an_internal_address_is_refused_when_sent(
 async def test_bad_webhook_urls_are_a_400_naming_the_field(
     tmp_path: Path, webhook: Any, words: str
 ) -> None:
-    async with FakePeer() as peer:
-        (tmp_path / "config.json").write_text(
-            json.dumps({"servers": {"a": peer.url}, "routes": {"gen": "a"}})
-        )
-        async with DispatchService(tmp_path, status_interval=0, journal=False) as service:
-            runner, base = await serve_routes(service)
-            try:
-                async with aiohttp.ClientSession() as session:
-                    body = {"route": "gen", "workflow": workflows.invert(1), "webhook": webhook}
-                    status, answer = await call_json(session, "POST", base + "/dispatch/run", body)
-            finally:
-                await runner.cleanup()
+    status, answer, _ = await _post_run_with_webhook(tmp_path, webhook)
     assert (status, answer["field"]) == (400, "webhook") and words in answer["error"]
 
 
