@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._inventory import Inventory
 from ._lanes import Lane
@@ -117,11 +117,16 @@ class Inventories:
         return task
 
     async def _fetch(self, name: str) -> None:
-        try:
-            info = await self._servers.peer(name).object_info()
-        except DispatchError:
-            self._failed[name] = time.time()
-            raise
+        """Its `/object_info` and, beside it rather than after, its `/system_stats`."""
+        peer = self._servers.peer(name)
+        answers: tuple[dict[str, Any] | BaseException, ...] = await asyncio.gather(
+            peer.object_info(), peer.system_stats(), return_exceptions=True
+        )
+        info, stats = answers
+        if isinstance(info, BaseException):
+            if isinstance(info, DispatchError):
+                self._failed[name] = time.time()
+            raise info
         try:
             inventory = Inventory.from_object_info(info)
         except (AttributeError, TypeError, ValueError):  # a hostile shape deep inside
@@ -129,16 +134,15 @@ class Inventories:
             raise BadResponse(
                 "GET /object_info answered node specs of the wrong shape", server=name
             ) from None
-        await self._read_cache_size(name)
+        self._note_cache_size(name, stats)
         self.found[name] = inventory  # once whole: a job that finds it uses the cache size
         self._failed.pop(name, None)
 
-    async def _read_cache_size(self, name: str) -> None:
-        """How many models the server may keep, for the plan: none said if unreadable."""
-        try:
-            stats = await self._servers.peer(name).system_stats()
-        except DispatchError:
-            stats = None
+    def _note_cache_size(self, name: str, stats: dict[str, Any] | BaseException) -> None:
+        """How many models the server may keep, for the plan: nothing said if its stats
+        could not be read."""
+        if isinstance(stats, BaseException) and not isinstance(stats, DispatchError):
+            raise stats  # not the peer's doing
         lane = self._servers.lanes.get(name)
         if lane is not None:
             lane.residency.cached_results = cached_results(stats)
