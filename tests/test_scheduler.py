@@ -80,6 +80,14 @@ def test_jobs_run_only_where_they_may_and_each_free_server_starts_its_first() ->
     assert plan([lane(), lane()], wanted, {}) == {1: 0, 0: 1}
 
 
+def test_an_empty_server_is_put_to_work_rather_than_left_idle() -> None:
+    # Both plans end when the second job of a does, on the first server; the one that
+    # loads b on the empty third server now, rather than after the busy second's job,
+    # is as good and starts it at once. A first load evicts nothing.
+    lanes = [lane(A, free=False, ready_in=2.0), lane(B, free=False, ready_in=2.0), lane()]
+    assert plan(lanes, jobs(A, B, lanes=(0, 1, 2)), {}) == {2: 1}
+
+
 def test_a_long_queue_is_cut_to_the_budget() -> None:
     lanes = [lane(A), lane(B), lane()]
     found = plan(lanes, jobs(*[A, B] * 50, lanes=(0, 1, 2)), {})
@@ -103,6 +111,24 @@ async def test_a_job_is_booked_on_its_server_the_moment_its_slot_is_granted() ->
     assert {lane.residency.held for lane in servers} == {A, B}
     for lane, booking in await asyncio.gather(*waiting):
         assert lane.residency.running == [booking]
+
+
+async def test_jobs_submitted_together_are_placed_together() -> None:
+    lanes: dict[str, Lane] = {}
+    scheduler = Scheduler(lanes, clock=lambda: 0.0)
+    for name in ("p", "q"):
+        lanes[name] = Lane(ServerConfig(name, f"http://{name}.invalid"), scheduler.dispatch)
+    servers = list(lanes.values())
+    # Placed one by one, the second a would take the other empty server, and b would
+    # wait for a server to load it; placed together, b takes it and the second a waits
+    # for the server loading a.
+    granted = [asyncio.ensure_future(scheduler.acquire(servers, m)) for m in (A, A, B)]
+    await asyncio.sleep(0)  # each job arrives
+    await asyncio.sleep(0)  # and the loop's next turn places them
+    assert [lane.residency.held for lane in servers] == [A, B]
+    for job in granted:
+        job.cancel()
+    await asyncio.gather(*granted, return_exceptions=True)
 
 
 # -- what a server's jobs teach ---------------------------------------------------------

@@ -34,6 +34,7 @@ async def test_a_waiting_job_holds_few_objects_for_the_collector() -> None:
             before = len(gc.get_objects())
             jobs = [asyncio.create_task(dispatcher.run("r", tiny(i))) for i in range(WAITING)]
             await asyncio.sleep(0)  # each job runs up to its wait for the slot
+            await asyncio.sleep(0)  # and the first is placed, at the loop's next turn
             assert dispatcher.in_flight() == {"p": 1}
             gc.collect()
             per_job = (len(gc.get_objects()) - before) / WAITING
