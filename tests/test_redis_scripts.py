@@ -31,9 +31,9 @@ class Queue:
         self.client = client
         self.scripts = {n: client.register_script(getattr(_scripts, n)) for n in _scripts.__all__}
 
-    async def enqueue(self, job_id: str) -> None:
+    async def enqueue(self, job_id: str, origin: str = "a") -> None:
         args = [PREFIX, job_id, ROUTE, f"spec of {job_id}", '["p0"]', "[]", "{}", 0, 100]
-        await self.scripts["ENQUEUE"](args=[*args, f"request {job_id}", "0", STARTED])
+        await self.scripts["ENQUEUE"](args=[*args, f"request {job_id}", "0", STARTED, origin])
 
     async def take(self, process: str, prompt_id: str = "") -> Any:
         return await self.scripts["TAKE"](args=[PREFIX, process, offer(prompt_id)])
@@ -142,13 +142,35 @@ async def test_calls_made_at_once_go_in_few_pipelines_each_caller_its_own_answer
 async def test_a_job_queued_into_an_empty_queue_is_one_event_that_also_wakes(
     queue: Queue,
 ) -> None:
-    from dispatch_core.redis._coordination import _QUEUED
+    from dispatch_core.redis._events import QUEUED, WAKE
 
-    async with queue.client.pubsub() as pubsub:
+    async with queue.client.pubsub() as pubsub, queue.client.pubsub() as control:
         await pubsub.subscribe(PREFIX + "events")
+        await control.subscribe(PREFIX + "control")
         await queue.enqueue("j0")
         await queue.enqueue("j1")  # behind j0: whoever could take it was woken by j0
         _, first, second = [await pubsub.get_message(timeout=5) for _ in range(3)]
+        _, wake = [await control.get_message(timeout=5) for _ in range(2)]
+        assert await control.get_message(timeout=0.2) is None  # j1 woke nobody
     assert json.loads(first["data"]) == {"t": "job", "id": "j0", "record": {}, "wake": True}
-    assert first["data"].endswith(_QUEUED) and not second["data"].endswith(_QUEUED)
+    assert first["data"].endswith(QUEUED) and not second["data"].endswith(QUEUED)
     assert json.loads(second["data"]) == {"t": "job", "id": "j1", "record": {}}
+    assert wake["data"] == WAKE
+
+
+async def test_a_job_s_end_is_told_to_the_process_that_submitted_it_when_another_ran_it(
+    queue: Queue,
+) -> None:
+    await queue.enqueue("j0", origin="a")
+    await queue.enqueue("j1", origin="b")
+    async with queue.client.pubsub() as ends:
+        await ends.subscribe(PREFIX + "ends:a", PREFIX + "ends:b")
+        await ends.get_message(timeout=5)
+        await ends.get_message(timeout=5)  # the two subscriptions
+        assert (await queue.take("a"))[0] == b"j0"
+        assert await queue.finish("j0", "a", take=True) == [b"j1", b"p0", b"spec of j1", b""]
+        assert await queue.finish("j1", "a", take=False) == 1
+        told = await ends.get_message(timeout=5)
+        assert await ends.get_message(timeout=0.2) is None  # j0 ran where it was submitted
+    assert told["channel"] == (PREFIX + "ends:b").encode()
+    assert json.loads(told["data"])["id"] == "j1" and json.loads(told["data"])["state"] == "done"

@@ -33,8 +33,9 @@ from ..job import JobState
 from ..result import DispatchResult
 from . import _scripts
 from ._batches import Batched
+from ._events import Events
 from ._executor import Executor
-from ._wire import PROMPT_SLOT, SERVER_SLOT, error_from, record_of, spec_of, text
+from ._wire import PROMPT_SLOT, SERVER_SLOT, data_of, error_from, record_of, spec_of, text
 
 if TYPE_CHECKING:
     from .._dispatcher import Dispatcher
@@ -44,10 +45,6 @@ __all__ = ["RedisCoordination"]
 
 _log = logging.getLogger("dispatch_core.redis")
 
-_WAKE = b'{"t":"wake"}'
-_QUEUED = b',"wake":true}'
-"""How the event of a job queued ends: a wake too."""
-_JOB = b'{"t":"job","id":"'
 RECENT = 1000
 """Job records kept for the panels' lists, newest first."""
 KEEP_SECONDS = 7 * 86400
@@ -80,19 +77,18 @@ class RedisCoordination:
         self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_queued: Callable[[str], None] | None = None
         """Told each job id of this process once it is in the queue."""
-        self.on_record: RecordListener | None = None
-        """Told every job record that changes, in any process (the service's job list)."""
+        self._on_record: RecordListener | None = None
         self.client: _Counted | None = None
         self.scripts: dict[str, Any] = {}
         self._enqueues: Batched | None = None
         """ENQUEUE, the jobs submitted in one turn of the loop sent as one pipeline."""
         self.executor = Executor(self)
+        self.events = Events(self)
         self._waiting: dict[str, tuple[JobRun, asyncio.Future[DispatchResult]]] = {}
         self._queued: set[str] = set()
         self._enqueued: dict[str, asyncio.Event] = {}
         """Set once a job submitted here is in the queue (see `queued`)."""
         """Jobs waited for here that are in the queue (a check before is a false alarm)."""
-        self._tasks: list[asyncio.Task[None]] = []
         self._dispatcher: Dispatcher | None = None
         self._pool: aioredis.ConnectionPool | None = None
 
@@ -119,17 +115,16 @@ class RedisCoordination:
         self._enqueues = Batched(client, self.scripts["ENQUEUE"])
         dispatcher._runner.journal = None  # the queue journals: ENQUEUE, and each take
         self.executor.start(dispatcher)
-        self._tasks = [asyncio.create_task(self._listen(), name="redis-events")]
+        self.events.start()
+        if self._on_record is not None:
+            self.events.follow_records()
 
     async def close(self) -> None:
         """Hand the jobs this process runs back to the queue, then stop."""
         await self.executor.close()
         if self._enqueues is not None:
             await self._enqueues.close()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:  # a listener whose cancellation the client took ends with it
-            await asyncio.wait(self._tasks, timeout=self.heartbeat)
+        await self.events.close()
         if self.client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self.client.delete(self.key("proc", self.process))
@@ -137,9 +132,19 @@ class RedisCoordination:
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
         self.client = None
+
+    @property
+    def on_record(self) -> RecordListener | None:
+        """Told every job record that changes, in any process (the service's job list):
+        while one is set, this process hears every job's events."""
+        return self._on_record
+
+    @on_record.setter
+    def on_record(self, listener: RecordListener | None) -> None:
+        self._on_record = listener
+        if listener is not None and self.client is not None:
+            self.events.follow_records()
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -203,14 +208,14 @@ class RedisCoordination:
         """Queue the job; with `look`, first ask the journal: the server and prompt id of
         the same request sent before, if any (then nothing is queued)."""
         spec = await spec_of(run)
-        data = json.loads(spec)
+        data = data_of(run)
         queue = f"server:{run.spec.server}" if run.spec.server else run.spec.route
         servers = json.dumps([lane.name for lane in run.lanes])
         models = json.dumps(sorted(run.needs.model_files))
         record = record_of(data, JobState.QUEUED, server=run.spec.server)
         started = record_of(data, JobState.RUNNING, server=SERVER_SLOT, prompt_id=PROMPT_SLOT)
         args = [self.prefix, run.job_id, queue, spec, servers, models, record, run.queued, RECENT]
-        args += [run.request_key, "1" if look else "0", started]
+        args += [run.request_key, "1" if look else "0", started, self.process]
         assert self._enqueues is not None, "the coordination is not open"
         try:
             answer = await self._enqueues(args)
@@ -271,9 +276,9 @@ class RedisCoordination:
                 _log.warning("job %s was forgotten by the queue: queued again", job_id)
                 await self._enqueue(waiting[job_id])
             else:
-                await self._ended(job_id)
+                await self.ended(job_id)
 
-    async def _ended(self, job_id: str, told: dict[str, Any] | None = None) -> None:
+    async def ended(self, job_id: str, told: dict[str, Any] | None = None) -> None:
         """A job ended in another process: its result or error, for its caller here. From
         `told`, the event of its end, when that carries them; else read from Redis."""
         waiting = self._waiting.get(job_id)
@@ -305,54 +310,6 @@ class RedisCoordination:
             future.set_result(run.result(peer, result["prompt_id"], {"outputs": result["outputs"]}))
         elif state in ("failed", "cancelled"):
             future.set_exception(error_from(error or {"message": "failed"}))
-
-    # -- events ---------------------------------------------------------------------------
-
-    async def _listen(self) -> None:
-        """Every process's job events, for the waiting callers and the panels; and wakes."""
-        while not self.executor.closing:
-            try:
-                await self._listen_once()
-            except (RedisError, OSError) as error:
-                _log.debug("events from %s cut: %s", self.url, error)
-            await asyncio.sleep(self.heartbeat)  # Redis is away: try again soon
-
-    async def _listen_once(self) -> None:
-        assert self.client is not None
-        async with self.client.pubsub() as pubsub:
-            await pubsub.subscribe(self.prefix + "events")
-            await self.check_waiting()  # what ended while we were not listening
-            self.executor.wake()
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    await self._on_message(message["data"])
-
-    async def _on_message(self, raw: bytes) -> None:
-        """One event; read whole only when someone here needs it (a job's end, waited for
-        here, or a record for the panels): every job sends a few of them to every process."""
-        if raw == _WAKE or raw.endswith(_QUEUED):  # a slot freed, or a job queued
-            self.executor.wake()
-            if raw == _WAKE:
-                return
-        if self.on_record is None and raw.startswith(_JOB):
-            job_id = raw[len(_JOB) : raw.find(b'"', len(_JOB))].decode()
-            waiting = self._waiting.get(job_id)
-            if waiting is None or waiting[1].done():
-                return
-        await self._on_event(json.loads(raw))
-
-    async def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("t")
-        if kind == "wake":
-            self.executor.wake()
-        elif kind == "cancel":
-            self.executor.cancel(str(event.get("id")))
-        elif kind == "job":
-            record = event.get("record")
-            if isinstance(record, dict) and self.on_record is not None:
-                self.on_record(record)
-            if isinstance(record, dict) and record.get("state") in ("done", "failed", "cancelled"):
-                await self._ended(str(event.get("id")), event)
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest job records, oldest first, for a panel's list at start."""

@@ -28,7 +28,7 @@ from ..errors import DispatchError, DispatchTimeout, PromptLost
 from ..job import JobState
 from ..result import DispatchResult
 from ._heartbeat import LEASE_BEATS, Heartbeat
-from ._wire import data_of, error_to, record_of, result_to, run_from, text
+from ._wire import data_of, error_from, error_to, record_of, result_to, run_from, text
 
 if TYPE_CHECKING:
     from .._dispatcher import Dispatcher
@@ -327,13 +327,16 @@ class Executor:
 
     async def _cancelled(self, job_id: str, data: dict[str, Any]) -> None:
         """Closing: the job goes back to the queue for another process. Else it was
-        cancelled by its caller: it ends so."""
+        cancelled by its caller: it ends so (a caller waiting here is told here: the queue
+        tells only the callers of other processes)."""
         with contextlib.suppress(RedisError, OSError):
             if self._closing:
                 await self.requeue(job_id, down=0.0)
                 return
             record = record_of(data, JobState.CANCELLED, error="cancelled")
-            await self._end(job_id, "cancelled", "", error_to(asyncio.CancelledError()), record)
+            error = error_to(asyncio.CancelledError())
+            await self._end(job_id, "cancelled", "", error, record)
+            self.coordination.deliver(job_id, error_from(error))
 
     async def _finish(
         self,
