@@ -1,6 +1,7 @@
 """The queue's Lua scripts one step at a time, against a real Redis, with two processes
 (`a` and `b`) sharing one server whose `max_in_flight` is 1: what each step answers, and
-which slots it leaves leased. And calls made at once, sent as pipelines (`_batches`)."""
+which slots it leaves leased. And the scripts' own connections (`_link`): calls made at
+once sent together, a call cut off sent again."""
 
 from __future__ import annotations
 
@@ -114,29 +115,51 @@ async def test_finish_with_nothing_queued_frees_the_slot_and_wakes_every_process
     assert await queue.leased() == []
 
 
-async def test_calls_made_at_once_go_in_few_pipelines_each_caller_its_own_answer(
+async def test_calls_made_at_once_go_in_few_writes_each_caller_its_own_answer(
     redis_url: str,
 ) -> None:
+    import redis.asyncio as aioredis
     from redis.exceptions import ResponseError
 
-    from dispatch_core.redis._batches import MOST, Batched
-    from dispatch_core.redis._coordination import _Counted
+    from dispatch_core.redis._link import Link, LinkedScript
 
-    client = _Counted.from_url(redis_url)
-    try:  # a new Redis: the script is loaded by the first pipeline that it refuses
-        script = client.register_script(
-            "if ARGV[1] == '7' then return redis.error_reply('not seven') end return ARGV[1] * 2"
+    pool = aioredis.ConnectionPool.from_url(redis_url)
+    link = Link(pool, most=100)
+    try:  # a new Redis: the script is loaded by the first call that it refuses
+        script = LinkedScript(
+            link,
+            "if ARGV[1] == '7' then return redis.error_reply('not seven') end return ARGV[1] * 2",
         )
-        batched = Batched(client, script)
-        calls = 2 * MOST + MOST // 2
+        calls = 250
         answers = await asyncio.gather(
-            *(batched([i]) for i in range(calls)), return_exceptions=True
+            *(script(args=[i]) for i in range(calls)), return_exceptions=True
         )
+        again = await script(args=[21])  # loaded now: one write, one reply
     finally:
-        await client.aclose()
+        await link.close()
+        await pool.aclose()
     assert isinstance(answers[7], ResponseError) and "not seven" in str(answers[7])
     assert [a for i, a in enumerate(answers) if i != 7] == [2 * i for i in range(calls) if i != 7]
-    assert client.round_trips == 5  # 3 pipelines, the script loaded, the first one again
+    assert again == 42
+    assert link.round_trips < calls // 10  # at most 100 on their way, each write many
+
+
+async def test_a_link_cut_off_sends_its_calls_again_on_a_new_connection(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    from dispatch_core.redis._link import Link
+
+    pool = aioredis.ConnectionPool.from_url(redis_url)
+    client = aioredis.Redis(connection_pool=pool)
+    link = Link(pool)
+    try:
+        assert await link.call("SET", "t:k", "1") == b"OK"
+        await client.client_kill_filter(skipme=True)  # every connection but the client's
+        assert await link.call("INCR", "t:k") == 2  # cut off, sent again
+    finally:
+        await link.close()
+        await client.aclose()
+        await pool.aclose()
 
 
 async def test_a_job_queued_into_an_empty_queue_is_one_event_that_also_wakes(

@@ -2,7 +2,7 @@
 takes jobs for its own servers' free slots, and hands each caller its job's result.
 
 Its caller's side: `run` queues the job (one script: the job, its place, its record, an
-event; the jobs submitted at once share a pipeline, see `_batches`) and waits for its
+event; the jobs submitted at once share a write, see `_link`) and waits for its
 end, told by the event of the process that ran it, or at once when it ran here; a wait
 that missed its event (Redis restarted) is checked every heartbeat, and a job a Redis
 without persistence forgot is queued again. Its taker's side is `_executor.Executor`.
@@ -32,9 +32,9 @@ from ..errors import QueueUnreachable
 from ..job import JobState
 from ..result import DispatchResult
 from . import _scripts
-from ._batches import Batched
 from ._events import Events
 from ._executor import Executor
+from ._link import Link, LinkedScript
 from ._wire import PROMPT_SLOT, SERVER_SLOT, data_of, error_from, record_of, spec_of, text
 
 if TYPE_CHECKING:
@@ -79,9 +79,8 @@ class RedisCoordination:
         """Told each job id of this process once it is in the queue."""
         self._on_record: RecordListener | None = None
         self.client: _Counted | None = None
-        self.scripts: dict[str, Any] = {}
-        self._enqueues: Batched | None = None
-        """ENQUEUE, the jobs submitted in one turn of the loop sent as one pipeline."""
+        self.scripts: dict[str, LinkedScript] = {}
+        self._links: list[Link] = []
         self.executor = Executor(self)
         self.events = Events(self)
         self._waiting: dict[str, tuple[JobRun, asyncio.Future[DispatchResult]]] = {}
@@ -109,10 +108,14 @@ class RedisCoordination:
             socket_connect_timeout=2.0,
             socket_timeout=10.0,
         )
-        client = self.client = _Counted(connection_pool=pool)
+        self.client = _Counted(connection_pool=pool)
+        # The jobs submitted at once are queued on a link of their own: a burst of
+        # thousands does not hold up, behind it, the steps of the jobs running.
+        steps, arrivals = Link(pool), Link(pool)
+        self._links = [steps, arrivals]
         for name in _scripts.__all__:
-            self.scripts[name] = client.register_script(getattr(_scripts, name))
-        self._enqueues = Batched(client, self.scripts["ENQUEUE"])
+            link = arrivals if name == "ENQUEUE" else steps
+            self.scripts[name] = LinkedScript(link, getattr(_scripts, name))
         dispatcher._runner.journal = None  # the queue journals: ENQUEUE, and each take
         self.executor.start(dispatcher)
         self.events.start()
@@ -122,13 +125,13 @@ class RedisCoordination:
     async def close(self) -> None:
         """Hand the jobs this process runs back to the queue, then stop."""
         await self.executor.close()
-        if self._enqueues is not None:
-            await self._enqueues.close()
         await self.events.close()
         if self.client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self.client.delete(self.key("proc", self.process))
             await self.client.aclose()
+        for link in self._links:
+            await link.close()
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
@@ -151,8 +154,9 @@ class RedisCoordination:
 
     @property
     def round_trips(self) -> int:
-        """Commands and scripts sent to Redis so far by this process."""
-        return self.client.round_trips if self.client is not None else 0
+        """Commands, pipelines and writes of scripts sent to Redis so far by this process."""
+        trips = sum(link.round_trips for link in self._links)
+        return trips + (self.client.round_trips if self.client is not None else 0)
 
     def describe(self) -> dict[str, Any]:
         mine = self.executor.heartbeat.fingerprint()["config"] if self._dispatcher else ""
@@ -216,9 +220,8 @@ class RedisCoordination:
         started = record_of(data, JobState.RUNNING, server=SERVER_SLOT, prompt_id=PROMPT_SLOT)
         args = [self.prefix, run.job_id, queue, spec, servers, models, record, run.queued, RECENT]
         args += [run.request_key, "1" if look else "0", started, self.process]
-        assert self._enqueues is not None, "the coordination is not open"
         try:
-            answer = await self._enqueues(args)
+            answer = await self.scripts["ENQUEUE"](args=args)
         except (RedisError, OSError) as error:
             raise self.unreachable(error) from None
         if isinstance(answer, list):
