@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -51,6 +52,13 @@ KEEP_SECONDS = 7 * 86400
 """How long an ended job is kept, for GET /dispatch/jobs/{id} from any process."""
 
 RecordListener = Callable[[dict[str, Any]], None]
+
+
+@functools.lru_cache(maxsize=256)
+def _names(names: tuple[str, ...]) -> str:
+    """A list of names as JSON: the same few lists (a route's servers, no models) for
+    every job, made once."""
+    return json.dumps(list(names))
 
 
 class _Counted(aioredis.Redis):
@@ -214,8 +222,8 @@ class RedisCoordination:
         spec = await spec_of(run)
         data = data_of(run)
         queue = f"server:{run.spec.server}" if run.spec.server else run.spec.route
-        servers = json.dumps([lane.name for lane in run.lanes])
-        models = json.dumps(sorted(run.needs.model_files))
+        servers = _names(tuple(lane.name for lane in run.lanes))
+        models = _names(tuple(sorted(run.needs.model_files)))
         record = record_of(data, JobState.QUEUED, server=run.spec.server)
         started = record_of(data, JobState.RUNNING, server=SERVER_SLOT, prompt_id=PROMPT_SLOT)
         args = [self.prefix, run.job_id, queue, spec, servers, models, record, run.queued, RECENT]

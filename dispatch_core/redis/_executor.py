@@ -64,6 +64,8 @@ class Executor:
         """Jobs whose end or requeue waits for Redis to answer again."""
         self._handed: set[str] = set()
         """Jobs whose FINISH took the next job for their server: no slot freed there."""
+        self._head: tuple[object, str] = (None, "")
+        """The config, and the JSON a take opens with under it (see `_take_head`)."""
 
     def start(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
@@ -170,14 +172,23 @@ class Executor:
         """What a take asks for, as TAKE and FINISH both read it: [] when no slot here is
         free. `ending`: a job whose slot its FINISH gives back. The prompt id is minted
         here so that the take records where the prompt goes, in the same move."""
-        from ._coordination import KEEP_SECONDS
-
         servers = self._offered(ending)
         if not servers:
             return []
-        lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
-        take = {"lease": lease_ms, "queues": self._queues(), "servers": servers}
-        return [json.dumps(take | {"prompt_id": str(uuid.uuid4()), "keep": KEEP_SECONDS})]
+        prompt_id = json.dumps(str(uuid.uuid4()))
+        return [f'{self._take_head()}"servers": {json.dumps(servers)}, "prompt_id": {prompt_id}}}']
+
+    def _take_head(self) -> str:
+        """The part of a take that changes only with the config: its JSON, opened and
+        left open (made once a config, not once a job)."""
+        from ._coordination import KEEP_SECONDS
+
+        config = self.dispatcher.config
+        if self._head[0] is not config:
+            lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
+            take = {"lease": lease_ms, "keep": KEEP_SECONDS, "queues": self._queues()}
+            self._head = (config, json.dumps(take)[:-1] + ", ")
+        return self._head[1]
 
     def _spawn_taken(self, found: Any) -> str | None:
         """Start the job a TAKE or FINISH answered with, if it took one."""

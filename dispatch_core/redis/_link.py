@@ -27,14 +27,31 @@ from typing import Any
 import hiredis
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
+from redis.exceptions import ConnectionError, DataError, NoScriptError, ResponseError, TimeoutError
 
 __all__ = ["Link", "LinkedScript"]
 
 RETRIES = 3
 """Times a call cut off with its connection is sent again (as redis-py's `Retry` did)."""
 
-Call = tuple[list[bytes], "asyncio.Future[Any]"]
+Call = tuple[bytes, "asyncio.Future[Any]"]
+
+
+def pack(args: tuple[Any, ...]) -> bytes:
+    """A command as Redis reads it (RESP): text, bytes and numbers, as redis-py packs
+    them, without its encoder's checks for memoryviews and other encodings."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, str):
+            data = arg.encode()
+        elif isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+            data = repr(arg).encode()
+        else:
+            raise DataError(f"a Redis argument cannot be {type(arg).__name__}: {arg!r}")
+        out += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(out)
 
 
 def _error(text: str) -> ResponseError:
@@ -83,12 +100,10 @@ class Link:
 
     async def call(self, *args: Any) -> Any:
         """One command's reply, sent again on a new connection if it was cut off."""
-        packed: list[bytes] | None = None
+        packed = pack(args)
         for attempt in range(RETRIES + 1):
             try:
                 await self._open()
-                assert self._connection is not None
-                packed = packed or self._connection.pack_command(*args)
                 return await self._send(packed)
             except (ConnectionError, TimeoutError, OSError):
                 if attempt == RETRIES:
@@ -159,7 +174,7 @@ class Link:
 
     # -- calls and replies ----------------------------------------------------------------
 
-    def _send(self, packed: list[bytes]) -> asyncio.Future[Any]:
+    def _send(self, packed: bytes) -> asyncio.Future[Any]:
         future = asyncio.get_running_loop().create_future()
         if len(self._on_way) >= self.most:
             self._waiting.append((packed, future))
@@ -167,13 +182,13 @@ class Link:
             self._write(packed, future)
         return future
 
-    def _write(self, packed: list[bytes], future: asyncio.Future[Any]) -> None:
+    def _write(self, packed: bytes, future: asyncio.Future[Any]) -> None:
         """Written at the end of this turn of the loop, with the calls made meanwhile."""
         if not self._on_way:  # the wait for a reply starts now, not at the last one
             self._progress = asyncio.get_running_loop().time()
         if not self._out:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._out.extend(packed)
+        self._out.append(packed)
         self._on_way.append(future)
 
     def _flush(self) -> None:
