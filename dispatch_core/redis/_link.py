@@ -12,8 +12,10 @@ wait here until those on their way are answered, then the next `most` go out tog
 (the first jobs of a burst of thousands are queued, and taken, while the others wait).
 
 A call cut off with its connection (Redis restarted) is sent again on a new one, a few
-times: every script is safe to run again (see `_scripts`). A script that Redis forgot
-(restarted) is loaded again and run. A call without a reply for `timeout` seconds fails
+times: every script is safe to run again (see `_scripts`). Each connection loads the
+link's scripts as it opens, before any call goes on it (a burst of calls refused by a
+Redis new or restarted would each load them again); a script that Redis forgot all the
+same (`SCRIPT FLUSH`) is loaded again and run. A call without a reply for `timeout` seconds fails
 with every call on its way, and the connection is opened again for the next.
 """
 
@@ -88,6 +90,8 @@ class Link:
         self.timeout = timeout
         self.round_trips = 0
         """Writes sent, each with every call made at once: for the round trips per job."""
+        self.scripts: list[str] = []
+        """The Lua scripts run on this link, loaded by each connection as it opens."""
         self._connection: AbstractConnection | None = None
         self._transport: asyncio.WriteTransport | None = None
         self._replies: _Replies | None = None
@@ -144,6 +148,7 @@ class Link:
         connection = self.pool.make_connection()
         try:
             await connection.connect()
+            await self._load(connection)
         except BaseException:
             await connection.disconnect(nowait=True)
             raise
@@ -153,6 +158,16 @@ class Link:
         self._replies = _Replies(self, transport.get_protocol())
         transport.set_protocol(self._replies)
         self._connection, self._transport = connection, transport
+
+    async def _load(self, connection: AbstractConnection) -> None:
+        """The link's scripts loaded, in one write, on a connection just opened."""
+        if not self.scripts:
+            return
+        loads = b"".join(pack(("SCRIPT", "LOAD", script)) for script in self.scripts)
+        await connection.send_packed_command(loads, check_health=False)
+        for _ in self.scripts:
+            await connection.read_response()
+        self.round_trips += 1
 
     def lost(self, replies: _Replies, exc: Exception | None) -> None:
         """The connection closed: every call on it fails (and its callers send it again)."""
@@ -235,6 +250,7 @@ class LinkedScript:
         self.link = link
         self.script = script
         self.sha = hashlib.sha1(script.encode()).hexdigest()
+        link.scripts.append(script)
 
     async def __call__(self, *, args: list[Any]) -> Any:
         try:
