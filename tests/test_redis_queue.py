@@ -37,6 +37,22 @@ def test_the_local_backend_never_imports_a_redis_client() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_redis_backend_without_hiredis_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['hiredis'] = None  # not installed\n"
+        "from dispatch_core._backend import coordination_for\n"
+        "from dispatch_core.config import QueueSettings\n"
+        "from dispatch_core.errors import ConfigError\n"
+        "try:\n"
+        "    coordination_for(QueueSettings('redis', 'redis://127.0.0.1:6379/0'))\n"
+        "except ConfigError as error:\n"
+        "    assert \"pip install 'redis[hiredis]'\" in str(error), error\n"
+        "else:\n"
+        "    raise AssertionError('no ConfigError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 @pytest.mark.parametrize(
     ("queue", "field", "words"),
     [

@@ -48,8 +48,6 @@ _log = logging.getLogger("dispatch_core.redis")
 
 RECENT = 1000
 """Job records kept for the panels' lists, newest first."""
-KEEP_SECONDS = 7 * 86400
-"""How long an ended job is kept, for GET /dispatch/jobs/{id} from any process."""
 
 RecordListener = Callable[[dict[str, Any]], None]
 

@@ -28,7 +28,7 @@ from ..errors import DispatchError, DispatchTimeout, PromptLost
 from ..job import JobState
 from ..result import DispatchResult
 from ._heartbeat import LEASE_BEATS, Heartbeat
-from ._wire import data_of, error_from, error_to, record_of, result_to, run_from, text
+from ._wire import KEEP_SECONDS, data_of, error_from, error_to, record_of, result_to, run_from, text
 
 if TYPE_CHECKING:
     from .._dispatcher import Dispatcher
@@ -181,12 +181,11 @@ class Executor:
     def _take_head(self) -> str:
         """The part of a take that changes only with the config: its JSON, opened and
         left open (made once a config, not once a job)."""
-        from ._coordination import KEEP_SECONDS
-
         config = self.dispatcher.config
         if self._head[0] is not config:
             lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
-            take = {"lease": lease_ms, "keep": KEEP_SECONDS, "queues": self._queues()}
+            queues = [*config.routes, *(f"server:{name}" for name in config.servers)]
+            take = {"lease": lease_ms, "keep": KEEP_SECONDS, "queues": queues}
             self._head = (config, json.dumps(take)[:-1] + ", ")
         return self._head[1]
 
@@ -215,11 +214,6 @@ class Executor:
         speeds = self.heartbeat.speeds
         order = sorted(range(len(free)), key=lambda i: (speeds.get(free[i].name, 0.0), i))
         return [[free[i].name, free[i].server.max_in_flight] for i in order]
-
-    def _queues(self) -> list[str]:
-        assert self._dispatcher is not None
-        config = self._dispatcher.config
-        return [*config.routes, *(f"server:{name}" for name in config.servers)]
 
     def spawn(
         self, job_id: str, server: str, spec: str, *, attach_to: str = "", send_as: str = ""
@@ -310,8 +304,6 @@ class Executor:
 
     async def _started(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
         record = record_of(data, JobState.RUNNING, server=server, prompt_id=prompt_id)
-        from ._coordination import KEEP_SECONDS
-
         args = [self.coordination.prefix, data["id"], self.coordination.process, prompt_id]
         args += [record, data["request_key"], f"{server}\n{prompt_id}\n{time.time()}"]
         try:
@@ -387,8 +379,6 @@ class Executor:
     def _finish_args(
         self, job_id: str, state: str, result: str, error: str, record: str, extra: list[str]
     ) -> list[Any]:
-        from ._coordination import KEEP_SECONDS
-
         args = [self.coordination.prefix, job_id, self.coordination.process, state, result]
         return [*args, error, record, *extra, KEEP_SECONDS]
 

@@ -101,6 +101,7 @@ class Link:
         self._out: list[bytes] = []
         self._progress = 0.0
         self._watch: asyncio.TimerHandle | None = None
+        self._closed = False
 
     async def call(self, *args: Any) -> Any:
         """One command's reply, sent again on a new connection if it was cut off."""
@@ -110,11 +111,13 @@ class Link:
                 await self._open()
                 return await self._send(packed)
             except (ConnectionError, TimeoutError, OSError):
-                if attempt == RETRIES:
+                if attempt == RETRIES or self._closed:
                     raise
                 await asyncio.sleep(min(0.05 * 2**attempt, 0.5))
 
     async def close(self) -> None:
+        """Every call on its way fails, and none is sent from now on."""
+        self._closed = True
         if self._opening is not None:
             self._opening.cancel()
             await asyncio.gather(self._opening, return_exceptions=True)
@@ -130,6 +133,8 @@ class Link:
         connection, and go on together once it is open (their calls in one write)."""
         if self._transport is not None:
             return
+        if self._closed:
+            raise ConnectionError("the link to Redis is closed")
         if self._opening is None:
             self._opening = asyncio.ensure_future(self._connect())
             self._opening.add_done_callback(self._opened)
