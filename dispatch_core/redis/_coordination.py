@@ -115,9 +115,10 @@ class RedisCoordination:
             socket_timeout=10.0,
         )
         self.client = _Counted(connection_pool=pool)
-        # The jobs submitted at once are queued on a link of their own: a burst of
-        # thousands does not hold up, behind it, the steps of the jobs running.
-        steps, arrivals = Link(pool), Link(pool)
+        # The jobs submitted at once are queued on a link of their own, gathered: a burst
+        # of thousands does not hold up, behind it, the steps of the jobs running, each
+        # sent at once (a job's end takes the next job for a server that waits for it).
+        steps, arrivals = Link(pool, gather=False), Link(pool)
         self._links = [steps, arrivals]
         for name in _scripts.__all__:
             link = arrivals if name == "ENQUEUE" else steps

@@ -84,8 +84,13 @@ class _Replies(asyncio.Protocol):
 class Link:
     """One pipelined connection for the queue's scripts (see the module's docstring)."""
 
-    def __init__(self, pool: ConnectionPool, *, most: int = 100, timeout: float = 10.0):
+    def __init__(
+        self, pool: ConnectionPool, *, gather: bool = True, most: int = 100, timeout: float = 10.0
+    ):
         self.pool = pool
+        self.gather = gather
+        """Whether the calls made in one turn of the loop wait for its end, to go out in
+        one write; else each goes at once (a job's end: its server waits for the next)."""
         self.most = most
         self.timeout = timeout
         self.round_trips = 0
@@ -203,13 +208,16 @@ class Link:
         return future
 
     def _write(self, packed: bytes, future: asyncio.Future[Any]) -> None:
-        """Written at the end of this turn of the loop, with the calls made meanwhile."""
+        """Written now, or at the end of this turn of the loop with the calls made
+        meanwhile (see `gather`)."""
         if not self._on_way:  # the wait for a reply starts now, not at the last one
             self._progress = asyncio.get_running_loop().time()
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(packed)
         self._on_way.append(future)
+        self._out.append(packed)
+        if not self.gather:
+            self._flush()
+        elif len(self._out) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         if not self._out or self._transport is None:
