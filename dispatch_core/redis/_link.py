@@ -238,7 +238,9 @@ class Link:
                 future.set_result(reply)
         if not self._on_way:  # the next `most` of a burst go out together
             while self._waiting and len(self._on_way) < self.most:
-                self._write(*self._waiting.popleft())
+                packed, waiter = self._waiting.popleft()
+                if not waiter.done():  # its caller gave up before it went: it never goes
+                    self._write(packed, waiter)
 
     def _overdue(self) -> None:
         """No reply for `timeout` seconds to a call on its way: the connection is dead."""
