@@ -66,8 +66,9 @@ class Coordination(Protocol):
         """For the status route and the panel: the backend, this process, the others."""
 
 
-_CLIENTS = {"redis": ("redis", "redis[hiredis]")}
-"""Backend → the client module it imports, and the requirement that installs it."""
+_CLIENTS = {"redis": (("redis", "hiredis"), "redis[hiredis]")}
+"""Backend → the client modules it imports (redis-py, and hiredis, which reads the
+replies of the queue's steps), and the requirement that installs them."""
 
 
 def coordination_for(settings: QueueSettings) -> Coordination | None:
@@ -79,8 +80,8 @@ def coordination_for(settings: QueueSettings) -> Coordination | None:
     try:
         module = importlib.import_module(f".{settings.backend}", __package__)
     except ModuleNotFoundError as missing:
-        client, requirement = _CLIENTS.get(settings.backend, (None, None))
-        if missing.name != client:
+        clients, requirement = _CLIENTS.get(settings.backend, ((), None))
+        if missing.name not in clients:
             raise
         raise ConfigError(
             f"the {settings.backend!r} queue backend needs {requirement} in the Python "

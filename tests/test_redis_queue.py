@@ -37,6 +37,22 @@ def test_the_local_backend_never_imports_a_redis_client() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_redis_backend_without_hiredis_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['hiredis'] = None  # not installed\n"
+        "from dispatch_core._backend import coordination_for\n"
+        "from dispatch_core.config import QueueSettings\n"
+        "from dispatch_core.errors import ConfigError\n"
+        "try:\n"
+        "    coordination_for(QueueSettings('redis', 'redis://127.0.0.1:6379/0'))\n"
+        "except ConfigError as error:\n"
+        "    assert \"pip install 'redis[hiredis]'\" in str(error), error\n"
+        "else:\n"
+        "    raise AssertionError('no ConfigError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 @pytest.mark.parametrize(
     ("queue", "field", "words"),
     [
@@ -121,6 +137,31 @@ async def test_two_dispatchers_share_the_slots_and_the_work(
     assert one.counts["completed"] + two.counts["completed"] == len(colors)
     assert described["backend"] == "redis" and len(described["processes"]) == 2
     assert described["same_config"] is True
+
+
+async def test_a_job_run_elsewhere_is_told_to_its_submitter_alone_and_records_to_listeners(
+    redis_url: str, peers: list[FakePeer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = shared_config(peers, redis_url)
+    async with Dispatcher(config) as one, Dispatcher(config) as two:
+        assert one.coordination is not None and two.coordination is not None
+        monkeypatch.setattr(one.coordination.executor, "_offered", lambda ending=None: [])
+        monkeypatch.setattr(one.coordination, "check_waiting", _nothing)  # no heartbeat's help
+        records: list[dict[str, Any]] = []
+        two.coordination.on_record = records.append  # two's panel listens; one's library not
+        await asyncio.sleep(0.2)  # two's subscription to every job's records is made
+        async with asyncio.timeout(10):
+            result = await one.run("pool", workflows.invert(0x445566, width=2, height=2))
+        assert inverted(result, 0x445566, await result.images[0].read())
+        assert two.counts["completed"] == 1 and one.counts["completed"] == 0  # ran by two
+        states = [r["state"] for r in records]  # the one job of this Redis
+        assert states[0] == "queued" and states[-1] == "done", states
+        assert set(one.coordination.events._tasks) == {"control"}  # one hears no records
+        assert set(two.coordination.events._tasks) == {"control", "records"}
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def test_each_process_shows_the_prompts_every_process_has_on_a_server(

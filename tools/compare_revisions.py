@@ -7,6 +7,7 @@ leaves ratios that hold. The earlier revision's `dispatch_core` is extracted wit
 
     PYTHONPATH=. python3 tools/compare_revisions.py fuzzy --before main --rounds 3
     PYTHONPATH=. python3 tools/compare_revisions.py lag --before main --rounds 4
+    PYTHONPATH=. python3 tools/compare_revisions.py shared --before main --rounds 5
 
 `fuzzy`: 100,000 keys as the row makes them; the p50 of 200 lookups for each kind of
 asked key, the time of 100,000 puts, and the memory they take (`tracemalloc`).
@@ -14,16 +15,22 @@ asked key, the time of 100,000 puts, and the memory they take (`tracemalloc`).
 run; the loop's lag p99 as the 500 are posted and once they are, the bytes and the
 objects the garbage collector tracks per queued job, and the time of a full collection
 with them parked.
+`shared`: the shared queue's row for each revision in turn, on 8 fresh fake peers a round:
+2,000 jobs of 20 ms on the local backend, then from one process on a fresh redis-server;
+the makespan's ratio, and the CPU a job of the dispatcher, the peers and Redis (`/proc`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import io
+import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,12 +38,12 @@ import tarfile
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dispatch_core.bench._peers import pool_config, spawn_peers, tiny
+from dispatch_core.bench._peers import cpu_spent, pool_config, spawn_peers, tiny
 from dispatch_core.bench._rows import _loop_lags, _p99_ms, _prompts
 
 Figures = dict[str, float]
@@ -151,6 +158,62 @@ async def _parked(dispatcher: Any, queued: int, in_flight: int) -> Figures:
     }
 
 
+async def shared_round(package: ModuleType, jobs: int = 2000) -> Figures:
+    async with spawn_peers(8, 0.02) as urls:
+        local, _ = await _makespan(package, urls, {}, jobs)
+        async with _redis_server() as (url, pid):
+            before = _cpu_of(pid)
+            queue = {"queue": {"backend": "redis", "url": url}}
+            shared, busy = await _makespan(package, urls, queue, jobs)
+            redis_cpu = _cpu_of(pid) - before
+    return {
+        "ratio to the local backend": shared / local,
+        "dispatcher CPU a job (ms)": busy.own / jobs * 1000,
+        "peers CPU a job (ms)": busy.peers / jobs * 1000,
+        "Redis CPU a job (ms)": redis_cpu / jobs * 1000,
+    }
+
+
+async def _makespan(
+    package: ModuleType, urls: list[str], extra: dict[str, Any], jobs: int
+) -> tuple[float, Any]:
+    specs = [package.JobSpec("pool", tiny(i)) for i in range(jobs)]
+    async with package.Dispatcher(pool_config(urls, **extra).to_dict()) as dispatcher:
+        for name in dispatcher.config.servers:
+            await dispatcher.peer(name).start()
+        await dispatcher.refresh_inventory()
+        with cpu_spent(urls) as busy:
+            began = time.perf_counter()
+            results = await dispatcher.run_parallel(specs)
+            took = time.perf_counter() - began
+    assert not [r for r in results if isinstance(r, BaseException)]
+    return took, busy
+
+
+@contextlib.asynccontextmanager
+async def _redis_server() -> AsyncIterator[tuple[str, int]]:
+    """A redis-server without persistence on a free port: its URL and process id."""
+    from dispatch_core.bench._shared import _until_it_answers
+
+    with socket.socket() as probe, tempfile.TemporaryDirectory() as folder:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        command = ("redis-server", "--port", str(port), "--save", "", "--dir", folder)
+        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL)
+        try:
+            await _until_it_answers(port)
+            yield f"redis://127.0.0.1:{port}/0", process.pid
+        finally:
+            process.terminate()
+            await process.wait()
+
+
+def _cpu_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _timed(call: Callable[[], object]) -> float:
     began = time.perf_counter()
     call()
@@ -167,7 +230,7 @@ def report(rounds: list[tuple[Figures, Figures]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("row", choices=("fuzzy", "lag"))
+    parser.add_argument("row", choices=("fuzzy", "lag", "shared"))
     parser.add_argument("--before", default="main", help="the git revision to compare with")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--queued", type=int, default=10_000, help="lag: jobs queued")
@@ -181,6 +244,8 @@ def main() -> None:
             keys = _prompts(100_000, random.Random(7))
             asked = asked_keys(keys, random.Random(8))
             run = lambda package: fuzzy_round(package, keys, asked)  # noqa: E731
+        elif args.row == "shared":
+            run = lambda package: asyncio.run(shared_round(package))  # noqa: E731
         else:
             run = lambda package: asyncio.run(lag_round(package, args.queued))  # noqa: E731
         for number in range(args.rounds):

@@ -2,7 +2,7 @@
 takes jobs for its own servers' free slots, and hands each caller its job's result.
 
 Its caller's side: `run` queues the job (one script: the job, its place, its record, an
-event; the jobs submitted at once share a pipeline, see `_batches`) and waits for its
+event; the jobs submitted at once share a write, see `_link`) and waits for its
 end, told by the event of the process that ran it, or at once when it ran here; a wait
 that missed its event (Redis restarted) is checked every heartbeat, and a job a Redis
 without persistence forgot is queued again. Its taker's side is `_executor.Executor`.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -32,9 +33,10 @@ from ..errors import QueueUnreachable
 from ..job import JobState
 from ..result import DispatchResult
 from . import _scripts
-from ._batches import Batched
+from ._events import Events
 from ._executor import Executor
-from ._wire import PROMPT_SLOT, SERVER_SLOT, error_from, record_of, spec_of, text
+from ._link import Link, LinkedScript
+from ._wire import PROMPT_SLOT, SERVER_SLOT, data_of, error_from, record_of, spec_of, text
 
 if TYPE_CHECKING:
     from .._dispatcher import Dispatcher
@@ -44,16 +46,17 @@ __all__ = ["RedisCoordination"]
 
 _log = logging.getLogger("dispatch_core.redis")
 
-_WAKE = b'{"t":"wake"}'
-_QUEUED = b',"wake":true}'
-"""How the event of a job queued ends: a wake too."""
-_JOB = b'{"t":"job","id":"'
 RECENT = 1000
 """Job records kept for the panels' lists, newest first."""
-KEEP_SECONDS = 7 * 86400
-"""How long an ended job is kept, for GET /dispatch/jobs/{id} from any process."""
 
 RecordListener = Callable[[dict[str, Any]], None]
+
+
+@functools.lru_cache(maxsize=256)
+def _names(names: tuple[str, ...]) -> str:
+    """A list of names as JSON: the same few lists (a route's servers, no models) for
+    every job, made once."""
+    return json.dumps(list(names))
 
 
 class _Counted(aioredis.Redis):
@@ -80,19 +83,17 @@ class RedisCoordination:
         self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.on_queued: Callable[[str], None] | None = None
         """Told each job id of this process once it is in the queue."""
-        self.on_record: RecordListener | None = None
-        """Told every job record that changes, in any process (the service's job list)."""
+        self._on_record: RecordListener | None = None
         self.client: _Counted | None = None
-        self.scripts: dict[str, Any] = {}
-        self._enqueues: Batched | None = None
-        """ENQUEUE, the jobs submitted in one turn of the loop sent as one pipeline."""
+        self.scripts: dict[str, LinkedScript] = {}
+        self._links: list[Link] = []
         self.executor = Executor(self)
+        self.events = Events(self)
         self._waiting: dict[str, tuple[JobRun, asyncio.Future[DispatchResult]]] = {}
         self._queued: set[str] = set()
         self._enqueued: dict[str, asyncio.Event] = {}
         """Set once a job submitted here is in the queue (see `queued`)."""
         """Jobs waited for here that are in the queue (a check before is a false alarm)."""
-        self._tasks: list[asyncio.Task[None]] = []
         self._dispatcher: Dispatcher | None = None
         self._pool: aioredis.ConnectionPool | None = None
 
@@ -113,41 +114,56 @@ class RedisCoordination:
             socket_connect_timeout=2.0,
             socket_timeout=10.0,
         )
-        client = self.client = _Counted(connection_pool=pool)
+        self.client = _Counted(connection_pool=pool)
+        # The jobs submitted at once are queued on a link of their own, gathered: a burst
+        # of thousands does not hold up, behind it, the steps of the jobs running, each
+        # sent at once (a job's end takes the next job for a server that waits for it).
+        steps, arrivals = Link(pool, gather=False), Link(pool)
+        self._links = [steps, arrivals]
         for name in _scripts.__all__:
-            self.scripts[name] = client.register_script(getattr(_scripts, name))
-        self._enqueues = Batched(client, self.scripts["ENQUEUE"])
+            link = arrivals if name == "ENQUEUE" else steps
+            self.scripts[name] = LinkedScript(link, getattr(_scripts, name))
         dispatcher._runner.journal = None  # the queue journals: ENQUEUE, and each take
         self.executor.start(dispatcher)
-        self._tasks = [asyncio.create_task(self._listen(), name="redis-events")]
+        self.events.start()
+        if self._on_record is not None:
+            self.events.follow_records()
 
     async def close(self) -> None:
         """Hand the jobs this process runs back to the queue, then stop."""
         await self.executor.close()
-        if self._enqueues is not None:
-            await self._enqueues.close()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:  # a listener whose cancellation the client took ends with it
-            await asyncio.wait(self._tasks, timeout=self.heartbeat)
+        await self.events.close()
         if self.client is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self.client.delete(self.key("proc", self.process))
             await self.client.aclose()
+        for link in self._links:
+            await link.close()
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
         self.client = None
+
+    @property
+    def on_record(self) -> RecordListener | None:
+        """Told every job record that changes, in any process (the service's job list):
+        while one is set, this process hears every job's events."""
+        return self._on_record
+
+    @on_record.setter
+    def on_record(self, listener: RecordListener | None) -> None:
+        self._on_record = listener
+        if listener is not None and self.client is not None:
+            self.events.follow_records()
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
     @property
     def round_trips(self) -> int:
-        """Commands and scripts sent to Redis so far by this process."""
-        return self.client.round_trips if self.client is not None else 0
+        """Commands, pipelines and writes of scripts sent to Redis so far by this process."""
+        trips = sum(link.round_trips for link in self._links)
+        return trips + (self.client.round_trips if self.client is not None else 0)
 
     def describe(self) -> dict[str, Any]:
         mine = self.executor.heartbeat.fingerprint()["config"] if self._dispatcher else ""
@@ -203,17 +219,16 @@ class RedisCoordination:
         """Queue the job; with `look`, first ask the journal: the server and prompt id of
         the same request sent before, if any (then nothing is queued)."""
         spec = await spec_of(run)
-        data = json.loads(spec)
+        data = data_of(run)
         queue = f"server:{run.spec.server}" if run.spec.server else run.spec.route
-        servers = json.dumps([lane.name for lane in run.lanes])
-        models = json.dumps(sorted(run.needs.model_files))
+        servers = _names(tuple(lane.name for lane in run.lanes))
+        models = _names(tuple(sorted(run.needs.model_files)))
         record = record_of(data, JobState.QUEUED, server=run.spec.server)
         started = record_of(data, JobState.RUNNING, server=SERVER_SLOT, prompt_id=PROMPT_SLOT)
         args = [self.prefix, run.job_id, queue, spec, servers, models, record, run.queued, RECENT]
-        args += [run.request_key, "1" if look else "0", started]
-        assert self._enqueues is not None, "the coordination is not open"
+        args += [run.request_key, "1" if look else "0", started, self.process]
         try:
-            answer = await self._enqueues(args)
+            answer = await self.scripts["ENQUEUE"](args=args)
         except (RedisError, OSError) as error:
             raise self.unreachable(error) from None
         if isinstance(answer, list):
@@ -271,9 +286,9 @@ class RedisCoordination:
                 _log.warning("job %s was forgotten by the queue: queued again", job_id)
                 await self._enqueue(waiting[job_id])
             else:
-                await self._ended(job_id)
+                await self.ended(job_id)
 
-    async def _ended(self, job_id: str, told: dict[str, Any] | None = None) -> None:
+    async def ended(self, job_id: str, told: dict[str, Any] | None = None) -> None:
         """A job ended in another process: its result or error, for its caller here. From
         `told`, the event of its end, when that carries them; else read from Redis."""
         waiting = self._waiting.get(job_id)
@@ -305,54 +320,6 @@ class RedisCoordination:
             future.set_result(run.result(peer, result["prompt_id"], {"outputs": result["outputs"]}))
         elif state in ("failed", "cancelled"):
             future.set_exception(error_from(error or {"message": "failed"}))
-
-    # -- events ---------------------------------------------------------------------------
-
-    async def _listen(self) -> None:
-        """Every process's job events, for the waiting callers and the panels; and wakes."""
-        while not self.executor.closing:
-            try:
-                await self._listen_once()
-            except (RedisError, OSError) as error:
-                _log.debug("events from %s cut: %s", self.url, error)
-            await asyncio.sleep(self.heartbeat)  # Redis is away: try again soon
-
-    async def _listen_once(self) -> None:
-        assert self.client is not None
-        async with self.client.pubsub() as pubsub:
-            await pubsub.subscribe(self.prefix + "events")
-            await self.check_waiting()  # what ended while we were not listening
-            self.executor.wake()
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    await self._on_message(message["data"])
-
-    async def _on_message(self, raw: bytes) -> None:
-        """One event; read whole only when someone here needs it (a job's end, waited for
-        here, or a record for the panels): every job sends a few of them to every process."""
-        if raw == _WAKE or raw.endswith(_QUEUED):  # a slot freed, or a job queued
-            self.executor.wake()
-            if raw == _WAKE:
-                return
-        if self.on_record is None and raw.startswith(_JOB):
-            job_id = raw[len(_JOB) : raw.find(b'"', len(_JOB))].decode()
-            waiting = self._waiting.get(job_id)
-            if waiting is None or waiting[1].done():
-                return
-        await self._on_event(json.loads(raw))
-
-    async def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("t")
-        if kind == "wake":
-            self.executor.wake()
-        elif kind == "cancel":
-            self.executor.cancel(str(event.get("id")))
-        elif kind == "job":
-            record = event.get("record")
-            if isinstance(record, dict) and self.on_record is not None:
-                self.on_record(record)
-            if isinstance(record, dict) and record.get("state") in ("done", "failed", "cancelled"):
-                await self._ended(str(event.get("id")), event)
 
     async def recent(self, limit: int) -> list[dict[str, Any]]:
         """The newest job records, oldest first, for a panel's list at start."""

@@ -28,7 +28,7 @@ from ..errors import DispatchError, DispatchTimeout, PromptLost
 from ..job import JobState
 from ..result import DispatchResult
 from ._heartbeat import LEASE_BEATS, Heartbeat
-from ._wire import data_of, error_to, record_of, result_to, run_from, text
+from ._wire import KEEP_SECONDS, data_of, error_from, error_to, record_of, result_to, run_from, text
 
 if TYPE_CHECKING:
     from .._dispatcher import Dispatcher
@@ -64,6 +64,8 @@ class Executor:
         """Jobs whose end or requeue waits for Redis to answer again."""
         self._handed: set[str] = set()
         """Jobs whose FINISH took the next job for their server: no slot freed there."""
+        self._head: tuple[object, str] = (None, "")
+        """The config, and the JSON a take opens with under it (see `_take_head`)."""
 
     def start(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
@@ -170,14 +172,22 @@ class Executor:
         """What a take asks for, as TAKE and FINISH both read it: [] when no slot here is
         free. `ending`: a job whose slot its FINISH gives back. The prompt id is minted
         here so that the take records where the prompt goes, in the same move."""
-        from ._coordination import KEEP_SECONDS
-
         servers = self._offered(ending)
         if not servers:
             return []
-        lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
-        take = {"lease": lease_ms, "queues": self._queues(), "servers": servers}
-        return [json.dumps(take | {"prompt_id": str(uuid.uuid4()), "keep": KEEP_SECONDS})]
+        prompt_id = json.dumps(str(uuid.uuid4()))
+        return [f'{self._take_head()}"servers": {json.dumps(servers)}, "prompt_id": {prompt_id}}}']
+
+    def _take_head(self) -> str:
+        """The part of a take that changes only with the config: its JSON, opened and
+        left open (made once a config, not once a job)."""
+        config = self.dispatcher.config
+        if self._head[0] is not config:
+            lease_ms = int(self.coordination.heartbeat * LEASE_BEATS * 1000)
+            queues = [*config.routes, *(f"server:{name}" for name in config.servers)]
+            take = {"lease": lease_ms, "keep": KEEP_SECONDS, "queues": queues}
+            self._head = (config, json.dumps(take)[:-1] + ", ")
+        return self._head[1]
 
     def _spawn_taken(self, found: Any) -> str | None:
         """Start the job a TAKE or FINISH answered with, if it took one."""
@@ -204,11 +214,6 @@ class Executor:
         speeds = self.heartbeat.speeds
         order = sorted(range(len(free)), key=lambda i: (speeds.get(free[i].name, 0.0), i))
         return [[free[i].name, free[i].server.max_in_flight] for i in order]
-
-    def _queues(self) -> list[str]:
-        assert self._dispatcher is not None
-        config = self._dispatcher.config
-        return [*config.routes, *(f"server:{name}" for name in config.servers)]
 
     def spawn(
         self, job_id: str, server: str, spec: str, *, attach_to: str = "", send_as: str = ""
@@ -299,8 +304,6 @@ class Executor:
 
     async def _started(self, data: dict[str, Any], server: str, prompt_id: str) -> None:
         record = record_of(data, JobState.RUNNING, server=server, prompt_id=prompt_id)
-        from ._coordination import KEEP_SECONDS
-
         args = [self.coordination.prefix, data["id"], self.coordination.process, prompt_id]
         args += [record, data["request_key"], f"{server}\n{prompt_id}\n{time.time()}"]
         try:
@@ -327,13 +330,16 @@ class Executor:
 
     async def _cancelled(self, job_id: str, data: dict[str, Any]) -> None:
         """Closing: the job goes back to the queue for another process. Else it was
-        cancelled by its caller: it ends so."""
+        cancelled by its caller: it ends so (a caller waiting here is told here: the queue
+        tells only the callers of other processes)."""
         with contextlib.suppress(RedisError, OSError):
             if self._closing:
                 await self.requeue(job_id, down=0.0)
                 return
             record = record_of(data, JobState.CANCELLED, error="cancelled")
-            await self._end(job_id, "cancelled", "", error_to(asyncio.CancelledError()), record)
+            error = error_to(asyncio.CancelledError())
+            await self._end(job_id, "cancelled", "", error, record)
+            self.coordination.deliver(job_id, error_from(error))
 
     async def _finish(
         self,
@@ -373,8 +379,6 @@ class Executor:
     def _finish_args(
         self, job_id: str, state: str, result: str, error: str, record: str, extra: list[str]
     ) -> list[Any]:
-        from ._coordination import KEEP_SECONDS
-
         args = [self.coordination.prefix, job_id, self.coordination.process, state, result]
         return [*args, error, record, *extra, KEEP_SECONDS]
 

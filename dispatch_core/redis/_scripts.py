@@ -23,11 +23,16 @@ trip. Keys, all under one prefix (`dispatch:` by default):
                          the job is taken (or by STARTED, for a prompt sent under another
                          id) and looked up by ENQUEUE: a repeat attaches to it
 
-Events go out on the channel `{prefix}events` as JSON: `{"t": "job", "id", "record"}`
-for every change of a job (at its end by FINISH, with its `state`, `result` and `error`
-too: a caller waiting in another process needs nothing more from Redis; as it is queued
-into an empty queue, with `"wake": true` last), `{"t": "wake"}` when a slot turns up, and
-`{"t": "cancel", "id"}` for the process running a job to stop it.
+Events go out as JSON on three kinds of channel, so that a process hears only what it
+acts on. `{prefix}events` carries everything, for the panels: `{"t": "job", "id",
+"record"}` for every change of a job (at its end by FINISH, with its `state`, `result` and
+`error` too; as it is queued into an empty queue, with `"wake": true` last), `{"t":
+"wake"}` when a slot turns up, and `{"t": "cancel", "id"}` for the process running a job
+to stop it. `{prefix}control` carries the wakes and cancels alone, for every process.
+`{prefix}ends:{process}` carries the end of each job that `process` submitted and another
+ran (as `events` has it): a caller waiting there needs nothing more from Redis, and a
+process that ran its own job hands it over in-process. A process reads `events` only
+while something in it listens to every job's records (the service's job list and panel).
 """
 
 from __future__ import annotations
@@ -53,6 +58,21 @@ _JOB_EVENT = """
 local function job_event(p, id, record)
   redis.call('PUBLISH', p .. 'events', '{"t":"job","id":"' .. id .. '","record":' .. record .. '}')
 end
+local function control(p, message)
+  redis.call('PUBLISH', p .. 'events', message)
+  redis.call('PUBLISH', p .. 'control', message)
+end
+local function end_event(p, id, record, state, result, error, me)
+  if result == '' then result = 'null' end
+  if error == '' then error = 'null' end
+  local message = '{"t":"job","id":"' .. id .. '","record":' .. record .. ',"state":"' .. state
+    .. '","result":' .. result .. ',"error":' .. error .. '}'
+  redis.call('PUBLISH', p .. 'events', message)
+  local origin = redis.call('HGET', p .. 'job:' .. id, 'origin')
+  if origin and origin ~= '' and origin ~= me then
+    redis.call('PUBLISH', p .. 'ends:' .. origin, message)
+  end
+end
 """
 
 ENQUEUE = (
@@ -60,7 +80,8 @@ ENQUEUE = (
     + """
 -- ARGV: prefix, id, queue, spec, servers, models, record, queued_at, keep, request key,
 -- look ('1': a request sent before answers {'journal', 'server prompt_id time'} instead),
--- started (its record once taken, "{{server}}" and "{{prompt_id}}" to be filled in)
+-- started (its record once taken, "{{server}}" and "{{prompt_id}}" to be filled in),
+-- origin (the process submitting it, told its end on `ends:{origin}`)
 local p, id = ARGV[1], ARGV[2]
 if ARGV[11] == '1' then
   local sent = redis.call('GET', p .. 'journal:' .. ARGV[10])
@@ -69,7 +90,7 @@ end
 local seq = redis.call('INCR', p .. 'seq')
 redis.call('HSET', p .. 'job:' .. id, 'spec', ARGV[4], 'seq', seq, 'queue', ARGV[3],
   'servers', ARGV[5], 'models', ARGV[6], 'state', 'queued', 'owner', '', 'record', ARGV[7],
-  'request', ARGV[10], 'started', ARGV[12])
+  'request', ARGV[10], 'started', ARGV[12], 'origin', ARGV[13] or '')
 local waiting = redis.call('RPUSH', p .. 'q:' .. ARGV[3], id)
 redis.call('ZADD', p .. 'recent', ARGV[8], id)
 redis.call('ZREMRANGEBYRANK', p .. 'recent', 0, -tonumber(ARGV[9]) - 1)
@@ -79,6 +100,7 @@ local wake = ''
 if waiting == 1 then wake = ',"wake":true' end
 redis.call('PUBLISH', p .. 'events', '{"t":"job","id":"' .. id .. '","record":' .. ARGV[7]
   .. wake .. '}')
+if waiting == 1 then redis.call('PUBLISH', p .. 'control', '{"t":"wake"}') end
 return seq
 """
 )
@@ -199,18 +221,8 @@ return 1
 """
 )
 
-_END_EVENT = """
-local function end_event(p, id, record, state, result, error)
-  if result == '' then result = 'null' end
-  if error == '' then error = 'null' end
-  redis.call('PUBLISH', p .. 'events', '{"t":"job","id":"' .. id .. '","record":' .. record
-    .. ',"state":"' .. state .. '","result":' .. result .. ',"error":' .. error .. '}')
-end
-"""
-
 FINISH = (
-    _END_EVENT
-    + _TAKE_NEXT
+    _TAKE_NEXT
     + """
 -- ARGV: prefix, id, process, state, result, error, record, held (JSON list or ''),
 -- seconds ('' if unknown), keep_seconds; then optionally a take as TAKE has it. Only the
@@ -234,17 +246,19 @@ if server then
   end
   if ARGV[9] ~= '' then redis.call('HSET', p .. 'speed', server, ARGV[9]) end
 end
-end_event(p, id, ARGV[7], ARGV[4], ARGV[5], ARGV[6])
+end_event(p, id, ARGV[7], ARGV[4], ARGV[5], ARGV[6], me)
 local taken = false
 if ARGV[11] then taken = take_next(p, me, cjson.decode(ARGV[11])) end
 if freed == 1 and not (taken and taken[2] == server) then
-  redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')  -- a slot free for any process
+  control(p, '{"t":"wake"}')  -- a slot free for any process
 end
 return taken or 1
 """
 )
 
-REQUEUE = """
+REQUEUE = (
+    _JOB_EVENT
+    + """
 -- ARGV: prefix, id, process, down_ms (0: none). Back to the head of its queue, in its
 -- place, its slot given back; with down_ms, its server's breaker opens that long.
 local p, id, me = ARGV[1], ARGV[2], ARGV[3]
@@ -258,9 +272,10 @@ if server then
 end
 redis.call('HSET', job, 'state', 'queued', 'owner', '', 'server', '', 'prompt_id', '')
 redis.call('LPUSH', p .. 'q:' .. redis.call('HGET', job, 'queue'), id)
-redis.call('PUBLISH', p .. 'events', '{"t":"wake"}')
+control(p, '{"t":"wake"}')
 return 1
 """
+)
 
 HEARTBEAT = (
     _NOW
@@ -314,8 +329,9 @@ return found
 CANCEL = (
     _JOB_EVENT
     + """
--- ARGV: prefix, id, record (as cancelled). A queued job ends here; a taken one is
--- signalled to its owner. Answers the state the job was in ('' if unknown).
+-- ARGV: prefix, id, record (as cancelled). A queued job ends here (its end told to the
+-- process that submitted it, this one too); a taken one is signalled to its owner.
+-- Answers the state the job was in ('' if unknown).
 local p, id = ARGV[1], ARGV[2]
 local job = p .. 'job:' .. id
 local state = redis.call('HGET', job, 'state')
@@ -324,9 +340,10 @@ if state == 'queued' then
   redis.call('HSET', job, 'state', 'cancelled', 'record', ARGV[3],
     'error', '{"type":"CancelledError","message":"cancelled"}')
   redis.call('EXPIRE', job, 604800)
-  job_event(p, id, ARGV[3])
+  end_event(p, id, ARGV[3], 'cancelled', '', '{"type":"CancelledError","message":"cancelled"}',
+    '')
 elseif state == 'taken' or state == 'running' then
-  redis.call('PUBLISH', p .. 'events', '{"t":"cancel","id":"' .. id .. '"}')
+  control(p, '{"t":"cancel","id":"' .. id .. '"}')
 end
 return state or ''
 """

@@ -23,6 +23,7 @@ from ..result import DispatchResult
 from ..workflow import WorkflowBuilder
 
 __all__ = [
+    "KEEP_SECONDS",
     "PROMPT_SLOT",
     "SERVER_SLOT",
     "data_of",
@@ -34,6 +35,8 @@ __all__ = [
     "text",
 ]
 
+KEEP_SECONDS = 7 * 86400
+"""How long an ended job is kept, for GET /dispatch/jobs/{id} from any process."""
 SERVER_SLOT = "{{server}}"
 PROMPT_SLOT = "{{prompt_id}}"
 """Stand-ins in a job's running record, made when it is queued: the script that takes it
