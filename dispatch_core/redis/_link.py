@@ -27,6 +27,7 @@ import hashlib
 from typing import Any
 
 import hiredis
+import redis
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError, DataError, NoScriptError, ResponseError, TimeoutError
@@ -162,8 +163,10 @@ class Link:
         except BaseException:
             await connection.disconnect(nowait=True)
             raise
-        writer = connection._writer  # redis-py's stream: the socket it opened and set up
-        assert writer is not None
+        writer = getattr(connection, "_writer", None)  # redis-py's stream, as it set it up
+        if writer is None:  # redis-py 5 to 8 keep it there; a later one may not
+            await connection.disconnect(nowait=True)
+            raise ConnectionError(f"redis-py {redis.__version__} left no stream to read from")
         transport = writer.transport
         self._replies = _Replies(self, transport.get_protocol())
         transport.set_protocol(self._replies)
