@@ -105,9 +105,10 @@ class Scheduler:
     def _dispatch_soon(self) -> None:
         """Decide at the loop's next turn, not now: jobs submitted together (a client's
         batch, a fan-out) each arrive in that same turn, and the plan that sees them all
-        places them better than one that places the first alone. At a cold start it put
-        the second job of a model on a third server while the job of another model, which
-        came a moment later, waited for that server to load two checkpoints."""
+        places them better than one that places the first alone. At a cold start with
+        `a c a b` on three servers, the second `a` took the third server (nothing else was
+        known), and `b`, which came a moment later, waited for a server to free and load
+        it."""
         if self._pending is None:
             self._pending = asyncio.get_running_loop().call_soon(self._dispatch_pending)
 

@@ -131,6 +131,19 @@ async def test_jobs_submitted_together_are_placed_together() -> None:
     await asyncio.gather(*granted, return_exceptions=True)
 
 
+async def test_a_fault_in_placing_jobs_ends_them_rather_than_leaving_them_waiting() -> None:
+    lanes: dict[str, Lane] = {}
+    scheduler = Scheduler(lanes, clock=lambda: 0.0)
+    lanes["p"] = Lane(ServerConfig("p", "http://p.invalid"), scheduler.dispatch)
+
+    def broken() -> None:
+        raise RuntimeError("a fault in the plan")
+
+    scheduler.dispatch = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="a fault in the plan"):
+        await asyncio.wait_for(scheduler.acquire(list(lanes.values()), A), 5)
+
+
 # -- what a server's jobs teach ---------------------------------------------------------
 
 
