@@ -160,6 +160,25 @@ async def test_a_job_run_elsewhere_is_told_to_its_submitter_alone_and_records_to
         assert set(two.coordination.events._tasks) == {"control", "records"}
 
 
+async def test_a_message_that_is_not_the_queues_leaves_the_process_listening(
+    redis_url: str, peers: list[FakePeer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = shared_config(peers, redis_url)
+    async with Dispatcher(config) as one, Dispatcher(config) as two:
+        assert one.coordination is not None and two.coordination is not None
+        monkeypatch.setattr(one.coordination.executor, "_offered", lambda ending=None: [])
+        monkeypatch.setattr(one.coordination, "check_waiting", _nothing)  # its channel alone
+        await asyncio.sleep(0.2)  # both are listening
+        channel = f"{one.coordination.prefix}ends:{one.coordination.process}"
+        for junk in (b"not json", b"[1, 2]", b'{"t": "job", "state": "done", "id": []}'):
+            await one.coordination.client.publish(one.coordination.prefix + "control", junk)
+            await one.coordination.client.publish(channel, junk)
+        async with asyncio.timeout(10):  # its end still reaches it, on the same channel
+            result = await one.run("pool", workflows.invert(0x112233, width=2, height=2))
+        assert inverted(result, 0x112233, await result.images[0].read())
+        assert two.counts["completed"] == 1
+
+
 async def _nothing() -> None:
     return None
 

@@ -98,8 +98,14 @@ class Events:
             if subscribed is not None:
                 await subscribed()
             async for message in pubsub.listen():
-                if message.get("type") == "message":
+                if message.get("type") != "message":
+                    continue
+                try:
                     await handle(message["data"])
+                except (ValueError, TypeError, AttributeError) as error:  # not one of ours
+                    _log.warning(
+                        "ignored a message on %s that is not the queue's: %s", channels, error
+                    )
 
     async def _caught_up(self) -> None:
         """Listening again: what ended meanwhile, and the slots freed meanwhile."""
