@@ -5,6 +5,7 @@ them as real processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -139,14 +140,24 @@ async def test_two_dispatchers_share_the_slots_and_the_work(
     assert described["same_config"] is True
 
 
+@contextlib.asynccontextmanager
+async def submitter_and_taker(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Dispatcher, Dispatcher]]:
+    """Two dispatchers on one Redis: the first takes no job, and learns of its jobs' ends
+    on its own channel alone (no heartbeat's check of the jobs it waits for)."""
+    async with Dispatcher(config) as one, Dispatcher(config) as two:
+        assert one.coordination is not None
+        monkeypatch.setattr(one.coordination.executor, "_offered", lambda ending=None: [])
+        monkeypatch.setattr(one.coordination, "check_waiting", _nothing)
+        yield one, two
+
+
 async def test_a_job_run_elsewhere_is_told_to_its_submitter_alone_and_records_to_listeners(
     redis_url: str, peers: list[FakePeer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = shared_config(peers, redis_url)
-    async with Dispatcher(config) as one, Dispatcher(config) as two:
+    async with submitter_and_taker(shared_config(peers, redis_url), monkeypatch) as (one, two):
         assert one.coordination is not None and two.coordination is not None
-        monkeypatch.setattr(one.coordination.executor, "_offered", lambda ending=None: [])
-        monkeypatch.setattr(one.coordination, "check_waiting", _nothing)  # no heartbeat's help
         records: list[dict[str, Any]] = []
         two.coordination.on_record = records.append  # two's panel listens; one's library not
         await asyncio.sleep(0.2)  # two's subscription to every job's records is made
@@ -163,11 +174,8 @@ async def test_a_job_run_elsewhere_is_told_to_its_submitter_alone_and_records_to
 async def test_a_message_that_is_not_the_queues_leaves_the_process_listening(
     redis_url: str, peers: list[FakePeer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = shared_config(peers, redis_url)
-    async with Dispatcher(config) as one, Dispatcher(config) as two:
+    async with submitter_and_taker(shared_config(peers, redis_url), monkeypatch) as (one, two):
         assert one.coordination is not None and two.coordination is not None
-        monkeypatch.setattr(one.coordination.executor, "_offered", lambda ending=None: [])
-        monkeypatch.setattr(one.coordination, "check_waiting", _nothing)  # its channel alone
         await asyncio.sleep(0.2)  # both are listening
         channel = f"{one.coordination.prefix}ends:{one.coordination.process}"
         for junk in (b"not json", b"[1, 2]", b'{"t": "job", "state": "done", "id": []}'):
