@@ -4,7 +4,7 @@ dispatcher routing jobs between fake peers that swap checkpoints as ComfyUI does
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -142,6 +142,64 @@ async def test_a_fault_in_placing_jobs_ends_them_rather_than_leaving_them_waitin
     scheduler.dispatch = broken  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="a fault in the plan"):
         await asyncio.wait_for(scheduler.acquire(list(lanes.values()), A), 5)
+
+
+class Moment:
+    """The scheduler's clock and timers, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[tuple[float, Callable[[], None]]] = []
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        self.timers.append((self.now + delay, callback))
+
+
+async def switching() -> tuple[Scheduler, Moment, Lane, Lane, list[asyncio.Future[Any]]]:
+    """p free and warm on a, q busy on b, and three jobs for b: the plan wants p to switch."""
+    moment, lanes = Moment(), {}
+    scheduler = Scheduler(lanes, clock=lambda: moment.now, call_later=moment.call_later)
+    for name, models in (("p", A), ("q", B)):
+        lanes[name] = Lane(ServerConfig(name, f"http://{name}.invalid"), scheduler.dispatch)
+        residency = lanes[name].residency
+        residency.finish(residency.start(models), 10.0, cost)  # cold
+        residency.finish(residency.start(models), 1.0, cost)  # warm: 1 s a job
+    lanes["q"].in_flight = 1
+    lanes["q"].residency.start(B, moment.now)
+    servers = list(lanes.values())
+    waiting = [asyncio.ensure_future(scheduler.acquire(servers, B)) for _ in range(3)]
+    await asyncio.sleep(0)  # they arrive
+    await asyncio.sleep(0)  # and are planned
+    return scheduler, moment, lanes["p"], lanes["q"], waiting
+
+
+async def test_a_switch_waits_a_moment_for_the_job_the_last_one_sets_off() -> None:
+    scheduler, moment, p, q, waiting = await switching()
+    assert not any(job.done() for job in waiting)  # p would load b: it waits first
+    assert [when for when, _ in moment.timers] == [pytest.approx(0.05 * 1.1)]
+    moment.now = 0.01  # a job for a comes before the wait is over: p runs it warm
+    warm = asyncio.ensure_future(scheduler.acquire([p, q], A))
+    for _ in range(3):  # it arrives, is planned, and resumes
+        await asyncio.sleep(0)
+    assert warm.done() and warm.result()[0] is p
+    assert p.residency.held == A and not any(job.done() for job in waiting)
+    for job in waiting:
+        job.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_a_switch_still_wanted_when_its_wait_is_over_goes_ahead() -> None:
+    _, moment, p, _, waiting = await switching()
+    ((when, recheck),) = moment.timers
+    moment.now = when
+    recheck()
+    for _ in range(2):  # the loop's next turn plans again, and the job granted resumes
+        await asyncio.sleep(0)
+    granted = [job.result()[0] for job in waiting if job.done()]
+    assert granted == [p] and p.residency.held == B
+    for job in waiting:
+        job.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
 
 
 # -- what a server's jobs teach ---------------------------------------------------------

@@ -19,7 +19,7 @@ import asyncio
 import collections
 import heapq
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from dispatch_core._lanes import Lane
 from dispatch_core._scheduler import Scheduler
@@ -60,6 +60,9 @@ class Simulation:
         heapq.heappush(self._events, (when, next(self._order), future))
         return future
 
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        self.at(self.now + delay).add_done_callback(lambda _: callback())
+
     async def run(self, tasks: Sequence[asyncio.Future[None]]) -> None:
         """Let every task go as far as it can, then move the clock to the next event."""
         while not all(task.done() for task in tasks):
@@ -77,7 +80,8 @@ async def simulate(
     """The sequence through the scheduler, on fresh cold peers: makespan and loads."""
     sim = Simulation()
     lanes: dict[str, Lane] = {}
-    scheduler = Scheduler(lanes, clock=lambda: sim.now)
+    scheduler = Scheduler(lanes, clock=lambda: sim.now, call_later=sim.call_later)
+    scheduler.later = lambda delay, fn: sim.at(sim.now + delay).add_done_callback(lambda _: fn())
     nodes = len(txt2img("a", 0))
     for i in range(mix.peers):
         lanes[f"p{i}"] = Lane(ServerConfig(f"p{i}", f"http://p{i}"), scheduler.dispatch)
