@@ -36,6 +36,12 @@ async def run(quick: bool, only: str | None = None) -> list[Row]:
     if only == "shared":  # the shared queue's rows alone (they start a redis-server)
         return await _shared(quick)
     q = quick
+    swaps: list[Callable[[], Awaitable[Row]]] = [
+        functools.partial(row_swaps, mix, 8 if q else 24, 0.02 if q else 0.2, 1 if q else 3)
+        for mix in SEQUENCES
+    ]
+    if only == "routing":  # the rows of jobs that need models alone
+        return await _each(swaps)
     steps: list[Callable[[], Awaitable[Row]]] = [
         lambda: row_latency(5 if q else 200),
         lambda: row_detection(2 if q else 10, poll=0.2 if q else 1.2),
@@ -45,15 +51,14 @@ async def run(quick: bool, only: str | None = None) -> list[Row]:
         lambda: asyncio.to_thread(row_fuzzy, 1_000 if q else 100_000, 20 if q else 200),
         lambda: row_images(64 if q else 1024, 2 if q else 10),
     ]
-    for mix in SEQUENCES:
-        steps.append(
-            functools.partial(row_swaps, mix, 8 if q else 24, 0.02 if q else 0.2, 1 if q else 3)
-        )
+    return await _each(steps + swaps) + await _shared(q)
+
+
+async def _each(steps: Sequence[Callable[[], Awaitable[Row]]]) -> list[Row]:
     rows = []
     for step in steps:
         rows.append(await step())
         print(f"  done: {rows[-1].name}", file=sys.stderr, flush=True)
-    rows += await _shared(q)
     return rows
 
 
@@ -97,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the pool row's job with --peers: tiny (8×8, all overhead), calibration (blur "
         "and invert a 1024² batch, the default), or your API-format workflow (seeds varied)",
     )
-    parser.add_argument("--only", choices=["shared"], help="only these rows")
+    parser.add_argument("--only", choices=["shared", "routing"], help="only these rows")
     args = parser.parse_args(argv)
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}", file=sys.stderr)
     if args.peers:
