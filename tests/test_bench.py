@@ -50,6 +50,17 @@ async def test_quick_benchmark_prints_every_row() -> None:
         assert sum(row in line for line in table) == 1, row
 
 
+async def test_the_routing_rows_run_alone() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dispatch_core.bench", "--quick", "--only", "routing",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    rows = out.decode().splitlines()[2:]
+    assert [next(k for k in ROWS[-5:] if k in row) for row in rows] == ROWS[-5:]
+
+
 async def test_the_benchmark_measures_servers_it_is_given() -> None:
     from dispatch_core.testing import FakePeer
 
