@@ -152,11 +152,13 @@ async def one_run(args: argparse.Namespace, picks: list[str], affinity: bool) ->
             await dispatcher.refresh_inventory()
             going = asyncio.Semaphore(args.window)
             placed: list[str] = [""] * len(picks)
+            ended: list[float] = [0.0] * len(picks)
 
             async def job(index: int, checkpoint: str) -> None:
                 async with going:
                     result = await dispatcher.run("pool", txt2img(checkpoint, index))
                     placed[index] = result.server
+                    ended[index] = round(time.monotonic() - began, 1)
 
             began = time.monotonic()
             await asyncio.gather(*(job(i, c) for i, c in enumerate(picks)))
@@ -172,6 +174,7 @@ async def one_run(args: argparse.Namespace, picks: list[str], affinity: bool) ->
         "makespan_s": round(took, 1),
         "model_switches": switches,
         "servers": "".join(name[1:] for name in placed),
+        "ended_s": ended,
         "logs": str(folder) if args.keep_logs else None,
     }
 
