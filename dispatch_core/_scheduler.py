@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,15 +45,27 @@ the optimum's; over twenty, 1.06 with 0.44 times the loads (with `_plan._BACK_WE
 _FORGET_SHARE = 0.01
 """A model asked for by less than this share of recent jobs is no longer in demand."""
 _SWITCH_PATIENCE = 0.05
-"""Share of a load's time that a switch waits, once the plan wants it, before it starts.
-A client sends its next job when one returns, so the end of a job sets off an arrival
-moments later, and a switch decided before it arrives cannot be taken back: with 70/30, a
+"""Share of a load's time that a switch waits before it starts, counted from the last
+job's end (or from when the plan first wanted it, if later). A client sends its next job
+when one returns, so the end of a job sets off an arrival moments later, and a switch
+decided before it arrives cannot be taken back: with 70/30, a
 server that had just run the majority model gave it up for the two jobs of the other in
 sight, a few milliseconds before the next job for the majority model came. Sixty
 sequences a kind (`tools/simulate_affinity.py`), none waiting → 0.05: 70/30 1.056 → 1.057
 times the optimum's makespan with 0.45 → 0.43 times least-busy's loads, bursts 1.088 →
 1.086 with 0.47 → 0.45, 50/50 1.060 → 1.056; 0.1 finished later (bursts 1.093). A load
 into a server's free room evicts nothing and does not wait."""
+_OVERDUE_PATIENCE = 1.0
+"""Share of its load that a switch waits while another server that may run the same jobs
+is past its expected end. Its end, and the job it sets off, may come at any moment; a
+cold start is where this shows (a server's first job takes five to ten warm jobs' time on
+ComfyUI, and the first server to end it knows little of the others'). On real ComfyUI,
+with `babbbaaaaaaaabaabaaaaaba`, the server that had run the cold `a` ended first, saw
+three `b` waiting while the other's cold `b` ran past its estimate, and loaded `b`; that
+server ended half a second later, the next `a` came, and it loaded `a`: two loads, and
+the servers had swapped models. Simulated with one server 5 % slower, the same sequence
+took 5.32 s, 4.65 s with this wait; sixty sequences a kind at the usual costs, and forty
+with each job's time ±15 % at random, read the same as without it."""
 _SETTLED = 1e-3
 """Seconds within which a switch's wait counts as over (a timer may fire that early)."""
 _HORIZON = 64
@@ -86,6 +99,12 @@ class Scheduler:
         """The decision that arrivals call for, at the loop's next turn."""
         self._switch_wanted: dict[Lane, float] = {}
         """Free lanes whose switch waits (`_SWITCH_PATIENCE`), and since when."""
+        self._freed_at = -math.inf
+        """When a slot was last given back: a job ended (or failed, or gave up)."""
+        self._overdue: set[Lane] = set()
+        """Busy lanes whose jobs in hand are past their expected end, at the last plan."""
+        self._recheck_at: float | None = None
+        """When the timer set for the switches that wait will plan again."""
 
     async def acquire(
         self,
@@ -143,6 +162,11 @@ class Scheduler:
                 if not waiter.future.done():
                     waiter.future.set_exception(error)
 
+    def slot_freed(self) -> None:
+        """A lane gave a slot back (its `on_free`): hand it on, and note when."""
+        self._freed_at = self._clock()
+        self.dispatch()
+
     def dispatch(self) -> None:
         """Hand free slots to waiting jobs, one at a time, planning again after each."""
         while self._grant_one():
@@ -176,20 +200,34 @@ class Scheduler:
         return planned
 
     def _switch_waits(self, lane: Lane, models: frozenset[str]) -> bool:
-        """Whether the plan's switch of a free lane to `models` waits a little longer
-        (`_SWITCH_PATIENCE`); a timer plans again when the wait is over."""
+        """Whether the plan's switch of a free lane to `models` waits a little longer: a
+        twentieth of its load after the last job's end (`_SWITCH_PATIENCE`), or the whole
+        load while another server is past its expected end (`_OVERDUE_PATIENCE`). A timer
+        plans again when the wait is over."""
         residency = lane.residency
         if models <= residency.held or len(residency.history) <= residency.keeps:
             return False  # no load, or a load into free room: nothing is evicted
         now = self._clock()
         since = self._switch_wanted.setdefault(lane, now)
         load = sum(self.load_cost(lane, name) for name in models - residency.held)
-        wait = since + _SWITCH_PATIENCE * load - now
+        wait = max(since, self._freed_at) + _SWITCH_PATIENCE * load - now
+        if self._overdue - {lane}:
+            wait = max(wait, since + _OVERDUE_PATIENCE * load - now)
         if wait <= _SETTLED:
             return False
-        if since == now:
-            self._call_later(wait, self._dispatch_soon)
+        self._recheck_in(wait)
         return True
+
+    def _recheck_in(self, delay: float) -> None:
+        """Plan again in `delay` seconds, unless a timer will sooner (one at a time)."""
+        due = self._clock() + delay
+        if self._recheck_at is None or due < self._recheck_at:
+            self._recheck_at = due
+            self._call_later(delay, self._recheck)
+
+    def _recheck(self) -> None:
+        self._recheck_at = None
+        self._dispatch_soon()
 
     def _forget(self, waiter: Waiter) -> None:
         if waiter in self._planned:
@@ -218,6 +256,7 @@ class Scheduler:
         run = speeds(lanes)
         now = self._clock()
         states = []
+        self._overdue = set()
         for lane in lanes:
             load = {f: self.load_cost(lane, f, lanes) for f in files}
             residency = lane.residency
@@ -225,6 +264,8 @@ class Scheduler:
                 max(run[lane] + sum(load.get(f, 0.0) for f in b.loads) - (now - b.began), 0.0)
                 for b in residency.running
             )
+            if residency.running and in_hand == 0:
+                self._overdue.add(lane)
             states.append(
                 LaneState(
                     free=lane in free,

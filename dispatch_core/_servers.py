@@ -32,7 +32,7 @@ class Servers:
         self.scheduler = Scheduler(self.lanes)
         """Which waiting job takes a slot that frees, on any server."""
         for name, server in config.servers.items():
-            self.lanes[name] = Lane(server, self.scheduler.dispatch)
+            self.lanes[name] = Lane(server, self.scheduler.slot_freed)
         self.session: aiohttp.ClientSession | None = None
         """Set while the dispatcher is open; clients are made on first use."""
         self._peers: dict[str, PeerClient] = {}
@@ -67,7 +67,7 @@ class Servers:
         for name, server in config.servers.items():
             lane = self.lanes.get(name)
             if lane is None:
-                self.lanes[name] = Lane(server, self.scheduler.dispatch)
+                self.lanes[name] = Lane(server, self.scheduler.slot_freed)
                 continue
             moved = (lane.server.url, dict(lane.server.headers)) != (
                 server.url,

@@ -155,8 +155,11 @@ class Moment:
         self.timers.append((self.now + delay, callback))
 
 
-async def switching() -> tuple[Scheduler, Moment, Lane, Lane, list[asyncio.Future[Any]]]:
-    """p free and warm on a, q busy on b, and three jobs for b: the plan wants p to switch."""
+async def switching(
+    now: float = 0.0,
+) -> tuple[Scheduler, Moment, Lane, Lane, list[asyncio.Future[Any]]]:
+    """p free and warm on a, q busy on b since 0 (1 s a job), and three jobs for b coming
+    at `now`: the plan wants p to switch."""
     moment, lanes = Moment(), {}
     scheduler = Scheduler(lanes, clock=lambda: moment.now, call_later=moment.call_later)
     for name, models in (("p", A), ("q", B)):
@@ -166,6 +169,7 @@ async def switching() -> tuple[Scheduler, Moment, Lane, Lane, list[asyncio.Futur
         residency.finish(residency.start(models), 1.0, cost)  # warm: 1 s a job
     lanes["q"].in_flight = 1
     lanes["q"].residency.start(B, moment.now)
+    moment.now = now
     servers = list(lanes.values())
     waiting = [asyncio.ensure_future(scheduler.acquire(servers, B)) for _ in range(3)]
     await asyncio.sleep(0)  # they arrive
@@ -197,6 +201,40 @@ async def test_a_switch_still_wanted_when_its_wait_is_over_goes_ahead() -> None:
         await asyncio.sleep(0)
     granted = [job.result()[0] for job in waiting if job.done()]
     assert granted == [p] and p.residency.held == B
+    for job in waiting:
+        job.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_a_switch_waits_again_after_a_job_ends_and_a_timer_plans_once_it_is_over() -> None:
+    scheduler, moment, p, _, waiting = await switching()
+    moment.now = 0.05  # another job ends: its follower may be on its way
+    scheduler.slot_freed()
+    ((first, recheck),) = moment.timers
+    moment.now = first
+    recheck()
+    await asyncio.sleep(0)
+    assert not any(job.done() for job in waiting)
+    assert [when for when, _ in moment.timers[1:]] == [pytest.approx(0.05 + 0.05 * 1.1)]
+    moment.now, recheck = moment.timers[1]
+    recheck()
+    for _ in range(2):
+        await asyncio.sleep(0)
+    assert [job.result()[0] for job in waiting if job.done()] == [p]
+
+
+async def test_a_switch_waits_its_whole_load_while_another_server_is_overdue() -> None:
+    scheduler, moment, p, q, waiting = await switching(now=5.0)  # q's job is 4 s late
+    assert [when for when, _ in moment.timers] == [pytest.approx(5.0 + 1.1)]
+    q.residency.drop(q.residency.running[0])  # it ends at last; its follower is for a
+    q.in_flight = 0
+    moment.now = 5.5
+    follower = asyncio.ensure_future(scheduler.acquire([p, q], A))
+    scheduler.slot_freed()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert follower.done() and follower.result()[0] is p
+    assert p.residency.held == A
     for job in waiting:
         job.cancel()
     await asyncio.gather(*waiting, return_exceptions=True)

@@ -84,7 +84,7 @@ async def simulate(
     scheduler.later = lambda delay, fn: sim.at(sim.now + delay).add_done_callback(lambda _: fn())
     nodes = len(txt2img("a", 0))
     for i in range(mix.peers):
-        lanes[f"p{i}"] = Lane(ServerConfig(f"p{i}", f"http://p{i}"), scheduler.dispatch)
+        lanes[f"p{i}"] = Lane(ServerConfig(f"p{i}", f"http://p{i}"), scheduler.slot_freed)
         if mix.slots > 1:  # as the benchmark's peers say they were started (`--cache-lru`)
             lanes[f"p{i}"].residency.cached_results = mix.slots * nodes
     peers = {name: SwappingPeer(mix.slots, run) for name in lanes}
