@@ -7,7 +7,8 @@ frees, the jobs waiting for models are spread over the servers by the expected f
 the whole known queue, each server's warm run time, the load cost of each model on it and
 the models it holds, all measured on its own jobs (`_residency`), with a switch back
 counted for each model in demand that the plan would leave on no server. Free servers take
-the first job of their share; a free server with no share stays idle.
+the first job of their share; a free server with no share stays idle. A start that evicts
+a model waits a moment first, for the jobs that other servers' ends are about to bring.
 
 Models get no fixed homes: a model's home is wherever it is loaded, and it stays there
 because moving it costs a load now and, while jobs still ask for it, a load back later.
@@ -48,12 +49,12 @@ _SWITCH_PATIENCE = 0.05
 """Share of a load's time that a switch waits before it starts, counted from the last
 job's end (or from when the plan first wanted it, if later). A client sends its next job
 when one returns, so the end of a job sets off an arrival moments later, and a switch
-decided before it arrives cannot be taken back: with 70/30, a
-server that had just run the majority model gave it up for the two jobs of the other in
-sight, a few milliseconds before the next job for the majority model came. Sixty
+decided before it arrives cannot be taken back: with 70/30, a server that had just run
+the majority model gave it up for the two jobs of the other in sight, a few milliseconds
+before the next job for the majority model came. Sixty
 sequences a kind (`tools/simulate_affinity.py`), none waiting → 0.05: 70/30 1.056 → 1.057
 times the optimum's makespan with 0.45 → 0.43 times least-busy's loads, bursts 1.088 →
-1.086 with 0.47 → 0.45, 50/50 1.060 → 1.056; 0.1 finished later (bursts 1.093). A load
+1.085 with 0.47 → 0.45, 50/50 1.060 → 1.056; 0.1 finished later (bursts 1.093). A load
 into a server's free room evicts nothing and does not wait."""
 _OVERDUE_PATIENCE = 1.0
 """Share of its load that a switch waits while another server that may run the same jobs
