@@ -51,14 +51,15 @@ job's end (or from when the plan first wanted it, if later). A client sends its 
 when one returns, so the end of a job sets off an arrival moments later, and a switch
 decided before it arrives cannot be taken back: with 70/30, a server that had just run
 the majority model gave it up for the two jobs of the other in sight, a few milliseconds
-before the next job for the majority model came. Sixty
-sequences a kind (`tools/simulate_affinity.py`), none waiting → 0.05: 70/30 1.056 → 1.057
-times the optimum's makespan with 0.45 → 0.43 times least-busy's loads, bursts 1.088 →
-1.085 with 0.47 → 0.45, 50/50 1.060 → 1.056; 0.1 finished later (bursts 1.093). A load
-into a server's free room evicts nothing and does not wait."""
-_OVERDUE_PATIENCE = 1.0
-"""Share of its load that a switch waits while another server that may run the same jobs
-is past its expected end. Its end, and the job it sets off, may come at any moment; a
+before the next job for the majority model came. Sixty sequences a kind
+(`tools/simulate_affinity.py`), none waiting → 0.05: 70/30 1.056 → 1.057 times the
+optimum's makespan with 0.45 → 0.43 times least-busy's loads, bursts 1.088 → 1.085 with
+0.47 → 0.45, 50/50 1.060 → 1.056; 0.1 finished later (bursts 1.093). A load into a
+server's free room evicts nothing and does not wait."""
+_LONGEST_WAIT = 1.0
+"""Share of its load that a switch waits at most: all of it while another server that may
+run the same jobs is past its expected end, and never longer, however often jobs end on a
+large pool. A late server's end, and the job it sets off, may come at any moment; a
 cold start is where this shows (a server's first job takes five to ten warm jobs' time on
 ComfyUI, and the first server to end it knows little of the others'). On real ComfyUI,
 with `babbbaaaaaaaabaabaaaaaba`, the server that had run the cold `a` ended first, saw
@@ -202,18 +203,20 @@ class Scheduler:
 
     def _switch_waits(self, lane: Lane, models: frozenset[str]) -> bool:
         """Whether the plan's switch of a free lane to `models` waits a little longer: a
-        twentieth of its load after the last job's end (`_SWITCH_PATIENCE`), or the whole
-        load while another server is past its expected end (`_OVERDUE_PATIENCE`). A timer
-        plans again when the wait is over."""
+        twentieth of its load after the last job's end (`_SWITCH_PATIENCE`), the whole
+        load while another server is past its expected end, and never more than that
+        since the plan first wanted it (`_LONGEST_WAIT`). A timer plans again when the
+        wait is over."""
         residency = lane.residency
         if models <= residency.held or len(residency.history) <= residency.keeps:
             return False  # no load, or a load into free room: nothing is evicted
         now = self._clock()
         since = self._switch_wanted.setdefault(lane, now)
         load = sum(self.load_cost(lane, name) for name in models - residency.held)
-        wait = max(since, self._freed_at) + _SWITCH_PATIENCE * load - now
-        if self._overdue - {lane}:
-            wait = max(wait, since + _OVERDUE_PATIENCE * load - now)
+        longest = since + _LONGEST_WAIT * load
+        until = max(since, self._freed_at) + _SWITCH_PATIENCE * load
+        until = longest if self._overdue - {lane} else min(until, longest)
+        wait = until - now
         if wait <= _SETTLED:
             return False
         self._recheck_in(wait)

@@ -154,6 +154,16 @@ class Moment:
     def call_later(self, delay: float, callback: Callable[[], None]) -> None:
         self.timers.append((self.now + delay, callback))
 
+    async def advance(self, to: float) -> None:
+        """Move the clock to `to`, calling each timer due on the way (and what it starts)."""
+        while due := [timer for timer in self.timers if timer[0] <= to + 1e-9]:
+            timer = min(due, key=lambda t: t[0])
+            self.timers.remove(timer)
+            self.now = timer[0]
+            timer[1]()
+            await asyncio.sleep(0)
+        self.now = to
+
 
 async def switching(
     now: float = 0.0,
@@ -221,6 +231,20 @@ async def test_a_switch_waits_again_after_a_job_ends_and_a_timer_plans_once_it_i
     for _ in range(2):
         await asyncio.sleep(0)
     assert [job.result()[0] for job in waiting if job.done()] == [p]
+
+
+async def test_a_switch_waits_no_longer_than_its_load_however_often_jobs_end() -> None:
+    scheduler, moment, p, _, waiting = await switching()
+    for tick in range(1, 22):  # a job ends somewhere every 50 ms, up to 1.05 s
+        await moment.advance(tick * 0.05)
+        scheduler.slot_freed()
+        assert not any(job.done() for job in waiting)
+    await moment.advance(1.1)  # the switch's whole load (1.1 s) since it was wanted
+    await asyncio.sleep(0)
+    assert [job.result()[0] for job in waiting if job.done()] == [p]
+    for job in waiting:
+        job.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
 
 
 async def test_a_switch_waits_its_whole_load_while_another_server_is_overdue() -> None:

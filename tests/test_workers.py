@@ -273,7 +273,7 @@ async def test_serve_stopped_by_a_signal_stops_its_workers_and_closes_the_journa
                     message = json.loads((await events.receive(timeout=20)).data)
                     if message["type"] == "dispatch.job" and message["data"]["id"] == job_id:
                         state = message["data"]["state"]
-                assert state == "done"
+                assert state == "done", message["data"]
         assert alive(pid)
         process.send_signal(signum)
         rest = (await asyncio.wait_for(process.stderr.read(), 30)).decode()

@@ -16,8 +16,8 @@ Run it with a Python that has dispatch_core (from this repository) and aiohttp; 
 run with `--python`. Every run prints one line of JSON.
 
 The first run on a machine pays for what the system reads from disk once (the
-checkpoints, the libraries ComfyUI loads on its first prompt): a cold start took 23 to 27 s
-there against 12 to 14 s in the runs after it. So an untimed warm-up (one job of each
+checkpoints, the libraries ComfyUI loads on its first prompt): a cold start took 18 to 27 s
+there against 13 to 18 s in the run after it. So an untimed warm-up (one job of each
 checkpoint on fresh peers) comes first, and with `--policy both` the two policies take
 turns going first.
 """
