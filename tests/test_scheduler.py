@@ -187,50 +187,46 @@ async def switching(
     return scheduler, moment, lanes["p"], lanes["q"], waiting
 
 
+async def given_up(jobs: list[asyncio.Future[Any]]) -> None:
+    for job in jobs:
+        job.cancel()
+    await asyncio.gather(*jobs, return_exceptions=True)
+
+
+def granted(jobs: list[asyncio.Future[Any]]) -> list[Lane]:
+    return [job.result()[0] for job in jobs if job.done()]
+
+
 async def test_a_switch_waits_a_moment_for_the_job_the_last_one_sets_off() -> None:
     scheduler, moment, p, q, waiting = await switching()
-    assert not any(job.done() for job in waiting)  # p would load b: it waits first
+    assert not granted(waiting)  # p would load b: it waits first
     assert [when for when, _ in moment.timers] == [pytest.approx(0.05 * 1.1)]
     moment.now = 0.01  # a job for a comes before the wait is over: p runs it warm
     warm = asyncio.ensure_future(scheduler.acquire([p, q], A))
     for _ in range(3):  # it arrives, is planned, and resumes
         await asyncio.sleep(0)
-    assert warm.done() and warm.result()[0] is p
-    assert p.residency.held == A and not any(job.done() for job in waiting)
-    for job in waiting:
-        job.cancel()
-    await asyncio.gather(*waiting, return_exceptions=True)
+    assert granted([warm]) == [p] and p.residency.held == A and not granted(waiting)
+    await given_up(waiting)
 
 
 async def test_a_switch_still_wanted_when_its_wait_is_over_goes_ahead() -> None:
     _, moment, p, _, waiting = await switching()
-    ((when, recheck),) = moment.timers
-    moment.now = when
-    recheck()
-    for _ in range(2):  # the loop's next turn plans again, and the job granted resumes
-        await asyncio.sleep(0)
-    granted = [job.result()[0] for job in waiting if job.done()]
-    assert granted == [p] and p.residency.held == B
-    for job in waiting:
-        job.cancel()
-    await asyncio.gather(*waiting, return_exceptions=True)
-
-
-async def test_a_switch_waits_again_after_a_job_ends_and_a_timer_plans_once_it_is_over() -> None:
-    scheduler, moment, p, _, waiting = await switching()
-    moment.now = 0.05  # another job ends: its follower may be on its way
-    scheduler.slot_freed()
-    ((first, recheck),) = moment.timers
-    moment.now = first
-    recheck()
+    await moment.advance(0.05 * 1.1)  # the timer plans again, and the job granted resumes
     await asyncio.sleep(0)
-    assert not any(job.done() for job in waiting)
-    assert [when for when, _ in moment.timers[1:]] == [pytest.approx(0.05 + 0.05 * 1.1)]
-    moment.now, recheck = moment.timers[1]
-    recheck()
-    for _ in range(2):
-        await asyncio.sleep(0)
-    assert [job.result()[0] for job in waiting if job.done()] == [p]
+    assert granted(waiting) == [p] and p.residency.held == B
+    await given_up(waiting)
+
+
+async def test_a_switch_waits_again_after_a_job_ends() -> None:
+    scheduler, moment, p, _, waiting = await switching()
+    await moment.advance(0.05)  # another job ends: its follower may be on its way
+    scheduler.slot_freed()
+    await moment.advance(0.05 * 1.1)
+    assert not granted(waiting)
+    await moment.advance(0.05 + 0.05 * 1.1)
+    await asyncio.sleep(0)
+    assert granted(waiting) == [p]
+    await given_up(waiting)
 
 
 async def test_a_switch_waits_no_longer_than_its_load_however_often_jobs_end() -> None:
@@ -238,13 +234,11 @@ async def test_a_switch_waits_no_longer_than_its_load_however_often_jobs_end() -
     for tick in range(1, 22):  # a job ends somewhere every 50 ms, up to 1.05 s
         await moment.advance(tick * 0.05)
         scheduler.slot_freed()
-        assert not any(job.done() for job in waiting)
+        assert not granted(waiting)
     await moment.advance(1.1)  # the switch's whole load (1.1 s) since it was wanted
     await asyncio.sleep(0)
-    assert [job.result()[0] for job in waiting if job.done()] == [p]
-    for job in waiting:
-        job.cancel()
-    await asyncio.gather(*waiting, return_exceptions=True)
+    assert granted(waiting) == [p]
+    await given_up(waiting)
 
 
 async def test_a_switch_waits_its_whole_load_while_another_server_is_overdue() -> None:
@@ -257,11 +251,8 @@ async def test_a_switch_waits_its_whole_load_while_another_server_is_overdue() -
     scheduler.slot_freed()
     for _ in range(3):
         await asyncio.sleep(0)
-    assert follower.done() and follower.result()[0] is p
-    assert p.residency.held == A
-    for job in waiting:
-        job.cancel()
-    await asyncio.gather(*waiting, return_exceptions=True)
+    assert granted([follower]) == [p] and p.residency.held == A
+    await given_up(waiting)
 
 
 # -- what a server's jobs teach ---------------------------------------------------------
