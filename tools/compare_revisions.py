@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import importlib
 import io
-import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,13 +35,14 @@ import tarfile
 import tempfile
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from dispatch_core.bench._peers import cpu_spent, pool_config, spawn_peers, tiny
+from dispatch_core.bench._peers import cpu_of, cpu_spent, pool_config, spawn_peers, tiny
 from dispatch_core.bench._rows import _loop_lags, _p99_ms, _prompts
+from dispatch_core.bench._shared import redis_server
 
 Figures = dict[str, float]
 
@@ -161,11 +159,11 @@ async def _parked(dispatcher: Any, queued: int, in_flight: int) -> Figures:
 async def shared_round(package: ModuleType, jobs: int = 2000) -> Figures:
     async with spawn_peers(8, 0.02) as urls:
         local, _ = await _makespan(package, urls, {}, jobs)
-        async with _redis_server() as (url, pid):
-            before = _cpu_of(pid)
+        async with redis_server() as (url, pid):
+            before = cpu_of(pid)
             queue = {"queue": {"backend": "redis", "url": url}}
             shared, busy = await _makespan(package, urls, queue, jobs)
-            redis_cpu = _cpu_of(pid) - before
+            redis_cpu = cpu_of(pid) - before
     return {
         "ratio to the local backend": shared / local,
         "dispatcher CPU a job (ms)": busy.own / jobs * 1000,
@@ -188,30 +186,6 @@ async def _makespan(
             took = time.perf_counter() - began
     assert not [r for r in results if isinstance(r, BaseException)]
     return took, busy
-
-
-@contextlib.asynccontextmanager
-async def _redis_server() -> AsyncIterator[tuple[str, int]]:
-    """A redis-server without persistence on a free port: its URL and process id."""
-    from dispatch_core.bench._shared import _until_it_answers
-
-    with socket.socket() as probe, tempfile.TemporaryDirectory() as folder:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()
-        command = ("redis-server", "--port", str(port), "--save", "", "--dir", folder)
-        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL)
-        try:
-            await _until_it_answers(port)
-            yield f"redis://127.0.0.1:{port}/0", process.pid
-        finally:
-            process.terminate()
-            await process.wait()
-
-
-def _cpu_of(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _timed(call: Callable[[], object]) -> float:

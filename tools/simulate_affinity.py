@@ -81,7 +81,6 @@ async def simulate(
     sim = Simulation()
     lanes: dict[str, Lane] = {}
     scheduler = Scheduler(lanes, clock=lambda: sim.now, call_later=sim.call_later)
-    scheduler.later = lambda delay, fn: sim.at(sim.now + delay).add_done_callback(lambda _: fn())
     nodes = len(txt2img("a", 0))
     for i in range(mix.peers):
         lanes[f"p{i}"] = Lane(ServerConfig(f"p{i}", f"http://p{i}"), scheduler.slot_freed)

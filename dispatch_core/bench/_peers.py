@@ -69,13 +69,15 @@ def cpu_spent(urls: Sequence[str]) -> Iterator[Busy]:
 
 def _peers_cpu(urls: Sequence[str]) -> float:
     """CPU seconds the fake peers have used, from /proc (0 where there is none)."""
-    total = 0.0
-    for url in urls:
-        stat = Path(f"/proc/{_PIDS.get(url, -1)}/stat")
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rpartition(")")[2].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(cpu_of(_PIDS.get(url, -1)) for url in urls)
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds a process has used, from /proc (0 where there is none: not Linux)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def tiny(seed: int = 0) -> dict[str, Any]:

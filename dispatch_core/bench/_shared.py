@@ -44,11 +44,11 @@ async def rows_shared(
     async with spawn_peers(peers, seconds) as urls:
         for _ in range(repeats):
             locals_.append(await makespan(urls, specs))
-            async with _redis() as url:  # a fresh one: nothing learned in a run before
+            async with redis_server() as (url, _):  # a fresh one: nothing learned before
                 ones.append(await _on_redis(urls, url, specs, 1))
         found = [(1, statistics.median(t for t, _ in ones), sum(r for _, r in ones) // repeats)]
         for n in (2, 4):
-            async with _redis() as url:
+            async with redis_server() as (url, _):
                 found.append((n, *await _on_redis(urls, url, specs, n)))
     local = statistics.median(locals_)
     rows = []
@@ -99,8 +99,8 @@ def _round_trips(dispatcher: Dispatcher) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _redis() -> AsyncIterator[str]:
-    """A redis-server on a free loopback port, without persistence."""
+async def redis_server() -> AsyncIterator[tuple[str, int]]:
+    """A redis-server on a free loopback port, without persistence: its URL and pid."""
     with socket.socket() as probe, tempfile.TemporaryDirectory() as folder:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -112,7 +112,7 @@ async def _redis() -> AsyncIterator[str]:
         )
         try:
             await _until_it_answers(port)
-            yield f"redis://127.0.0.1:{port}/0"
+            yield f"redis://127.0.0.1:{port}/0", process.pid
         finally:
             process.terminate()
             await process.wait()
